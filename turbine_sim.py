@@ -1,0 +1,1793 @@
+#!/usr/bin/env python3
+"""turbine_sim: a local Turbine exchange on loopback.
+
+Serves the REST API (under /api/v1) and the WebSocket stream (/api/v1/stream) of
+../shared/turbine-api.md on one port with aiohttp, plus /sim/* admin routes for clock and
+fault control. It is the embedded default of `spike_bot.py --sim` and the peer the tests run
+against.
+
+    python turbine_sim.py --port 8080 --speed 60 --seed 7
+
+Importable:
+
+    sim = start_sim(SimConfig(manual_clock=True, seed=7))
+    sim.base_url, sim.ws_url, sim.advance(30), sim.fault("ws_freeze"), sim.state(), sim.stop()
+
+Layout (rules live in the model classes, the routes only translate JSON):
+    Clock         simulated time (real x speed, or manual)
+    crypto        EIP-712 / EIP-191 / Ed25519 verification (independent of spike_bot's signer)
+    Ledger        USDC balances, allowances, permit and CTF nonces, YES/NO shares, invariants
+    Exchange      markets, books, matching, settlement, resolution, claims (single-threaded:
+                  everything runs on the aiohttp event loop)
+    Participants  seeded noise takers, informed takers and a background maker
+    Faults        switchable failure injection
+    App           aiohttp routes and the stream fan-out
+
+Where the spec is silent the simulator follows the official SDK and says so in a comment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import bisect
+import collections
+import json
+import logging
+import math
+import random
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+from coincurve import PublicKey
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+log = logging.getLogger("turbine_sim")
+
+# ---------------------------------------------------------------------------------------------
+# Constants (from turbine-api.md)
+# ---------------------------------------------------------------------------------------------
+PRICE_SCALE = 1_000_000
+MIN_PRICE, MAX_PRICE = 1, 999_999
+BUY, SELL = 0, 1
+YES, NO = 0, 1
+MAX_UINT = 2**256 - 1
+ZERO_ADDRESS = "0x" + "00" * 20
+BEARER_VALIDITY_S = 300
+CHAINS: dict[int, dict[str, str]] = {
+    137: {"settlement": "0xdB96C91d9e5930fE3Ed1604603CfA4ece454725c",
+          "ctf": "0xA86e521D596D626E2347875F1a4a23719dDaC0B6",
+          "usdc": "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359",
+          "usdc_name": "USD Coin", "usdc_version": "2"},
+    43114: {"settlement": "0x893ca652525B1F9DC25189ED9c3AD0543ACfb989",
+            "ctf": "0xA86e521D596D626E2347875F1a4a23719dDaC0B6",
+            "usdc": "0xB97EF9Ef8734C71904D8002F8b6Bc66Dd9c48a6E",
+            "usdc_name": "USD Coin", "usdc_version": "2"},
+    84532: {"settlement": "0xF37B881F236033E55bF1cdAB628c7Cd88aAd89D4",
+            "ctf": "0xc5Eb8d9dE7c56CC600B9ed4E71318307C740f5ED",
+            "usdc": "0xf9065CCFF7025649F16D547DC341DAffF0C7F7f6",
+            "usdc_name": "Mock USDC", "usdc_version": "1"},
+}
+SECONDS_PER_YEAR = 365 * 24 * 3600
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SimConfig:
+    host: str = "127.0.0.1"
+    port: int = 0                      # 0: a free port
+    chain_id: int = 137
+    seed: int = 7
+    speed: float = 1.0                 # sim seconds per real second (ignored with manual_clock)
+    manual_clock: bool = False         # time moves only through advance()
+    start_time: float | None = None    # sim epoch at start; default: now, aligned to the interval
+    assets: tuple[str, ...] = ("BTC",)
+    intervals: tuple[int, ...] = (15,)  # minutes
+    btc_price: float = 95_000.0
+    annual_vol: float = 0.55           # BTC-like; per asset price paths are independent
+    resolve_delay_s: float = 30.0      # oracle delay after endTime before `resolved`
+    initial_usdc: float = 1_000.0      # each new address starts with this (USDC)
+    taker_fee_bps: int = 100           # fee in bps of size (SDK budgets 1% of size); assumption
+    maker_fee_bps: int = 0
+    rate_limit_per_s: float = 0.0      # per client (API key or IP); 0 = off
+    rate_limit_burst: float = 40.0
+    book_heartbeat_s: float = 2.0      # resend subscribed books at least this often (sim s)
+    participants: bool = True
+    noise_rate_per_min: float = 4.0    # noise taker orders per sim minute
+    noise_size_mean: float = 60.0      # shares, lognormal
+    noise_max_cross: float = 0.32      # how far past the true probability a noise taker pays
+    informed_rate_per_min: float = 6.0
+    informed_edge: float = 0.025       # informed takers trade quotes mispriced by at least this
+    informed_size: float = 40.0
+    maker_levels: tuple[float, ...] = (0.03, 0.07, 0.12)
+    maker_sizes: tuple[float, ...] = (30.0, 40.0, 60.0)
+    maker_refresh_s: float = 5.0
+    step_s: float = 1.0                # simulation step (price path, participants)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clock
+# ---------------------------------------------------------------------------------------------
+class Clock:
+    """Simulated unix time. Real mode: start + elapsed_real * speed. Manual: moved by advance().
+
+    Thread-safe for readers: the bot reads it (in --sim mode and tests) from its own threads.
+    """
+
+    def __init__(self, start: float, speed: float = 1.0, manual: bool = False) -> None:
+        self.manual = manual
+        self.speed = speed
+        self._start = start
+        self._real0 = time.monotonic()
+        self._t = start
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        if self.manual:
+            return self._t
+        return self._start + (time.monotonic() - self._real0) * self.speed
+
+    def set(self, t: float) -> None:
+        with self._lock:
+            if t > self._t:
+                self._t = t
+
+    def wait(self, event: threading.Event | None, seconds: float) -> bool:
+        """Sleep `seconds` of simulated time, or until `event` is set. Returns event state."""
+        if not self.manual:
+            real = max(0.0, seconds / self.speed)
+            if event is None:
+                time.sleep(real)
+                return False
+            return event.wait(real)
+        deadline = self.now() + seconds
+        while self.now() < deadline:
+            if event is not None and event.wait(0.003):
+                return True
+            if event is None:
+                time.sleep(0.003)
+        return bool(event and event.is_set())
+
+
+# ---------------------------------------------------------------------------------------------
+# Crypto: EIP-712 hashing and recovery, bearer tokens
+# ---------------------------------------------------------------------------------------------
+def _u256(v: int) -> bytes:
+    return int(v).to_bytes(32, "big")
+
+
+def _addr32(a: str) -> bytes:
+    return bytes.fromhex(a[2:].rjust(64, "0"))
+
+
+def _b32(h: str) -> bytes:
+    h = h[2:] if h.startswith("0x") else h
+    if len(h) > 64:
+        raise ValueError("bytes32 too long")
+    return bytes.fromhex(h.rjust(64, "0"))
+
+
+_DOMAIN_TYPEHASH = keccak(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+ORDER_TYPEHASH = keccak(
+    b"Order(bytes32 marketId,address trader,uint8 side,uint8 outcome,uint256 price,"
+    b"uint256 size,uint256 nonce,uint256 expiration,address makerFeeRecipient)")
+PERMIT_TYPEHASH = keccak(
+    b"Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)")
+REDEEM_TYPEHASH = keccak(
+    b"RedeemPositions(address owner,address collateralToken,bytes32 parentCollectionId,"
+    b"bytes32 conditionId,uint256[] indexSets,uint256 nonce,uint256 deadline)")
+
+
+def domain_separator(name: str, version: str, chain_id: int, contract: str) -> bytes:
+    return keccak(_DOMAIN_TYPEHASH + keccak(name.encode()) + keccak(version.encode())
+                  + _u256(chain_id) + _addr32(contract))
+
+
+def order_struct_hash(o: dict[str, Any]) -> bytes:
+    return keccak(ORDER_TYPEHASH + _b32(o["marketId"]) + _addr32(o["trader"])
+                  + _u256(o["side"]) + _u256(o["outcome"]) + _u256(o["price"])
+                  + _u256(o["size"]) + _u256(o["nonce"]) + _u256(o["expiration"])
+                  + _addr32(o["makerFeeRecipient"]))
+
+
+def eip712_digest(dsep: bytes, struct_hash: bytes) -> bytes:
+    return keccak(b"\x19\x01" + dsep + struct_hash)
+
+
+def recover(digest: bytes, sig: bytes) -> str:
+    """Address that signed `digest` (65-byte r||s||v, v in {27,28} or {0,1})."""
+    if len(sig) != 65:
+        raise ValueError("signature must be 65 bytes")
+    v = sig[64]
+    if v >= 27:
+        v -= 27
+    if v not in (0, 1):
+        raise ValueError("bad recovery id")
+    pub = PublicKey.from_signature_and_message(sig[:64] + bytes([v]), digest, hasher=None)
+    return "0x" + keccak(pub.format(compressed=False)[1:])[-20:].hex()
+
+
+def sig_from_vrs(v: int, r: str, s: str) -> bytes:
+    return _b32(r) + _b32(s) + bytes([int(v)])
+
+
+def _b64d(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def same_addr(a: str, b: str) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# Model records
+# ---------------------------------------------------------------------------------------------
+class ApiError(Exception):
+    """Maps to an HTTP error with the API's `{"error": ...}` body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class SimOrder:
+    order_hash: str
+    market_id: str
+    trader: str            # lower-case address
+    side: int
+    outcome: int
+    price: int
+    size: int
+    nonce: int
+    expiration: int
+    created_at: int
+    seq: int
+    permit_budget: int = 0  # USDC allowance carried by this order's own permit
+    filled: int = 0
+    status: str = "open"
+    internal: bool = False  # participant order (no signature, never rests when ioc)
+    maker_fee_recipient: str = ZERO_ADDRESS
+
+    @property
+    def remaining(self) -> int:
+        return self.size - self.filled
+
+    def to_json(self) -> dict[str, Any]:
+        return {"orderHash": self.order_hash, "marketId": self.market_id,
+                "trader": self.trader, "side": self.side, "outcome": self.outcome,
+                "price": self.price, "size": self.size, "filledSize": self.filled,
+                "remainingSize": self.remaining if self.status == "open" else 0,
+                "nonce": self.nonce, "expiration": self.expiration, "status": self.status,
+                "createdAt": self.created_at}
+
+
+@dataclass
+class Market:
+    market_id: str
+    asset: str
+    interval: int
+    start: int
+    end: int
+    strike: float            # USD
+    contract: str
+    condition_id: str
+    final_price: float | None = None
+    closed: bool = False     # trading over (endTime passed)
+    resolved: bool = False
+    outcome: int | None = None
+    created_at: int = 0
+    volume: int = 0
+    last_price: int = 0
+
+    def to_quick(self) -> dict[str, Any]:
+        return {"id": self.market_id, "marketId": self.market_id, "asset": self.asset,
+                "intervalMinutes": self.interval, "startPrice": round(self.strike * 1e6),
+                "endPrice": None if self.final_price is None else round(self.final_price * 1e6),
+                "startTime": self.start, "endTime": self.end, "resolved": self.resolved,
+                "outcome": self.outcome, "winningOutcome": self.outcome,
+                "priceSource": "sim", "createdAt": self.created_at,
+                "contractAddress": self.contract}
+
+
+@dataclass
+class Position:
+    yes: int = 0
+    no: int = 0
+    yes_cost: int = 0
+    no_cost: int = 0
+    yes_revenue: int = 0
+    no_revenue: int = 0
+    invested: int = 0
+    last_price: int = 0
+    updated: int = 0
+
+
+class Book:
+    """One (market, outcome) side pair with price-time priority. Keys keep lists sorted."""
+
+    def __init__(self) -> None:
+        self.bids: list[SimOrder] = []   # best (highest price, earliest) first
+        self.asks: list[SimOrder] = []   # best (lowest price, earliest) first
+
+    @staticmethod
+    def _key(o: SimOrder) -> tuple[int, int]:
+        return (-o.price if o.side == BUY else o.price, o.seq)
+
+    def add(self, o: SimOrder) -> None:
+        lst = self.bids if o.side == BUY else self.asks
+        bisect.insort(lst, o, key=self._key)
+
+    def remove(self, o: SimOrder) -> None:
+        lst = self.bids if o.side == BUY else self.asks
+        try:
+            lst.remove(o)
+        except ValueError:
+            pass
+
+    def levels(self, depth: int = 50) -> tuple[list[dict[str, int]], list[dict[str, int]]]:
+        def agg(lst: list[SimOrder]) -> list[dict[str, int]]:
+            out: list[dict[str, int]] = []
+            for o in lst:
+                if out and out[-1]["price"] == o.price:
+                    out[-1]["size"] += o.remaining
+                elif len(out) < depth:
+                    out.append({"price": o.price, "size": o.remaining})
+                else:
+                    break
+            return out
+        return agg(self.bids), agg(self.asks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ledger: USDC, allowances, nonces, shares
+# ---------------------------------------------------------------------------------------------
+class Ledger:
+    def __init__(self, initial_usdc: int) -> None:
+        self.initial = initial_usdc
+        self.balance: dict[str, int] = {}
+        self.allowance: dict[str, int] = {}       # standing allowance for the settlement
+        self.permit_nonce: dict[str, int] = collections.defaultdict(int)
+        self.ctf_nonce: dict[str, int] = collections.defaultdict(int)
+        self.positions: dict[tuple[str, str], Position] = {}   # (addr, market) -> Position
+        self.collateral: dict[str, int] = collections.defaultdict(int)  # per market
+        self.minted = 0
+        self.fees = 0
+        self.paid_out = 0
+
+    def ensure(self, addr: str, amount: int | None = None) -> None:
+        if addr not in self.balance:
+            amt = self.initial if amount is None else amount
+            self.balance[addr] = amt
+            self.allowance[addr] = 0
+            self.minted += amt
+
+    def mint(self, addr: str, amount: int) -> None:
+        self.ensure(addr, 0)
+        self.balance[addr] += amount
+        self.minted += amount
+
+    def pos(self, addr: str, market: str) -> Position:
+        p = self.positions.get((addr, market))
+        if p is None:
+            p = self.positions[(addr, market)] = Position()
+        return p
+
+    def spend_allowance(self, addr: str, order: SimOrder | None, amount: int) -> None:
+        """Consume allowance: the order's own permit first, then the standing allowance."""
+        if order is not None and order.permit_budget:
+            use = min(order.permit_budget, amount)
+            order.permit_budget -= use
+            amount -= use
+        if amount and self.allowance.get(addr, 0) != MAX_UINT:
+            self.allowance[addr] = self.allowance.get(addr, 0) - amount
+
+    def available_allowance(self, addr: str, order: SimOrder | None) -> int:
+        a = self.allowance.get(addr, 0)
+        if a == MAX_UINT:
+            return MAX_UINT
+        return a + (order.permit_budget if order is not None else 0)
+
+    def invariants(self, markets: dict[str, Market]) -> tuple[bool, list[str]]:
+        bad: list[str] = []
+        total = sum(self.balance.values()) + sum(self.collateral.values()) + self.fees
+        if total != self.minted:
+            bad.append(f"usdc not conserved: {total} != minted {self.minted}")
+        if any(v < 0 for v in self.balance.values()):
+            bad.append("negative usdc balance")
+        for m in markets.values():
+            yes = sum(p.yes for (_, mk), p in self.positions.items() if mk == m.market_id)
+            no = sum(p.no for (_, mk), p in self.positions.items() if mk == m.market_id)
+            c = self.collateral.get(m.market_id, 0)
+            if not m.resolved and not (yes == no == c):
+                bad.append(f"{m.market_id[:10]} supply yes={yes} no={no} collateral={c}")
+            if m.resolved and c != (yes if m.outcome == YES else no):
+                bad.append(f"{m.market_id[:10]} collateral {c} != winning supply")
+        if any(p.yes < 0 or p.no < 0 for p in self.positions.values()):
+            bad.append("negative share balance")
+        return (not bad, bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults
+# ---------------------------------------------------------------------------------------------
+FAULT_NAMES = ("ws_drop", "ws_freeze", "http_429", "http_500", "latency", "cancel_404",
+               "malformed_ws", "resolve_now", "permit_reject", "clock_skew")
+
+
+class Faults:
+    """Active faults and their parameters. Count-limited faults switch themselves off."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.active: dict[str, dict[str, Any]] = {}
+        self.rng = rng
+        self.log: list[dict[str, Any]] = []
+
+    def on(self, name: str, params: dict[str, Any], now: float) -> None:
+        self.active[name] = dict(params)
+        self.log.append({"t": now, "fault": name, "on": True, "params": params})
+        log.warning("fault on: %s %s", name, params)
+
+    def off(self, name: str, now: float) -> None:
+        if self.active.pop(name, None) is not None:
+            self.log.append({"t": now, "fault": name, "on": False})
+            log.warning("fault off: %s", name)
+
+    def trip(self, name: str, now: float) -> bool:
+        """Whether fault `name` applies to this event (count or fraction), consuming a count."""
+        p = self.active.get(name)
+        if p is None:
+            return False
+        if "fraction" in p:
+            return self.rng.random() < float(p["fraction"])
+        if "count" in p:
+            n = int(p["count"])
+            if n <= 0:
+                self.off(name, now)
+                return False
+            p["count"] = n - 1
+            if n - 1 <= 0:
+                self.off(name, now)
+            return True
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Exchange: markets, matching, settlement, resolution, claims
+# ---------------------------------------------------------------------------------------------
+class Exchange:
+    """All exchange rules. Not thread-safe by design: only the event loop thread calls it."""
+
+    def __init__(self, cfg: SimConfig, clock: Clock) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.chain = CHAINS[cfg.chain_id]
+        self.rng = random.Random(cfg.seed)
+        self.ledger = Ledger(round(cfg.initial_usdc * 1e6))
+        self.markets: dict[str, Market] = {}
+        self.by_contract: dict[str, str] = {}
+        self.current: dict[tuple[str, int], str] = {}     # (asset, interval) -> market id
+        self.history: dict[tuple[str, int], list[str]] = collections.defaultdict(list)
+        self.books: dict[tuple[str, int], Book] = {}
+        self.orders: dict[str, SimOrder] = {}      # every API order ever placed, by hash
+        self.open: dict[str, SimOrder] = {}        # resting orders (API and participants)
+        self.used_nonces: set[tuple[str, int]] = set()
+        self.trades: dict[str, collections.deque[dict[str, Any]]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=1000))
+        self.user_trades: dict[str, int] = collections.defaultdict(int)
+        self.user_volume: dict[str, int] = collections.defaultdict(int)
+        self.api_keys: dict[str, tuple[str, VerifyKey]] = {}   # kid -> (address, key)
+        self.key_by_addr: dict[str, str] = {}
+        self.prices: dict[str, float] = {a: cfg.btc_price * (1 if a == "BTC" else 0.035)
+                                         for a in cfg.assets}
+        self.price_hist: dict[str, collections.deque[tuple[float, float]]] = {
+            a: collections.deque(maxlen=200_000) for a in cfg.assets}
+        self.sigma_s = cfg.annual_vol / math.sqrt(SECONDS_PER_YEAR)
+        self.seq = 0
+        self.dirty: set[str] = set()
+        self.events: list[dict[str, Any]] = []      # stream messages waiting to be flushed
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.pending_resolve: list[tuple[float, str]] = []
+        self.invariant_errors: list[str] = []
+        self.dsep_order = domain_separator("Turbine", "1", cfg.chain_id, self.chain["settlement"])
+        self.dsep_usdc = domain_separator(self.chain["usdc_name"], self.chain["usdc_version"],
+                                          cfg.chain_id, self.chain["usdc"])
+        self.dsep_ctf = domain_separator("ConditionalTokensWithPermit", "1", cfg.chain_id,
+                                         self.chain["ctf"])
+        self.t = clock.now()
+        for a in cfg.assets:
+            self.price_hist[a].append((self.t, self.prices[a]))
+            for iv in cfg.intervals:
+                start = int(self.t // (iv * 60) * (iv * 60))
+                self._open_market(a, iv, start)
+
+    # -- markets ------------------------------------------------------------------------------
+    def _open_market(self, asset: str, interval: int, start: int) -> Market:
+        tag = f"{asset}:{interval}:{start}:{self.cfg.seed}".encode()
+        mid = "0x" + keccak(b"market:" + tag).hex()
+        contract = "0x" + keccak(b"contract:" + tag)[-20:].hex()
+        m = Market(market_id=mid, asset=asset, interval=interval, start=start,
+                   end=start + interval * 60, strike=self.prices[asset],
+                   contract=contract, condition_id="0x" + keccak(b"condition:" + tag).hex(),
+                   created_at=int(self.t))
+        self.markets[mid] = m
+        self.by_contract[contract.lower()] = mid
+        self.current[(asset, interval)] = mid
+        self.history[(asset, interval)].append(mid)
+        self.books[(mid, YES)] = Book()
+        self.books[(mid, NO)] = Book()
+        return m
+
+    def market(self, ref: str) -> Market:
+        """A market by id or by contract address."""
+        ref_l = ref.lower()
+        mid = self.by_contract.get(ref_l)
+        if mid is None:
+            for k in self.markets:
+                if k.lower() == ref_l or (len(ref_l) < 66 and k.lower() == "0x" + ref_l[2:].rjust(64, "0")):
+                    mid = k
+                    break
+        if mid is None:
+            raise ApiError(404, "market not found")
+        return self.markets[mid]
+
+    def close_market(self, m: Market) -> None:
+        """End of trading: pull every order, fix the final price, schedule resolution."""
+        m.closed = True
+        m.final_price = self.prices[m.asset]
+        for o in list(self.open.values()):
+            if o.market_id == m.market_id:
+                self._cancel(o, "expired")
+        self.pending_resolve.append((m.end + self.cfg.resolve_delay_s, m.market_id))
+
+    def resolve(self, m: Market) -> None:
+        if m.resolved:
+            return
+        if not m.closed:
+            self.close_market(m)
+        m.resolved = True
+        m.outcome = YES if (m.final_price or 0) > m.strike else NO
+        self.counters["resolved"] += 1
+
+    def rollover(self, asset: str, interval: int, at: int) -> None:
+        old = self.markets[self.current[(asset, interval)]]
+        old.end = min(old.end, at)
+        self.close_market(old)
+        new = self._open_market(asset, interval, at)
+        self.events.append({"type": "quick_market", "marketId": new.market_id,
+                            "data": new.to_quick(), "_all": True})
+        self.counters["rollovers"] += 1
+
+    def true_probability(self, m: Market) -> float:
+        """P(final > strike): normal CDF of log(S/K) over sigma * sqrt(time left)."""
+        tau = max(m.end - self.t, 0.0)
+        s = self.prices[m.asset]
+        if tau <= 0:
+            return 1.0 if s > m.strike else 0.0
+        d = math.log(s / m.strike) / (self.sigma_s * math.sqrt(tau))
+        return 0.5 * (1.0 + math.erf(d / math.sqrt(2.0)))
+
+    # -- time ---------------------------------------------------------------------------------
+    def step_to(self, t: float, participants: Participants | None) -> None:
+        """Advance the model to sim time t in steps of cfg.step_s."""
+        dt = self.cfg.step_s
+        while self.t + dt <= t + 1e-9:
+            self.t += dt
+            for a in self.prices:
+                z = self.rng.gauss(0.0, 1.0)
+                sd = self.sigma_s * math.sqrt(dt)
+                self.prices[a] *= math.exp(sd * z - 0.5 * sd * sd)
+                self.price_hist[a].append((self.t, self.prices[a]))
+            for (asset, iv), mid in list(self.current.items()):
+                m = self.markets[mid]
+                if self.t >= m.end:
+                    self.rollover(asset, iv, m.end)
+            if self.pending_resolve:
+                due = [x for x in self.pending_resolve if x[0] <= self.t]
+                if due:
+                    self.pending_resolve = [x for x in self.pending_resolve if x[0] > self.t]
+                    for _, mid in due:
+                        self.resolve(self.markets[mid])
+            if int(self.t) % 10 == 0:
+                self.expire_orders()
+            if participants is not None:
+                participants.step(self.t, dt)
+        if t > self.t:  # sub-step remainder: keep the model time exact for readers
+            self.t = t
+
+    def expire_orders(self) -> None:
+        for o in list(self.open.values()):
+            if o.expiration <= self.t:
+                self._cancel(o, "expired")
+
+    # -- orders -------------------------------------------------------------------------------
+    def _cancel(self, o: SimOrder, status: str = "cancelled") -> None:
+        o.status = status
+        self.open.pop(o.order_hash, None)
+        self.books[(o.market_id, o.outcome)].remove(o)
+        self.dirty.add(o.market_id)
+        if not o.internal:
+            self.events.append({"type": "order_cancelled", "marketId": o.market_id,
+                                "data": {"orderHash": o.order_hash, "status": status}})
+
+    def verify_permit(self, owner: str, p: dict[str, Any], spender: str) -> int:
+        """Check an EIP-2612 permit; returns its value. Consumes the nonce."""
+        try:
+            value = int(p["value"])
+            deadline = int(p["deadline"])
+            nonce = int(p["nonce"])
+            sig = sig_from_vrs(int(p["v"]), p["r"], p["s"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ApiError(400, f"invalid permit: {e}") from None
+        if not same_addr(spender, self.chain["settlement"]):
+            raise ApiError(400, "invalid permit: spender is not the settlement contract")
+        if deadline < self.t:
+            raise ApiError(400, "permit expired")
+        if nonce != self.ledger.permit_nonce[owner]:
+            raise ApiError(400, f"invalid permit nonce: expected {self.ledger.permit_nonce[owner]}")
+        struct = keccak(PERMIT_TYPEHASH + _addr32(owner) + _addr32(spender) + _u256(value)
+                        + _u256(nonce) + _u256(deadline))
+        try:
+            signer = recover(eip712_digest(self.dsep_usdc, struct), sig)
+        except Exception:
+            raise ApiError(400, "invalid permit signature") from None
+        if not same_addr(signer, owner):
+            raise ApiError(400, "invalid permit signature")
+        return value
+
+    def required_usdc(self, side: int, price: int, size: int, held: int) -> int:
+        if side == BUY:
+            return price * size // PRICE_SCALE + size * self.cfg.taker_fee_bps // 10_000
+        return max(0, size - held)
+
+    def place(self, body: dict[str, Any], caller: str | None, permit_rejected: bool) -> SimOrder:
+        """Validate, verify and match a signed order from the API."""
+        try:
+            o = body["order"]
+            fields = dict(marketId=str(o["marketId"]), trader=str(o["trader"]),
+                          side=int(o["side"]), outcome=int(o["outcome"]), price=int(o["price"]),
+                          size=int(o["size"]), nonce=int(o["nonce"]),
+                          expiration=int(o["expiration"]),
+                          makerFeeRecipient=str(o.get("makerFeeRecipient") or ZERO_ADDRESS))
+            sig = bytes.fromhex(str(body["signature"]).removeprefix("0x"))
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise ApiError(400, f"invalid order: {e}") from None
+        trader = fields["trader"].lower()
+        if caller is not None and trader != caller:
+            raise ApiError(403, "order trader does not match the API key")
+        if fields["side"] not in (BUY, SELL) or fields["outcome"] not in (YES, NO):
+            raise ApiError(400, "invalid side or outcome")
+        if not MIN_PRICE <= fields["price"] <= MAX_PRICE:
+            raise ApiError(400, "price must be between 1 and 999999")
+        if fields["size"] <= 0:
+            raise ApiError(400, "size must be positive")
+        try:
+            struct = order_struct_hash(fields)
+            signer = recover(eip712_digest(self.dsep_order, struct), sig)
+        except Exception:
+            raise ApiError(400, "invalid signature") from None
+        if signer != trader:
+            raise ApiError(400, "invalid signature")
+        m = self.market(fields["marketId"])
+        if m.closed or self.t >= m.end:
+            raise ApiError(400, "market is closed")
+        if fields["expiration"] <= self.t:
+            raise ApiError(400, "order expired")
+        if (trader, fields["nonce"]) in self.used_nonces:
+            raise ApiError(400, "nonce already used")
+        self.ledger.ensure(trader)
+        pos = self.ledger.pos(trader, m.market_id)
+        held = pos.yes if fields["outcome"] == YES else pos.no
+        need = self.required_usdc(fields["side"], fields["price"], fields["size"], held)
+        permit_value = 0
+        if body.get("permitSignature"):
+            if permit_rejected:
+                raise ApiError(400, "invalid permit signature")
+            permit_value = self.verify_permit(trader, body["permitSignature"],
+                                              self.chain["settlement"])
+        standing = self.ledger.allowance.get(trader, 0)
+        if need > 0 and standing != MAX_UINT and standing + permit_value < need:
+            raise ApiError(400, "ERC20: transfer amount exceeds allowance")
+        if need > self.ledger.balance[trader]:
+            raise ApiError(400, "ERC20: transfer amount exceeds balance")
+        if body.get("permitSignature"):
+            self.ledger.permit_nonce[trader] += 1
+        self.used_nonces.add((trader, fields["nonce"]))
+        self.seq += 1
+        order = SimOrder(order_hash="0x" + keccak(struct).hex(), market_id=m.market_id,
+                         trader=trader, side=fields["side"], outcome=fields["outcome"],
+                         price=fields["price"], size=fields["size"], nonce=fields["nonce"],
+                         expiration=fields["expiration"], created_at=int(self.t), seq=self.seq,
+                         permit_budget=permit_value,
+                         maker_fee_recipient=fields["makerFeeRecipient"])
+        self.orders[order.order_hash] = order
+        self.counters["orders_placed"] += 1
+        self.match(order)
+        return order
+
+    def place_internal(self, trader: str, market_id: str, side: int, outcome: int, price: int,
+                       size: int, ioc: bool) -> SimOrder:
+        self.seq += 1
+        o = SimOrder(order_hash=f"internal:{self.seq}",
+                     market_id=market_id, trader=trader, side=side, outcome=outcome,
+                     price=max(MIN_PRICE, min(MAX_PRICE, price)), size=size,
+                     nonce=self.seq, expiration=2**40, created_at=int(self.t), seq=self.seq,
+                     internal=True)
+        self.match(o, rest=not ioc)
+        return o
+
+    def match(self, taker: SimOrder, rest: bool = True) -> None:
+        book = self.books[(taker.market_id, taker.outcome)]
+        opp = book.asks if taker.side == BUY else book.bids
+        while taker.remaining > 0 and opp:
+            maker = opp[0]
+            if (taker.side == BUY and maker.price > taker.price) or \
+               (taker.side == SELL and maker.price < taker.price):
+                break
+            if maker.expiration <= self.t:
+                self._cancel(maker, "expired")
+                continue
+            qty = min(taker.remaining, maker.remaining)
+            buyer, seller = (taker, maker) if taker.side == BUY else (maker, taker)
+            failed = self.settle(buyer, seller, maker.price, qty, taker)
+            if failed is maker:
+                self._cancel(maker, "cancelled")
+                self.counters["failed_trades"] += 1
+                continue
+            if failed is taker:
+                self.counters["failed_trades"] += 1
+                break
+            if maker.remaining == 0:
+                maker.status = "filled"
+                book.remove(maker)
+                self.open.pop(maker.order_hash, None)
+        if taker.remaining == 0:
+            taker.status = "filled"
+        elif rest and taker.status == "open":
+            book.add(taker)
+            self.open[taker.order_hash] = taker
+        elif not rest:
+            taker.status = "cancelled"
+        self.dirty.add(taker.market_id)
+
+    def settle(self, buyer: SimOrder, seller: SimOrder, price: int, qty: int,
+               taker: SimOrder) -> SimOrder | None:
+        """Move USDC and shares for one fill. Returns the order that could not pay, if any."""
+        L = self.ledger
+        mid = buyer.market_id
+        outcome = buyer.outcome
+        b, s = buyer.trader, seller.trader
+        L.ensure(b)
+        L.ensure(s)
+        cost = price * qty // PRICE_SCALE
+        fee_b = qty * (self.cfg.taker_fee_bps if buyer is taker else self.cfg.maker_fee_bps) // 10_000
+        fee_s = qty * (self.cfg.taker_fee_bps if seller is taker else self.cfg.maker_fee_bps) // 10_000
+        bpos, spos = L.pos(b, mid), L.pos(s, mid)
+        held = spos.yes if outcome == YES else spos.no
+        short = max(0, qty - held)
+        if L.balance[b] < cost + fee_b or L.available_allowance(b, buyer) < cost + fee_b:
+            return buyer
+        if L.balance[s] < short or L.available_allowance(s, seller) < short:
+            return seller
+        if b == s:  # self-trade: the shares and cash go round; only fees move
+            pass
+        L.balance[b] -= cost + fee_b
+        L.spend_allowance(b, buyer, cost + fee_b)
+        if short:
+            L.balance[s] -= short
+            L.spend_allowance(s, seller, short)
+            L.collateral[mid] += short
+            spos.yes += short
+            spos.no += short
+            spos.invested += short
+        if outcome == YES:
+            spos.yes -= qty
+            bpos.yes += qty
+            bpos.yes_cost += cost
+            spos.yes_revenue += cost
+        else:
+            spos.no -= qty
+            bpos.no += qty
+            bpos.no_cost += cost
+            spos.no_revenue += cost
+        L.balance[s] += cost - fee_s
+        if L.balance[s] < 0:  # seller fee larger than proceeds and balance (tiny prices)
+            fee_s += L.balance[s]
+            L.balance[s] = 0
+        L.fees += fee_b + fee_s
+        bpos.invested += cost + fee_b
+        for p in (bpos, spos):
+            p.last_price = price
+            p.updated = int(self.t)
+        buyer.filled += qty
+        seller.filled += qty
+        m = self.markets[mid]
+        m.volume += qty
+        m.last_price = price
+        for a in (b, s):
+            self.user_trades[a] += 1
+            self.user_volume[a] += cost
+        self.counters["trades"] += 1
+        maker = seller if buyer is taker else buyer
+        tr = {"id": self.counters["trades"], "marketId": mid, "buyer": b, "seller": s,
+              "price": price, "size": qty, "outcome": outcome, "side": taker.side,
+              "maker": maker.trader, "taker": taker.trader,
+              "makerOrderHash": maker.order_hash, "takerOrderHash": taker.order_hash,
+              "timestamp": int(self.t),
+              "txHash": "0x" + keccak(f"tx:{self.counters['trades']}".encode()).hex(),
+              "tradeHash": "0x" + keccak(f"trade:{self.counters['trades']}".encode()).hex()}
+        self.trades[mid].append(tr)
+        self.events.append({"type": "trade", "marketId": mid, "data": tr})
+        ok, bad = L.invariants({mid: m})
+        if not ok:
+            self.invariant_errors.extend(bad)
+            log.error("invariant broken: %s", bad)
+        return None
+
+    def cancel(self, order_hash: str, caller: str) -> SimOrder:
+        o = self.orders.get(order_hash) or self.orders.get(order_hash.lower())
+        if o is None or o.trader != caller or o.status != "open":
+            raise ApiError(404, "order not found")
+        self._cancel(o)
+        self.counters["orders_cancelled"] += 1
+        return o
+
+    def cancel_market(self, market_id: str, caller: str) -> int:
+        m = self.market(market_id)
+        n = 0
+        for o in list(self.open.values()):
+            if o.market_id == m.market_id and o.trader == caller:
+                self._cancel(o)
+                n += 1
+        self.counters["orders_cancelled"] += n
+        return n
+
+    # -- claims -------------------------------------------------------------------------------
+    def claim_data(self, owner: str, contract: str) -> dict[str, Any]:
+        m = self.market(contract)
+        pos = self.ledger.pos(owner, m.market_id)
+        win = 0
+        if m.resolved:
+            win = pos.yes if m.outcome == YES else pos.no
+        return {"market_address": m.contract, "market_id": m.market_id,
+                "resolved": m.resolved, "winning_balance": str(win),
+                "ctf_address": self.chain["ctf"], "collateral_token": self.chain["usdc"],
+                "condition_id": m.condition_id, "winning_outcome": m.outcome,
+                "ctf_nonce": self.ledger.ctf_nonce[owner],
+                "parent_collection_id": "0x" + "00" * 32}
+
+    def redeem(self, r: dict[str, Any], chain_id: int | None = None) -> dict[str, Any]:
+        try:
+            owner = str(r["owner"]).lower()
+            cond = str(r["conditionId"])
+            index_sets = [int(x) for x in r["indexSets"]]
+            deadline = int(r["deadline"])
+            collateral = str(r["collateralToken"])
+            parent = str(r.get("parentCollectionId") or "0x" + "00" * 32)
+            sig = sig_from_vrs(int(r["v"]), r["r"], r["s"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ApiError(400, f"invalid redemption: {e}") from None
+        m = next((x for x in self.markets.values() if x.condition_id.lower() == cond.lower()), None)
+        if m is None:
+            raise ApiError(404, "condition not found")
+        if deadline < self.t:
+            raise ApiError(400, "redemption deadline passed")
+        nonce = self.ledger.ctf_nonce[owner]
+        arr = keccak(b"".join(_u256(i) for i in index_sets))
+        struct = keccak(REDEEM_TYPEHASH + _addr32(owner) + _addr32(collateral) + _b32(parent)
+                        + _b32(cond) + arr + _u256(nonce) + _u256(deadline))
+        try:
+            signer = recover(eip712_digest(self.dsep_ctf, struct), sig)
+        except Exception:
+            raise ApiError(400, "invalid redemption signature") from None
+        if signer != owner:
+            raise ApiError(400, "invalid redemption signature (or stale ctf nonce)")
+        if not m.resolved:
+            raise ApiError(400, "market not resolved")
+        self.ledger.ctf_nonce[owner] += 1
+        pos = self.ledger.pos(owner, m.market_id)
+        paid = 0
+        for i in index_sets:  # indexSet 1 = YES, 2 = NO; only the winner pays
+            if i == 1 and m.outcome == YES:
+                paid += pos.yes
+                pos.yes = 0
+            elif i == 2 and m.outcome == NO:
+                paid += pos.no
+                pos.no = 0
+        self.ledger.collateral[m.market_id] -= paid
+        self.ledger.ensure(owner)
+        self.ledger.balance[owner] += paid
+        self.ledger.paid_out += paid
+        self.counters["claims"] += 1
+        tx = "0x" + keccak(f"redeem:{owner}:{nonce}:{cond}".encode()).hex()
+        return {"success": True, "tx_hash": tx, "txHash": tx, "payout": str(paid),
+                "marketAddress": m.contract}
+
+    # -- views --------------------------------------------------------------------------------
+    def book_json(self, mid: str, outcome: int = YES) -> dict[str, Any]:
+        bids, asks = self.books[(mid, outcome)].levels()
+        return {"marketId": mid, "bids": bids, "asks": asks, "lastUpdate": int(self.t)}
+
+    def position_json(self, addr: str, mid: str) -> dict[str, Any]:
+        p = self.ledger.pos(addr, mid)
+        m = self.markets[mid]
+        return {"id": f"{addr}:{mid}", "marketId": mid, "contractAddress": m.contract,
+                "userAddress": addr, "yesShares": p.yes, "noShares": p.no,
+                "yesCost": p.yes_cost, "noCost": p.no_cost, "yesRevenue": p.yes_revenue,
+                "noRevenue": p.no_revenue, "totalInvested": p.invested,
+                "invested": p.invested, "totalCost": p.yes_cost + p.no_cost,
+                "totalRevenue": p.yes_revenue + p.no_revenue, "lastTradePrice": p.last_price,
+                "lastUpdated": p.updated}
+
+    def state(self) -> dict[str, Any]:
+        ok, bad = self.ledger.invariants(self.markets)
+        ok = ok and not self.invariant_errors
+        return {
+            "time": self.t,
+            "markets": {f"{a}:{iv}": self.markets[mid].to_quick()
+                        for (a, iv), mid in self.current.items()},
+            "prices": dict(self.prices),
+            "open_orders": [{"trader": o.trader, "marketId": o.market_id,
+                             "orderHash": o.order_hash, "side": o.side, "outcome": o.outcome,
+                             "price": o.price, "size": o.size, "filledSize": o.filled}
+                            for o in self.open.values() if not o.internal],
+            "balances": {a: b for a, b in self.ledger.balance.items()},
+            "allowances": {a: str(v) for a, v in self.ledger.allowance.items() if v},
+            "fees": self.ledger.fees, "paid_out": self.ledger.paid_out,
+            "minted": self.ledger.minted,
+            "counters": dict(self.counters),
+            "invariants_ok": ok,
+            "invariant_errors": (bad + self.invariant_errors)[:20],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Participants
+# ---------------------------------------------------------------------------------------------
+class Participants:
+    """Seeded market participants that make fill rate, adverse selection and PnL meaningful.
+
+    noise:    Poisson takers, random side, lognormal size, paying up to `noise_max_cross`
+              through the true probability, so some sweep several levels.
+    informed: take any quote mispriced by more than `informed_edge` against the true
+              probability (adverse selection for stale or off-fair quotes).
+    maker:    a background maker laddering both sides around the true probability.
+    """
+
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+        self.cfg = ex.cfg
+        self.rng = random.Random(ex.cfg.seed * 7919 + 1)
+        self.noise = "0x" + keccak(b"participant:noise").hex()[-40:]
+        self.informed = "0x" + keccak(b"participant:informed").hex()[-40:]
+        self.maker = "0x" + keccak(b"participant:maker").hex()[-40:]
+        for a in (self.noise, self.informed, self.maker):
+            ex.ledger.ensure(a, 10**15)          # deep pockets, standing max allowance
+            ex.ledger.allowance[a] = MAX_UINT
+        self.maker_orders: dict[str, list[SimOrder]] = collections.defaultdict(list)
+        self.next_refresh: dict[str, float] = {}
+
+    def step(self, t: float, dt: float) -> None:
+        ex = self.ex
+        for mid in list(ex.current.values()):
+            m = ex.markets[mid]
+            if m.closed or t >= m.end - 1:
+                continue
+            p = ex.true_probability(m)
+            if t >= self.next_refresh.get(mid, 0.0):
+                self._refresh_maker(m, p)
+                self.next_refresh[mid] = t + self.cfg.maker_refresh_s
+            if self.rng.random() < self.cfg.noise_rate_per_min * dt / 60.0:
+                self._noise(m, p)
+            if self.rng.random() < self.cfg.informed_rate_per_min * dt / 60.0:
+                self._informed(m, p)
+
+    @staticmethod
+    def _px(p: float) -> int:
+        return max(MIN_PRICE, min(MAX_PRICE, int(round(p * 100)) * 10_000))
+
+    def _shares(self, n: float) -> int:
+        return max(1, int(n)) * 1_000_000
+
+    def _refresh_maker(self, m: Market, p: float) -> None:
+        ex = self.ex
+        for o in self.maker_orders.pop(m.market_id, []):
+            if o.status == "open":
+                ex._cancel(o)
+        if p < 0.03 or p > 0.97:
+            return
+        orders = []
+        for off, sz in zip(self.cfg.maker_levels, self.cfg.maker_sizes):
+            size = self._shares(sz * (0.6 + 0.8 * self.rng.random()))
+            bid, ask = self._px(p - off), self._px(p + off)
+            if MIN_PRICE < bid < p * PRICE_SCALE:
+                orders.append(ex.place_internal(self.maker, m.market_id, BUY, YES, bid, size, False))
+            if p * PRICE_SCALE < ask < MAX_PRICE:
+                orders.append(ex.place_internal(self.maker, m.market_id, SELL, YES, ask, size, False))
+        self.maker_orders[m.market_id] = orders
+
+    def _noise(self, m: Market, p: float) -> None:
+        side = BUY if self.rng.random() < 0.5 else SELL
+        cross = self.rng.random() ** 2 * self.cfg.noise_max_cross
+        size = self._shares(self.rng.lognormvariate(math.log(self.cfg.noise_size_mean), 0.9))
+        limit = p + cross if side == BUY else p - cross
+        self.ex.place_internal(self.noise, m.market_id, side, YES, self._px(limit), size, True)
+        self.ex.counters["noise_orders"] += 1
+
+    def _informed(self, m: Market, p: float) -> None:
+        book = self.ex.books[(m.market_id, YES)]
+        edge = self.cfg.informed_edge
+        size = self._shares(self.cfg.informed_size)
+        if book.asks and book.asks[0].price < (p - edge) * PRICE_SCALE:
+            self.ex.place_internal(self.informed, m.market_id, BUY, YES,
+                                   int((p - edge) * PRICE_SCALE), size, True)
+            self.ex.counters["informed_orders"] += 1
+        elif book.bids and book.bids[0].price > (p + edge) * PRICE_SCALE:
+            self.ex.place_internal(self.informed, m.market_id, SELL, YES,
+                                   int((p + edge) * PRICE_SCALE) + 1, size, True)
+            self.ex.counters["informed_orders"] += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# App: routes, auth, faults, stream
+# ---------------------------------------------------------------------------------------------
+def _err(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class SimApp:
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        start = cfg.start_time
+        if start is None:
+            iv = min(cfg.intervals) * 60
+            start = time.time() // iv * iv + 1.0
+        self.clock = Clock(start, cfg.speed, cfg.manual_clock)
+        self.ex = Exchange(cfg, self.clock)
+        self.participants = Participants(self.ex) if cfg.participants else None
+        self.faults = Faults(random.Random(cfg.seed + 99))
+        self.sockets: dict[web.WebSocketResponse, set[str]] = {}
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.last_heartbeat = self.ex.t
+        self.last_heartbeat_real = time.monotonic()
+        self._malformed_i = 0
+        self.app = web.Application(middlewares=[self.middleware], client_max_size=1 << 20)
+        self._routes()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _routes(self) -> None:
+        r = self.app.router
+        g, p, d = r.add_get, r.add_post, r.add_delete
+        g("/health", self.health)
+        g("/api/v1/health", self.health)
+        g("/api/v1/markets", self.markets)
+        g("/api/v1/markets/{market_id}", self.market_one)
+        g("/api/v1/quick-markets/{asset}", self.quick_market)
+        g("/api/v1/quick-markets/{asset}/history", self.quick_history)
+        g("/api/v1/quick-markets/{asset}/price", self.quick_price)
+        g("/api/v1/quick-markets/{asset}/price-history", self.price_history)
+        g("/api/v1/orderbook/{market_id}", self.orderbook)
+        g("/api/v1/trades/{market_id}", self.trades)
+        g("/api/v1/stats/{market_id}", self.stats)
+        g("/api/v1/resolution/{market_id}", self.resolution)
+        p("/api/v1/orders", self.post_order)
+        g("/api/v1/orders", self.get_orders)
+        d("/api/v1/orders", self.cancel_market)
+        g("/api/v1/orders/{order_hash}", self.get_order)
+        d("/api/v1/orders/{order_hash}", self.cancel_order)
+        g("/api/v1/positions/{market}", self.positions)
+        g("/api/v1/users/{address}/positions", self.user_positions)
+        g("/api/v1/users/{address}/orders", self.user_orders)
+        g("/api/v1/users/{address}/activity", self.user_activity)
+        g("/api/v1/users/{address}/claimable", self.claimable)
+        g("/api/v1/users/{address}/claim-data", self.claim_data)
+        g("/api/v1/users/{address}/balances", self.balances)
+        g("/api/v1/contracts/nonce/{contract}/{owner}", self.contract_nonce)
+        g("/api/v1/user-stats", self.user_stats)
+        for name in ("failed-trades", "pending-trades", "failed-claims", "pending-claims"):
+            g(f"/api/v1/{name}", self._empty_list(name))
+        p("/api/v1/api-keys", self.register_key)
+        p("/api/v1/relayer/usdc-permit", self.relayer_permit)
+        p("/api/v1/relayer/ctf-approval", self.relayer_ctf_approval)
+        p("/api/v1/relayer/ctf-redemption", self.relayer_redeem)
+        p("/api/v1/relayer/batch-ctf-redemption", self.relayer_batch_redeem)
+        g("/api/v1/stream", self.stream)
+        p("/sim/fault/{name}", self.sim_fault_on)
+        d("/sim/fault/{name}", self.sim_fault_off)
+        p("/sim/advance", self.sim_advance)
+        g("/sim/state", self.sim_state)
+        p("/sim/mint", self.sim_mint)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/sim/"):
+            return await handler(request)
+        self.sync()
+        self.ex.counters["requests"] += 1
+        f = self.faults
+        now = self.ex.t
+        if "latency" in f.active:
+            await asyncio.sleep(float(f.active["latency"].get("ms", 200)) / 1000.0)
+        if path != "/api/v1/stream":
+            if f.trip("http_429", now):
+                return _err(429, "rate limit exceeded", {"Retry-After": "1"})
+            if f.trip("http_500", now):
+                return _err(500, "internal server error")
+            if self.cfg.rate_limit_per_s > 0 and not self._take_token(request):
+                self.ex.counters["rate_limited"] += 1
+                return _err(429, "rate limit exceeded", {"Retry-After": "1"})
+        try:
+            resp = await handler(request)
+        except ApiError as e:
+            resp = _err(e.status, e.message)
+        except json.JSONDecodeError:
+            resp = _err(400, "invalid JSON body")
+        self.flush()
+        return resp
+
+    def _take_token(self, request: web.Request) -> bool:
+        key = request.headers.get("Authorization", "")[:40] or (request.remote or "?")
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key, (self.cfg.rate_limit_burst, now))
+        tokens = min(self.cfg.rate_limit_burst, tokens + (now - last) * self.cfg.rate_limit_per_s)
+        if tokens < 1.0:
+            self.buckets[key] = (tokens, now)
+            return False
+        self.buckets[key] = (tokens - 1.0, now)
+        return True
+
+    def auth(self, request: web.Request) -> str:
+        """Address of a valid, fresh bearer token's API key, else 401."""
+        h = request.headers.get("Authorization", "")
+        if not h.startswith("Bearer "):
+            raise ApiError(401, "missing bearer token")
+        try:
+            p64, s64 = h[7:].split(".", 1)
+            payload_bytes = _b64d(p64)
+            payload = json.loads(payload_bytes)
+            kid, ts = str(payload["kid"]), int(payload["ts"])
+        except Exception:
+            raise ApiError(401, "malformed bearer token") from None
+        entry = self.ex.api_keys.get(kid)
+        if entry is None:
+            raise ApiError(401, "unknown API key")
+        try:
+            entry[1].verify(payload_bytes, _b64d(s64))
+        except (BadSignatureError, ValueError):
+            raise ApiError(401, "invalid bearer token signature") from None
+        # Tokens are checked against the real wall clock (plus an injectable skew): a compressed
+        # simulated clock must not invalidate a client whose own clock is right.
+        skew = float(self.faults.active.get("clock_skew", {}).get("seconds", 0.0))
+        if abs(time.time() + skew - ts) > BEARER_VALIDITY_S:
+            raise ApiError(401, "bearer token expired")
+        return entry[0]
+
+    def sync(self) -> None:
+        """Bring the model up to the clock (real-speed mode)."""
+        if not self.clock.manual:
+            self.ex.step_to(self.clock.now(), self.participants)
+
+    # -- stream fan-out -----------------------------------------------------------------------
+    def _malformed(self) -> str:
+        self._malformed_i += 1
+        variants = ['{"type": "orderbook", "marketId": ', "not json at all",
+                    '{"type": "orderbook", "marketId": "0x12", "data": {"bids": "x"}}',
+                    '{"no_type": 1}', '[1, 2, 3]',
+                    '{"type": "orderbook", "marketId": "0x12", "data": {"bids": [{"price": -5}]}}']
+        return variants[self._malformed_i % len(variants)]
+
+    def _send_all(self, frames: dict[web.WebSocketResponse, list[str]]) -> None:
+        if "ws_freeze" in self.faults.active:
+            return
+        malformed = "malformed_ws" in self.faults.active
+        for ws, msgs in frames.items():
+            if ws.closed or not msgs:
+                continue
+            if malformed:
+                msgs = [self._malformed()] + msgs
+            # several messages per frame, newline-separated, as the spec allows
+            for i in range(0, len(msgs), 8):
+                asyncio.ensure_future(self._safe_send(ws, "\n".join(msgs[i:i + 8])))
+            self.ex.counters["ws_frames"] += 1
+
+    @staticmethod
+    async def _safe_send(ws: web.WebSocketResponse, text: str) -> None:
+        try:
+            await ws.send_str(text)
+        except Exception:  # peer gone; the reader side cleans up
+            pass
+
+    def flush(self, heartbeat: bool = False) -> None:
+        ex = self.ex
+        if not self.sockets:
+            ex.dirty.clear()
+            ex.events.clear()
+            return
+        frames: dict[web.WebSocketResponse, list[str]] = {ws: [] for ws in self.sockets}
+        for ev in ex.events:
+            all_ = ev.pop("_all", False)
+            text = json.dumps(ev, separators=(",", ":"))
+            for ws, subs in self.sockets.items():
+                if all_ or ev["marketId"] in subs:
+                    frames[ws].append(text)
+        ex.events.clear()
+        mids = set(ex.dirty)
+        ex.dirty.clear()
+        if heartbeat:
+            for subs in self.sockets.values():
+                mids |= subs
+        book_text = {mid: json.dumps({"type": "orderbook", "marketId": mid,
+                                      "data": {k: v for k, v in ex.book_json(mid).items()
+                                               if k != "marketId"}}, separators=(",", ":"))
+                     for mid in mids if mid in ex.markets}
+        for ws, subs in self.sockets.items():
+            for mid in subs:
+                if mid in book_text:
+                    frames[ws].append(book_text[mid])
+        self._send_all(frames)
+
+    async def ticker(self) -> None:
+        """Real-speed mode: move the model with the clock, publish, heartbeat."""
+        while True:
+            await asyncio.sleep(0.02)
+            if self.clock.manual:
+                continue
+            try:
+                self.sync()
+                hb = (self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
+                      and time.monotonic() - self.last_heartbeat_real >= 0.1)
+                if hb:
+                    self.last_heartbeat = self.ex.t
+                    self.last_heartbeat_real = time.monotonic()
+                self.flush(heartbeat=hb)
+            except Exception:
+                log.exception("sim ticker")
+
+    def advance(self, seconds: float) -> None:
+        """Manual clock: move time, run the model, publish (called on the loop thread)."""
+        target = self.clock.now() + seconds
+        t = self.ex.t
+        while t < target:
+            t = min(target, t + max(self.cfg.step_s, 1.0))
+            self.clock.set(t)
+            self.ex.step_to(t, self.participants)
+            hb = self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
+            if hb:
+                self.last_heartbeat = self.ex.t
+            self.flush(heartbeat=hb)
+        self.clock.set(target)
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    async def _json(request: web.Request) -> dict[str, Any]:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "JSON object expected")
+        return body
+
+    def _current(self, asset: str, request: web.Request) -> Market:
+        try:
+            iv = int(request.query.get("interval", "15"))
+        except ValueError:
+            raise ApiError(400, "invalid interval") from None
+        mid = self.ex.current.get((asset.upper(), iv))
+        if mid is None:
+            raise ApiError(404, f"no quick market for {asset} {iv}m")
+        return self.ex.markets[mid]
+
+    def _market_json(self, m: Market) -> dict[str, Any]:
+        return {"id": m.market_id, "question": f"{m.asset} above {m.strike:.2f} at {m.end}?",
+                "description": "simulated quick market", "category": "crypto",
+                "expirationTime": m.end, "contractAddress": m.contract,
+                "chainId": self.cfg.chain_id, "resolved": m.resolved,
+                "settlementAddress": self.ex.chain["settlement"], "winningOutcome": m.outcome}
+
+    @staticmethod
+    def _limit(request: web.Request, default: int = 100) -> int:
+        try:
+            return max(1, min(1000, int(request.query.get("limit", default))))
+        except ValueError:
+            raise ApiError(400, "invalid limit") from None
+
+    # -- public routes ------------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "time": self.ex.t})
+
+    async def markets(self, request: web.Request) -> web.Response:
+        return web.json_response({"markets": [self._market_json(m) for m in self.ex.markets.values()]})
+
+    async def market_one(self, request: web.Request) -> web.Response:
+        return web.json_response(self._market_json(self.ex.market(request.match_info["market_id"])))
+
+    async def quick_market(self, request: web.Request) -> web.Response:
+        m = self._current(request.match_info["asset"], request)
+        return web.json_response({"quickMarket": m.to_quick()})
+
+    async def quick_history(self, request: web.Request) -> web.Response:
+        m = self._current(request.match_info["asset"], request)
+        ids = self.ex.history[(m.asset, m.interval)][-self._limit(request):]
+        return web.json_response({"markets": [self.ex.markets[i].to_quick() for i in reversed(ids)]})
+
+    async def quick_price(self, request: web.Request) -> web.Response:
+        a = request.match_info["asset"].upper()
+        if a not in self.ex.prices:
+            raise ApiError(404, f"unknown asset {a}")
+        return web.json_response({"price": self.ex.prices[a], "timestamp": int(self.ex.t)})
+
+    async def price_history(self, request: web.Request) -> web.Response:
+        a = request.match_info["asset"].upper()
+        if a not in self.ex.prices:
+            raise ApiError(404, f"unknown asset {a}")
+        hist = list(self.ex.price_hist[a])[-self._limit(request):]
+        return web.json_response({"prices": [{"price": p, "timestamp": int(t)} for t, p in hist]})
+
+    async def orderbook(self, request: web.Request) -> web.Response:
+        m = self.ex.market(request.match_info["market_id"])
+        try:
+            outcome = int(request.query.get("outcome", YES))
+        except ValueError:
+            raise ApiError(400, "invalid outcome") from None
+        if outcome not in (YES, NO):
+            raise ApiError(400, "invalid outcome")
+        return web.json_response(self.ex.book_json(m.market_id, outcome))
+
+    async def trades(self, request: web.Request) -> web.Response:
+        m = self.ex.market(request.match_info["market_id"])
+        lst = list(self.ex.trades[m.market_id])[-self._limit(request):]
+        return web.json_response({"trades": lst[::-1]})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        m = self.ex.market(request.match_info["market_id"])
+        return web.json_response({"marketId": m.market_id, "contractAddress": m.contract,
+                                  "lastPrice": m.last_price, "totalVolume": m.volume,
+                                  "volume24h": m.volume})
+
+    async def resolution(self, request: web.Request) -> web.Response:
+        m = self.ex.market(request.match_info["market_id"])
+        return web.json_response({"marketId": m.market_id, "assertionId": "0x" + "00" * 32,
+                                  "winningOutcome": m.outcome, "outcome": m.outcome,
+                                  "resolved": m.resolved, "timestamp": m.end})
+
+    async def balances(self, request: web.Request) -> web.Response:
+        a = request.match_info["address"].lower()
+        self.ex.ledger.ensure(a)
+        return web.json_response({"balance": str(self.ex.ledger.balance[a]),
+                                  "allowance": str(self.ex.ledger.allowance.get(a, 0))})
+
+    async def contract_nonce(self, request: web.Request) -> web.Response:
+        c, owner = request.match_info["contract"], request.match_info["owner"].lower()
+        if same_addr(c, self.ex.chain["usdc"]):
+            return web.json_response({"nonce": self.ex.ledger.permit_nonce[owner]})
+        if same_addr(c, self.ex.chain["ctf"]):
+            return web.json_response({"nonce": self.ex.ledger.ctf_nonce[owner]})
+        raise ApiError(404, "unknown contract")
+
+    async def claimable(self, request: web.Request) -> web.Response:
+        a = request.match_info["address"].lower()
+        out = []
+        for (addr, mid), p in self.ex.ledger.positions.items():
+            m = self.ex.markets[mid]
+            if addr != a or not m.resolved:
+                continue
+            bal = p.yes if m.outcome == YES else p.no
+            if bal > 0:
+                out.append({"market_id": mid, "contract_address": m.contract,
+                            "outcome_label": "YES" if m.outcome == YES else "NO",
+                            "balance": str(bal), "payout": str(bal)})
+        return web.json_response({"claimable": out, "count": len(out),
+                                  "totalPayout": str(sum(int(x["payout"]) for x in out))})
+
+    async def claim_data(self, request: web.Request) -> web.Response:
+        a = request.match_info["address"].lower()
+        refs = [x for x in request.query.get("markets", "").split(",") if x]
+        if not refs:
+            raise ApiError(400, "markets is required")
+        return web.json_response({"markets": [self.ex.claim_data(a, r) for r in refs]})
+
+    async def register_key(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        try:
+            addr = str(body["address"])
+            sig = str(body["signature"])
+            text = f"Register API key for Turbine: {to_checksum_address(addr)}"
+            signer = Account.recover_message(encode_defunct(text=text), signature=sig)
+        except Exception:
+            raise ApiError(400, "invalid registration signature") from None
+        if not same_addr(signer, addr):
+            raise ApiError(401, "signature does not match address")
+        a = addr.lower()
+        if a in self.ex.key_by_addr:
+            return web.json_response({"error": "API key already exists for this wallet",
+                                      "api_key_id": self.ex.key_by_addr[a]}, status=409)
+        seed = secrets.token_bytes(32)
+        sk = SigningKey(seed)
+        kid = "sim-" + secrets.token_hex(8)
+        self.ex.api_keys[kid] = (a, sk.verify_key)
+        self.ex.key_by_addr[a] = kid
+        self.ex.ledger.ensure(a)
+        return web.json_response({"success": True, "api_key_id": kid,
+                                  "api_private_key": (seed + bytes(sk.verify_key)).hex(),
+                                  "message": "API key registered"})
+
+    # -- authenticated routes -----------------------------------------------------------------
+    async def post_order(self, request: web.Request) -> web.Response:
+        caller = self.auth(request)
+        body = await self._json(request)
+        o = self.ex.place(body, caller, "permit_reject" in self.faults.active)
+        return web.json_response({"success": True, "orderHash": o.order_hash,
+                                  "status": o.status, "filledSize": o.filled,
+                                  "remainingSize": o.remaining if o.status == "open" else 0})
+
+    def _orders(self, pred: Callable[[SimOrder], bool], status: str | None) -> list[dict[str, Any]]:
+        return [o.to_json() for o in self.ex.orders.values()
+                if not o.internal and pred(o) and (status is None or o.status == status)]
+
+    async def get_orders(self, request: web.Request) -> web.Response:
+        caller = self.auth(request)
+        q = request.query
+        trader = q.get("trader", caller).lower()
+        mid = q.get("market_id") or q.get("marketId")
+        return web.json_response({"orders": self._orders(
+            lambda o: o.trader == trader and (mid is None or o.market_id.lower() == mid.lower()),
+            q.get("status"))})
+
+    async def get_order(self, request: web.Request) -> web.Response:
+        self.auth(request)
+        o = self.ex.orders.get(request.match_info["order_hash"].lower())
+        if o is None or o.internal:
+            raise ApiError(404, "order not found")
+        return web.json_response(o.to_json())
+
+    async def cancel_order(self, request: web.Request) -> web.Response:
+        caller = self.auth(request)
+        h = request.match_info["order_hash"].lower()
+        if self.faults.trip("cancel_404", self.ex.t):
+            raise ApiError(404, "order not found")
+        self.ex.cancel(h, caller)
+        return web.json_response({"success": True, "orderHash": h, "status": "cancelled"})
+
+    async def cancel_market(self, request: web.Request) -> web.Response:
+        caller = self.auth(request)
+        mid = request.query.get("marketId") or request.query.get("market_id")
+        if not mid:
+            raise ApiError(400, "marketId is required")
+        if self.faults.trip("cancel_404", self.ex.t):
+            raise ApiError(404, "order not found")
+        n = self.ex.cancel_market(mid, caller)
+        return web.json_response({"success": True, "cancelled": n})
+
+    async def positions(self, request: web.Request) -> web.Response:
+        caller = self.auth(request)
+        m = self.ex.market(request.match_info["market"])
+        user = request.query.get("user", caller).lower()
+        return web.json_response({"positions": [self.ex.position_json(user, m.market_id)]})
+
+    async def user_positions(self, request: web.Request) -> web.Response:
+        self.auth(request)
+        a = request.match_info["address"].lower()
+        return web.json_response({"positions": [self.ex.position_json(a, mid)
+                                                for (addr, mid) in self.ex.ledger.positions
+                                                if addr == a]})
+
+    async def user_orders(self, request: web.Request) -> web.Response:
+        self.auth(request)
+        a = request.match_info["address"].lower()
+        return web.json_response({"orders": self._orders(lambda o: o.trader == a,
+                                                         request.query.get("status"))})
+
+    async def user_activity(self, request: web.Request) -> web.Response:
+        self.auth(request)
+        a = request.match_info["address"].lower()
+        mk = {mid for (addr, mid) in self.ex.ledger.positions if addr == a}
+        pnl = self.ex.ledger.balance.get(a, self.ex.ledger.initial) - self.ex.ledger.initial
+        return web.json_response({"address": a, "totalTrades": self.ex.user_trades[a],
+                                  "totalVolume": self.ex.user_volume[a], "pnl": pnl,
+                                  "marketsTraded": len(mk)})
+
+    async def user_stats(self, request: web.Request) -> web.Response:
+        a = self.auth(request)
+        L = self.ex.ledger
+        cost = sum(p.yes_cost + p.no_cost for (x, _), p in L.positions.items() if x == a)
+        inv = sum(p.invested for (x, _), p in L.positions.items() if x == a)
+        pnl = L.balance.get(a, L.initial) - L.initial
+        return web.json_response({"user_address": a, "total_cost": cost, "total_invested": inv,
+                                  "position_value": 0, "pnl": pnl,
+                                  "pnl_percentage": pnl / L.initial * 100 if L.initial else 0})
+
+    def _empty_list(self, name: str) -> Callable[[web.Request], Any]:
+        key = {"failed-trades": "failedTrades", "pending-trades": "pendingTrades",
+               "failed-claims": "failedClaims", "pending-claims": "pendingClaims"}[name]
+
+        async def h(request: web.Request) -> web.Response:
+            return web.json_response({key: []})
+        return h
+
+    async def relayer_permit(self, request: web.Request) -> web.Response:
+        self.auth(request)
+        body = await self._json(request)
+        if "permit_reject" in self.faults.active:
+            raise ApiError(400, "invalid permit signature")
+        try:
+            owner = str(body["owner"]).lower()
+            spender = str(body["spender"])
+        except KeyError as e:
+            raise ApiError(400, f"missing {e}") from None
+        nonce = self.ex.ledger.permit_nonce[owner]
+        value = self.ex.verify_permit(owner, {**body, "nonce": body.get("nonce", nonce)}, spender)
+        self.ex.ledger.ensure(owner)
+        self.ex.ledger.permit_nonce[owner] += 1
+        self.ex.ledger.allowance[owner] = value      # EIP-2612 permit sets, not adds
+        tx = "0x" + keccak(f"permit:{owner}:{nonce}".encode()).hex()
+        return web.json_response({"success": True, "tx_hash": tx, "txHash": tx})
+
+    async def relayer_ctf_approval(self, request: web.Request) -> web.Response:
+        self.auth(request)
+        await self._json(request)
+        return web.json_response({"success": True, "tx_hash": "0x" + secrets.token_hex(32)})
+
+    async def relayer_redeem(self, request: web.Request) -> web.Response:
+        self.auth(request)
+        body = await self._json(request)
+        return web.json_response(self.ex.redeem(body))
+
+    async def relayer_batch_redeem(self, request: web.Request) -> web.Response:
+        self.auth(request)
+        body = await self._json(request)
+        reds = body.get("redemptions")
+        if not isinstance(reds, list) or not reds:
+            raise ApiError(400, "redemptions must be a non-empty list")
+        results = [self.ex.redeem({**r, "owner": r.get("owner", body.get("owner"))}) for r in reds]
+        return web.json_response({"success": True, "results": results,
+                                  "tx_hash": results[0]["tx_hash"]})
+
+    # -- stream -------------------------------------------------------------------------------
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        refuse = self.faults.active.get("ws_drop", {}).get("refuse")
+        if refuse:
+            return _err(503, "stream unavailable")
+        ws = web.WebSocketResponse(heartbeat=20.0)
+        await ws.prepare(request)
+        self.sockets[ws] = set()
+        self.ex.counters["ws_connections"] += 1
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                    typ, mid = data.get("type"), data.get("marketId")
+                except (ValueError, AttributeError):
+                    continue
+                if typ == "subscribe" and isinstance(mid, str):
+                    try:
+                        m = self.ex.market(mid)
+                    except ApiError:
+                        # the SDK also subscribes channels by asset; accept and ignore
+                        continue
+                    self.sockets[ws].add(m.market_id)
+                    self.ex.dirty.add(m.market_id)   # initial snapshot
+                    self.flush()
+                elif typ == "unsubscribe" and isinstance(mid, str):
+                    self.sockets[ws].discard(mid)
+        finally:
+            self.sockets.pop(ws, None)
+        return ws
+
+    async def drop_sockets(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=1011, message=b"dropped by simulator")
+        self.sockets.clear()
+
+    # -- admin --------------------------------------------------------------------------------
+    async def sim_fault_on(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in FAULT_NAMES:
+            return _err(404, f"unknown fault {name}; known: {', '.join(FAULT_NAMES)}")
+        params: dict[str, Any] = {}
+        if request.can_read_body:
+            try:
+                params = await request.json()
+            except json.JSONDecodeError:
+                return _err(400, "invalid JSON body")
+        await self.apply_fault(name, params or {})
+        return web.json_response({"ok": True, "active": self.faults.active})
+
+    async def apply_fault(self, name: str, params: dict[str, Any]) -> None:
+        self.faults.on(name, params, self.ex.t)
+        if name == "ws_drop":
+            await self.drop_sockets()
+            if not params.get("refuse"):
+                self.faults.off(name, self.ex.t)
+        elif name == "resolve_now":
+            self.sync()
+            for (asset, iv), mid in list(self.ex.current.items()):
+                if params.get("asset") and params["asset"].upper() != asset:
+                    continue
+                m = self.ex.markets[mid]
+                self.ex.rollover(asset, iv, int(math.ceil(self.ex.t)))
+                self.ex.resolve(m)
+            self.faults.off(name, self.ex.t)
+            self.flush()
+
+    async def sim_fault_off(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.faults.off(name, self.ex.t)
+        if name == "ws_freeze":
+            self.flush(heartbeat=True)
+        return web.json_response({"ok": True, "active": self.faults.active})
+
+    async def sim_advance(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        if not self.clock.manual:
+            return _err(400, "advance needs a manual clock (start with --manual)")
+        self.advance(float(body.get("seconds", 1)))
+        return web.json_response({"time": self.ex.t})
+
+    async def sim_state(self, request: web.Request) -> web.Response:
+        self.sync()
+        st = self.ex.state()
+        st["faults"] = self.faults.active
+        st["ws_clients"] = len(self.sockets)
+        return web.json_response(st)
+
+    async def sim_mint(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.ex.ledger.mint(str(body["address"]).lower(), int(body["amount"]))
+        return web.json_response({"ok": True})
+
+
+# ---------------------------------------------------------------------------------------------
+# Handle: run the app on a background thread
+# ---------------------------------------------------------------------------------------------
+class Sim:
+    """A running simulator. Every call is safe from any thread."""
+
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.loop = asyncio.new_event_loop()
+        self.app = SimApp(cfg)
+        self.clock = self.app.clock
+        self._thread = threading.Thread(target=self.loop.run_forever, name="turbine-sim",
+                                        daemon=True)
+        self._thread.start()
+        self.port = self.call(self._start())
+
+    async def _start(self) -> int:
+        self._runner = web.AppRunner(self.app.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        await site.start()
+        self._ticker = asyncio.ensure_future(self.app.ticker())
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.cfg.host}:{self.port}/api/v1/stream"
+
+    def call(self, coro_or_fn: Any, timeout: float = 60.0) -> Any:
+        """Run a coroutine, or a plain function, on the simulator's loop and return its result."""
+        if asyncio.iscoroutine(coro_or_fn):
+            return asyncio.run_coroutine_threadsafe(coro_or_fn, self.loop).result(timeout)
+
+        async def wrap() -> Any:
+            return coro_or_fn()
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(timeout)
+
+    def advance(self, seconds: float) -> float:
+        self.call(lambda: self.app.advance(seconds), timeout=600)
+        return self.clock.now()
+
+    def fault(self, name: str, **params: Any) -> None:
+        if name not in FAULT_NAMES:
+            raise ValueError(f"unknown fault {name}")
+        self.call(self.app.apply_fault(name, params))
+
+    def clear_fault(self, name: str) -> None:
+        def off() -> None:
+            self.app.faults.off(name, self.app.ex.t)
+            if name == "ws_freeze":
+                self.app.flush(heartbeat=True)
+        self.call(off)
+
+    def state(self) -> dict[str, Any]:
+        def st() -> dict[str, Any]:
+            self.app.sync()
+            s = self.app.ex.state()
+            s["faults"] = dict(self.app.faults.active)
+            s["ws_clients"] = len(self.app.sockets)
+            return s
+        return self.call(st)
+
+    def mint(self, address: str, usdc: float) -> None:
+        self.call(lambda: self.app.ex.ledger.mint(address.lower(), round(usdc * 1e6)))
+
+    def stop(self) -> None:
+        if not self.loop.is_running():
+            return
+
+        async def shutdown() -> None:
+            self._ticker.cancel()
+            await self.app.drop_sockets()
+            await self._runner.cleanup()
+        try:
+            self.call(shutdown(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+
+
+def start_sim(cfg: SimConfig | None = None, **overrides: Any) -> Sim:
+    cfg = cfg or SimConfig()
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return Sim(cfg)
+
+
+def new_api_credentials_for_tests(sim: Sim, private_key: str) -> tuple[str, str]:
+    """Register API credentials for `private_key` on `sim` (helper for tests and --sim)."""
+    import requests
+    acct = Account.from_key(private_key)
+    sig = Account.sign_message(encode_defunct(text=f"Register API key for Turbine: {acct.address}"),
+                               private_key).signature.hex()
+    r = requests.post(sim.base_url + "/api/v1/api-keys",
+                      json={"address": acct.address, "signature": "0x" + sig.removeprefix("0x")},
+                      timeout=10)
+    r.raise_for_status()
+    d = r.json()
+    return d["api_key_id"], d["api_private_key"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Local Turbine exchange simulator (REST + WS).")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--speed", type=float, default=1.0, help="sim seconds per real second")
+    ap.add_argument("--manual", action="store_true", help="manual clock (POST /sim/advance)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--chain-id", type=int, default=137, choices=sorted(CHAINS))
+    ap.add_argument("--interval", type=int, action="append", help="quick-market minutes (repeat)")
+    ap.add_argument("--asset", action="append", help="asset (repeat), default BTC")
+    ap.add_argument("--initial-usdc", type=float, default=1000.0)
+    ap.add_argument("--rate-limit", type=float, default=0.0, help="requests/s per client, 0=off")
+    ap.add_argument("--no-participants", action="store_true")
+    a = ap.parse_args(argv)
+    if a.speed <= 0:
+        ap.error("--speed must be > 0")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = SimConfig(host=a.host, port=a.port, speed=a.speed, manual_clock=a.manual, seed=a.seed,
+                    chain_id=a.chain_id, intervals=tuple(a.interval or (15,)),
+                    assets=tuple(x.upper() for x in (a.asset or ["BTC"])),
+                    initial_usdc=a.initial_usdc, rate_limit_per_s=a.rate_limit,
+                    participants=not a.no_participants)
+    sim = Sim(cfg)
+    log.info("turbine_sim on %s (ws %s) speed=%s seed=%s", sim.base_url, sim.ws_url,
+             "manual" if a.manual else a.speed, a.seed)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
