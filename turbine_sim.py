@@ -40,8 +40,9 @@ import random
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 from coincurve import PublicKey
@@ -65,18 +66,27 @@ MAX_UINT = 2**256 - 1
 ZERO_ADDRESS = "0x" + "00" * 20
 BEARER_VALIDITY_S = 300
 CHAINS: dict[int, dict[str, str]] = {
-    137: {"settlement": "0xdB96C91d9e5930fE3Ed1604603CfA4ece454725c",
-          "ctf": "0xA86e521D596D626E2347875F1a4a23719dDaC0B6",
-          "usdc": "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359",
-          "usdc_name": "USD Coin", "usdc_version": "2"},
-    43114: {"settlement": "0x893ca652525B1F9DC25189ED9c3AD0543ACfb989",
-            "ctf": "0xA86e521D596D626E2347875F1a4a23719dDaC0B6",
-            "usdc": "0xB97EF9Ef8734C71904D8002F8b6Bc66Dd9c48a6E",
-            "usdc_name": "USD Coin", "usdc_version": "2"},
-    84532: {"settlement": "0xF37B881F236033E55bF1cdAB628c7Cd88aAd89D4",
-            "ctf": "0xc5Eb8d9dE7c56CC600B9ed4E71318307C740f5ED",
-            "usdc": "0xf9065CCFF7025649F16D547DC341DAffF0C7F7f6",
-            "usdc_name": "Mock USDC", "usdc_version": "1"},
+    137: {
+        "settlement": "0xdB96C91d9e5930fE3Ed1604603CfA4ece454725c",
+        "ctf": "0xA86e521D596D626E2347875F1a4a23719dDaC0B6",
+        "usdc": "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359",
+        "usdc_name": "USD Coin",
+        "usdc_version": "2",
+    },
+    43114: {
+        "settlement": "0x893ca652525B1F9DC25189ED9c3AD0543ACfb989",
+        "ctf": "0xA86e521D596D626E2347875F1a4a23719dDaC0B6",
+        "usdc": "0xB97EF9Ef8734C71904D8002F8b6Bc66Dd9c48a6E",
+        "usdc_name": "USD Coin",
+        "usdc_version": "2",
+    },
+    84532: {
+        "settlement": "0xF37B881F236033E55bF1cdAB628c7Cd88aAd89D4",
+        "ctf": "0xc5Eb8d9dE7c56CC600B9ed4E71318307C740f5ED",
+        "usdc": "0xf9065CCFF7025649F16D547DC341DAffF0C7F7f6",
+        "usdc_name": "Mock USDC",
+        "usdc_version": "1",
+    },
 }
 SECONDS_PER_YEAR = 365 * 24 * 3600
 
@@ -87,34 +97,34 @@ SECONDS_PER_YEAR = 365 * 24 * 3600
 @dataclass
 class SimConfig:
     host: str = "127.0.0.1"
-    port: int = 0                      # 0: a free port
+    port: int = 0  # 0: a free port
     chain_id: int = 137
     seed: int = 7
-    speed: float = 1.0                 # sim seconds per real second (ignored with manual_clock)
-    manual_clock: bool = False         # time moves only through advance()
-    start_time: float | None = None    # sim epoch at start; default: now, aligned to the interval
+    speed: float = 1.0  # sim seconds per real second (ignored with manual_clock)
+    manual_clock: bool = False  # time moves only through advance()
+    start_time: float | None = None  # sim epoch at start; default: now, aligned to the interval
     assets: tuple[str, ...] = ("BTC",)
     intervals: tuple[int, ...] = (15,)  # minutes
     btc_price: float = 95_000.0
-    annual_vol: float = 0.55           # BTC-like; per asset price paths are independent
-    resolve_delay_s: float = 30.0      # oracle delay after endTime before `resolved`
-    initial_usdc: float = 1_000.0      # each new address starts with this (USDC)
-    taker_fee_bps: int = 100           # fee in bps of size (SDK budgets 1% of size); assumption
+    annual_vol: float = 0.55  # BTC-like; per asset price paths are independent
+    resolve_delay_s: float = 30.0  # oracle delay after endTime before `resolved`
+    initial_usdc: float = 1_000.0  # each new address starts with this (USDC)
+    taker_fee_bps: int = 100  # fee in bps of size (SDK budgets 1% of size); assumption
     maker_fee_bps: int = 0
-    rate_limit_per_s: float = 0.0      # per client (API key or IP); 0 = off
+    rate_limit_per_s: float = 0.0  # per client (API key or IP); 0 = off
     rate_limit_burst: float = 40.0
-    book_heartbeat_s: float = 2.0      # resend subscribed books at least this often (sim s)
+    book_heartbeat_s: float = 2.0  # resend subscribed books at least this often (sim s)
     participants: bool = True
-    noise_rate_per_min: float = 4.0    # noise taker orders per sim minute
-    noise_size_mean: float = 60.0      # shares, lognormal
-    noise_max_cross: float = 0.32      # how far past the true probability a noise taker pays
+    noise_rate_per_min: float = 4.0  # noise taker orders per sim minute
+    noise_size_mean: float = 60.0  # shares, lognormal
+    noise_max_cross: float = 0.32  # how far past the true probability a noise taker pays
     informed_rate_per_min: float = 6.0
-    informed_edge: float = 0.025       # informed takers trade quotes mispriced by at least this
+    informed_edge: float = 0.025  # informed takers trade quotes mispriced by at least this
     informed_size: float = 40.0
     maker_levels: tuple[float, ...] = (0.03, 0.07, 0.12)
     maker_sizes: tuple[float, ...] = (30.0, 40.0, 60.0)
     maker_refresh_s: float = 5.0
-    step_s: float = 1.0                # simulation step (price path, participants)
+    step_s: float = 1.0  # simulation step (price path, participants)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,8 +151,7 @@ class Clock:
 
     def set(self, t: float) -> None:
         with self._lock:
-            if t > self._t:
-                self._t = t
+            self._t = max(self._t, t)
 
     def wait(self, event: threading.Event | None, seconds: float) -> bool:
         """Sleep `seconds` of simulated time, or until `event` is set. Returns event state."""
@@ -180,27 +189,44 @@ def _b32(h: str) -> bytes:
 
 
 _DOMAIN_TYPEHASH = keccak(
-    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
 ORDER_TYPEHASH = keccak(
     b"Order(bytes32 marketId,address trader,uint8 side,uint8 outcome,uint256 price,"
-    b"uint256 size,uint256 nonce,uint256 expiration,address makerFeeRecipient)")
+    b"uint256 size,uint256 nonce,uint256 expiration,address makerFeeRecipient)"
+)
 PERMIT_TYPEHASH = keccak(
-    b"Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)")
+    b"Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
+)
 REDEEM_TYPEHASH = keccak(
     b"RedeemPositions(address owner,address collateralToken,bytes32 parentCollectionId,"
-    b"bytes32 conditionId,uint256[] indexSets,uint256 nonce,uint256 deadline)")
+    b"bytes32 conditionId,uint256[] indexSets,uint256 nonce,uint256 deadline)"
+)
 
 
 def domain_separator(name: str, version: str, chain_id: int, contract: str) -> bytes:
-    return keccak(_DOMAIN_TYPEHASH + keccak(name.encode()) + keccak(version.encode())
-                  + _u256(chain_id) + _addr32(contract))
+    return keccak(
+        _DOMAIN_TYPEHASH
+        + keccak(name.encode())
+        + keccak(version.encode())
+        + _u256(chain_id)
+        + _addr32(contract)
+    )
 
 
 def order_struct_hash(o: dict[str, Any]) -> bytes:
-    return keccak(ORDER_TYPEHASH + _b32(o["marketId"]) + _addr32(o["trader"])
-                  + _u256(o["side"]) + _u256(o["outcome"]) + _u256(o["price"])
-                  + _u256(o["size"]) + _u256(o["nonce"]) + _u256(o["expiration"])
-                  + _addr32(o["makerFeeRecipient"]))
+    return keccak(
+        ORDER_TYPEHASH
+        + _b32(o["marketId"])
+        + _addr32(o["trader"])
+        + _u256(o["side"])
+        + _u256(o["outcome"])
+        + _u256(o["price"])
+        + _u256(o["size"])
+        + _u256(o["nonce"])
+        + _u256(o["expiration"])
+        + _addr32(o["makerFeeRecipient"])
+    )
 
 
 def eip712_digest(dsep: bytes, struct_hash: bytes) -> bytes:
@@ -248,7 +274,7 @@ class ApiError(Exception):
 class SimOrder:
     order_hash: str
     market_id: str
-    trader: str            # lower-case address
+    trader: str  # lower-case address
     side: int
     outcome: int
     price: int
@@ -268,12 +294,21 @@ class SimOrder:
         return self.size - self.filled
 
     def to_json(self) -> dict[str, Any]:
-        return {"orderHash": self.order_hash, "marketId": self.market_id,
-                "trader": self.trader, "side": self.side, "outcome": self.outcome,
-                "price": self.price, "size": self.size, "filledSize": self.filled,
-                "remainingSize": self.remaining if self.status == "open" else 0,
-                "nonce": self.nonce, "expiration": self.expiration, "status": self.status,
-                "createdAt": self.created_at}
+        return {
+            "orderHash": self.order_hash,
+            "marketId": self.market_id,
+            "trader": self.trader,
+            "side": self.side,
+            "outcome": self.outcome,
+            "price": self.price,
+            "size": self.size,
+            "filledSize": self.filled,
+            "remainingSize": self.remaining if self.status == "open" else 0,
+            "nonce": self.nonce,
+            "expiration": self.expiration,
+            "status": self.status,
+            "createdAt": self.created_at,
+        }
 
 
 @dataclass
@@ -283,11 +318,11 @@ class Market:
     interval: int
     start: int
     end: int
-    strike: float            # USD
+    strike: float  # USD
     contract: str
     condition_id: str
     final_price: float | None = None
-    closed: bool = False     # trading over (endTime passed)
+    closed: bool = False  # trading over (endTime passed)
     resolved: bool = False
     outcome: int | None = None
     created_at: int = 0
@@ -295,13 +330,22 @@ class Market:
     last_price: int = 0
 
     def to_quick(self) -> dict[str, Any]:
-        return {"id": self.market_id, "marketId": self.market_id, "asset": self.asset,
-                "intervalMinutes": self.interval, "startPrice": round(self.strike * 1e6),
-                "endPrice": None if self.final_price is None else round(self.final_price * 1e6),
-                "startTime": self.start, "endTime": self.end, "resolved": self.resolved,
-                "outcome": self.outcome, "winningOutcome": self.outcome,
-                "priceSource": "sim", "createdAt": self.created_at,
-                "contractAddress": self.contract}
+        return {
+            "id": self.market_id,
+            "marketId": self.market_id,
+            "asset": self.asset,
+            "intervalMinutes": self.interval,
+            "startPrice": round(self.strike * 1e6),
+            "endPrice": None if self.final_price is None else round(self.final_price * 1e6),
+            "startTime": self.start,
+            "endTime": self.end,
+            "resolved": self.resolved,
+            "outcome": self.outcome,
+            "winningOutcome": self.outcome,
+            "priceSource": "sim",
+            "createdAt": self.created_at,
+            "contractAddress": self.contract,
+        }
 
 
 @dataclass
@@ -321,8 +365,8 @@ class Book:
     """One (market, outcome) side pair with price-time priority. Keys keep lists sorted."""
 
     def __init__(self) -> None:
-        self.bids: list[SimOrder] = []   # best (highest price, earliest) first
-        self.asks: list[SimOrder] = []   # best (lowest price, earliest) first
+        self.bids: list[SimOrder] = []  # best (highest price, earliest) first
+        self.asks: list[SimOrder] = []  # best (lowest price, earliest) first
 
     @staticmethod
     def _key(o: SimOrder) -> tuple[int, int]:
@@ -350,6 +394,7 @@ class Book:
                 else:
                     break
             return out
+
         return agg(self.bids), agg(self.asks)
 
 
@@ -360,10 +405,10 @@ class Ledger:
     def __init__(self, initial_usdc: int) -> None:
         self.initial = initial_usdc
         self.balance: dict[str, int] = {}
-        self.allowance: dict[str, int] = {}       # standing allowance for the settlement
+        self.allowance: dict[str, int] = {}  # standing allowance for the settlement
         self.permit_nonce: dict[str, int] = collections.defaultdict(int)
         self.ctf_nonce: dict[str, int] = collections.defaultdict(int)
-        self.positions: dict[tuple[str, str], Position] = {}   # (addr, market) -> Position
+        self.positions: dict[tuple[str, str], Position] = {}  # (addr, market) -> Position
         self.collateral: dict[str, int] = collections.defaultdict(int)  # per market
         self.minted = 0
         self.fees = 0
@@ -425,8 +470,18 @@ class Ledger:
 # ---------------------------------------------------------------------------------------------
 # Faults
 # ---------------------------------------------------------------------------------------------
-FAULT_NAMES = ("ws_drop", "ws_freeze", "http_429", "http_500", "latency", "cancel_404",
-               "malformed_ws", "resolve_now", "permit_reject", "clock_skew")
+FAULT_NAMES = (
+    "ws_drop",
+    "ws_freeze",
+    "http_429",
+    "http_500",
+    "latency",
+    "cancel_404",
+    "malformed_ws",
+    "resolve_now",
+    "permit_reject",
+    "clock_skew",
+)
 
 
 class Faults:
@@ -480,34 +535,39 @@ class Exchange:
         self.ledger = Ledger(round(cfg.initial_usdc * 1e6))
         self.markets: dict[str, Market] = {}
         self.by_contract: dict[str, str] = {}
-        self.current: dict[tuple[str, int], str] = {}     # (asset, interval) -> market id
+        self.current: dict[tuple[str, int], str] = {}  # (asset, interval) -> market id
         self.history: dict[tuple[str, int], list[str]] = collections.defaultdict(list)
         self.books: dict[tuple[str, int], Book] = {}
-        self.orders: dict[str, SimOrder] = {}      # every API order ever placed, by hash
-        self.open: dict[str, SimOrder] = {}        # resting orders (API and participants)
+        self.orders: dict[str, SimOrder] = {}  # every API order ever placed, by hash
+        self.open: dict[str, SimOrder] = {}  # resting orders (API and participants)
         self.used_nonces: set[tuple[str, int]] = set()
         self.trades: dict[str, collections.deque[dict[str, Any]]] = collections.defaultdict(
-            lambda: collections.deque(maxlen=1000))
+            lambda: collections.deque(maxlen=1000)
+        )
         self.user_trades: dict[str, int] = collections.defaultdict(int)
         self.user_volume: dict[str, int] = collections.defaultdict(int)
-        self.api_keys: dict[str, tuple[str, VerifyKey]] = {}   # kid -> (address, key)
+        self.api_keys: dict[str, tuple[str, VerifyKey]] = {}  # kid -> (address, key)
         self.key_by_addr: dict[str, str] = {}
-        self.prices: dict[str, float] = {a: cfg.btc_price * (1 if a == "BTC" else 0.035)
-                                         for a in cfg.assets}
+        self.prices: dict[str, float] = {
+            a: cfg.btc_price * (1 if a == "BTC" else 0.035) for a in cfg.assets
+        }
         self.price_hist: dict[str, collections.deque[tuple[float, float]]] = {
-            a: collections.deque(maxlen=200_000) for a in cfg.assets}
+            a: collections.deque(maxlen=200_000) for a in cfg.assets
+        }
         self.sigma_s = cfg.annual_vol / math.sqrt(SECONDS_PER_YEAR)
         self.seq = 0
         self.dirty: set[str] = set()
-        self.events: list[dict[str, Any]] = []      # stream messages waiting to be flushed
+        self.events: list[dict[str, Any]] = []  # stream messages waiting to be flushed
         self.counters: collections.Counter[str] = collections.Counter()
         self.pending_resolve: list[tuple[float, str]] = []
         self.invariant_errors: list[str] = []
         self.dsep_order = domain_separator("Turbine", "1", cfg.chain_id, self.chain["settlement"])
-        self.dsep_usdc = domain_separator(self.chain["usdc_name"], self.chain["usdc_version"],
-                                          cfg.chain_id, self.chain["usdc"])
-        self.dsep_ctf = domain_separator("ConditionalTokensWithPermit", "1", cfg.chain_id,
-                                         self.chain["ctf"])
+        self.dsep_usdc = domain_separator(
+            self.chain["usdc_name"], self.chain["usdc_version"], cfg.chain_id, self.chain["usdc"]
+        )
+        self.dsep_ctf = domain_separator(
+            "ConditionalTokensWithPermit", "1", cfg.chain_id, self.chain["ctf"]
+        )
         self.t = clock.now()
         for a in cfg.assets:
             self.price_hist[a].append((self.t, self.prices[a]))
@@ -520,10 +580,17 @@ class Exchange:
         tag = f"{asset}:{interval}:{start}:{self.cfg.seed}".encode()
         mid = "0x" + keccak(b"market:" + tag).hex()
         contract = "0x" + keccak(b"contract:" + tag)[-20:].hex()
-        m = Market(market_id=mid, asset=asset, interval=interval, start=start,
-                   end=start + interval * 60, strike=self.prices[asset],
-                   contract=contract, condition_id="0x" + keccak(b"condition:" + tag).hex(),
-                   created_at=int(self.t))
+        m = Market(
+            market_id=mid,
+            asset=asset,
+            interval=interval,
+            start=start,
+            end=start + interval * 60,
+            strike=self.prices[asset],
+            contract=contract,
+            condition_id="0x" + keccak(b"condition:" + tag).hex(),
+            created_at=int(self.t),
+        )
         self.markets[mid] = m
         self.by_contract[contract.lower()] = mid
         self.current[(asset, interval)] = mid
@@ -537,10 +604,8 @@ class Exchange:
         ref_l = ref.lower()
         mid = self.by_contract.get(ref_l)
         if mid is None:
-            for k in self.markets:
-                if k.lower() == ref_l or (len(ref_l) < 66 and k.lower() == "0x" + ref_l[2:].rjust(64, "0")):
-                    mid = k
-                    break
+            padded = "0x" + ref_l.removeprefix("0x").rjust(64, "0")
+            mid = next((k for k in self.markets if k.lower() in (ref_l, padded)), None)
         if mid is None:
             raise ApiError(404, "market not found")
         return self.markets[mid]
@@ -568,8 +633,14 @@ class Exchange:
         old.end = min(old.end, at)
         self.close_market(old)
         new = self._open_market(asset, interval, at)
-        self.events.append({"type": "quick_market", "marketId": new.market_id,
-                            "data": new.to_quick(), "_all": True})
+        self.events.append(
+            {
+                "type": "quick_market",
+                "marketId": new.market_id,
+                "data": new.to_quick(),
+                "_all": True,
+            }
+        )
         self.counters["rollovers"] += 1
 
     def true_probability(self, m: Market) -> float:
@@ -606,8 +677,7 @@ class Exchange:
                 self.expire_orders()
             if participants is not None:
                 participants.step(self.t, dt)
-        if t > self.t:  # sub-step remainder: keep the model time exact for readers
-            self.t = t
+        self.t = max(self.t, t)  # sub-step remainder: keep the model time exact for readers
 
     def expire_orders(self) -> None:
         for o in list(self.open.values()):
@@ -621,8 +691,13 @@ class Exchange:
         self.books[(o.market_id, o.outcome)].remove(o)
         self.dirty.add(o.market_id)
         if not o.internal:
-            self.events.append({"type": "order_cancelled", "marketId": o.market_id,
-                                "data": {"orderHash": o.order_hash, "status": status}})
+            self.events.append(
+                {
+                    "type": "order_cancelled",
+                    "marketId": o.market_id,
+                    "data": {"orderHash": o.order_hash, "status": status},
+                }
+            )
 
     def verify_permit(self, owner: str, p: dict[str, Any], spender: str) -> int:
         """Check an EIP-2612 permit; returns its value. Consumes the nonce."""
@@ -639,11 +714,17 @@ class Exchange:
             raise ApiError(400, "permit expired")
         if nonce != self.ledger.permit_nonce[owner]:
             raise ApiError(400, f"invalid permit nonce: expected {self.ledger.permit_nonce[owner]}")
-        struct = keccak(PERMIT_TYPEHASH + _addr32(owner) + _addr32(spender) + _u256(value)
-                        + _u256(nonce) + _u256(deadline))
+        struct = keccak(
+            PERMIT_TYPEHASH
+            + _addr32(owner)
+            + _addr32(spender)
+            + _u256(value)
+            + _u256(nonce)
+            + _u256(deadline)
+        )
         try:
             signer = recover(eip712_digest(self.dsep_usdc, struct), sig)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
             raise ApiError(400, "invalid permit signature") from None
         if not same_addr(signer, owner):
             raise ApiError(400, "invalid permit signature")
@@ -658,11 +739,17 @@ class Exchange:
         """Validate, verify and match a signed order from the API."""
         try:
             o = body["order"]
-            fields = dict(marketId=str(o["marketId"]), trader=str(o["trader"]),
-                          side=int(o["side"]), outcome=int(o["outcome"]), price=int(o["price"]),
-                          size=int(o["size"]), nonce=int(o["nonce"]),
-                          expiration=int(o["expiration"]),
-                          makerFeeRecipient=str(o.get("makerFeeRecipient") or ZERO_ADDRESS))
+            fields = dict(
+                marketId=str(o["marketId"]),
+                trader=str(o["trader"]),
+                side=int(o["side"]),
+                outcome=int(o["outcome"]),
+                price=int(o["price"]),
+                size=int(o["size"]),
+                nonce=int(o["nonce"]),
+                expiration=int(o["expiration"]),
+                makerFeeRecipient=str(o.get("makerFeeRecipient") or ZERO_ADDRESS),
+            )
             sig = bytes.fromhex(str(body["signature"]).removeprefix("0x"))
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise ApiError(400, f"invalid order: {e}") from None
@@ -678,7 +765,7 @@ class Exchange:
         try:
             struct = order_struct_hash(fields)
             signer = recover(eip712_digest(self.dsep_order, struct), sig)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
             raise ApiError(400, "invalid signature") from None
         if signer != trader:
             raise ApiError(400, "invalid signature")
@@ -697,8 +784,9 @@ class Exchange:
         if body.get("permitSignature"):
             if permit_rejected:
                 raise ApiError(400, "invalid permit signature")
-            permit_value = self.verify_permit(trader, body["permitSignature"],
-                                              self.chain["settlement"])
+            permit_value = self.verify_permit(
+                trader, body["permitSignature"], self.chain["settlement"]
+            )
         standing = self.ledger.allowance.get(trader, 0)
         if need > 0 and standing != MAX_UINT and standing + permit_value < need:
             raise ApiError(400, "ERC20: transfer amount exceeds allowance")
@@ -708,25 +796,44 @@ class Exchange:
             self.ledger.permit_nonce[trader] += 1
         self.used_nonces.add((trader, fields["nonce"]))
         self.seq += 1
-        order = SimOrder(order_hash="0x" + keccak(struct).hex(), market_id=m.market_id,
-                         trader=trader, side=fields["side"], outcome=fields["outcome"],
-                         price=fields["price"], size=fields["size"], nonce=fields["nonce"],
-                         expiration=fields["expiration"], created_at=int(self.t), seq=self.seq,
-                         permit_budget=permit_value,
-                         maker_fee_recipient=fields["makerFeeRecipient"])
+        order = SimOrder(
+            order_hash="0x" + keccak(struct).hex(),
+            market_id=m.market_id,
+            trader=trader,
+            side=fields["side"],
+            outcome=fields["outcome"],
+            price=fields["price"],
+            size=fields["size"],
+            nonce=fields["nonce"],
+            expiration=fields["expiration"],
+            created_at=int(self.t),
+            seq=self.seq,
+            permit_budget=permit_value,
+            maker_fee_recipient=fields["makerFeeRecipient"],
+        )
         self.orders[order.order_hash] = order
         self.counters["orders_placed"] += 1
         self.match(order)
         return order
 
-    def place_internal(self, trader: str, market_id: str, side: int, outcome: int, price: int,
-                       size: int, ioc: bool) -> SimOrder:
+    def place_internal(
+        self, trader: str, market_id: str, side: int, outcome: int, price: int, size: int, ioc: bool
+    ) -> SimOrder:
         self.seq += 1
-        o = SimOrder(order_hash=f"internal:{self.seq}",
-                     market_id=market_id, trader=trader, side=side, outcome=outcome,
-                     price=max(MIN_PRICE, min(MAX_PRICE, price)), size=size,
-                     nonce=self.seq, expiration=2**40, created_at=int(self.t), seq=self.seq,
-                     internal=True)
+        o = SimOrder(
+            order_hash=f"internal:{self.seq}",
+            market_id=market_id,
+            trader=trader,
+            side=side,
+            outcome=outcome,
+            price=max(MIN_PRICE, min(MAX_PRICE, price)),
+            size=size,
+            nonce=self.seq,
+            expiration=2**40,
+            created_at=int(self.t),
+            seq=self.seq,
+            internal=True,
+        )
         self.match(o, rest=not ioc)
         return o
 
@@ -735,8 +842,9 @@ class Exchange:
         opp = book.asks if taker.side == BUY else book.bids
         while taker.remaining > 0 and opp:
             maker = opp[0]
-            if (taker.side == BUY and maker.price > taker.price) or \
-               (taker.side == SELL and maker.price < taker.price):
+            if (taker.side == BUY and maker.price > taker.price) or (
+                taker.side == SELL and maker.price < taker.price
+            ):
                 break
             if maker.expiration <= self.t:
                 self._cancel(maker, "expired")
@@ -764,8 +872,9 @@ class Exchange:
             taker.status = "cancelled"
         self.dirty.add(taker.market_id)
 
-    def settle(self, buyer: SimOrder, seller: SimOrder, price: int, qty: int,
-               taker: SimOrder) -> SimOrder | None:
+    def settle(
+        self, buyer: SimOrder, seller: SimOrder, price: int, qty: int, taker: SimOrder
+    ) -> SimOrder | None:
         """Move USDC and shares for one fill. Returns the order that could not pay, if any."""
         L = self.ledger
         mid = buyer.market_id
@@ -774,8 +883,12 @@ class Exchange:
         L.ensure(b)
         L.ensure(s)
         cost = price * qty // PRICE_SCALE
-        fee_b = qty * (self.cfg.taker_fee_bps if buyer is taker else self.cfg.maker_fee_bps) // 10_000
-        fee_s = qty * (self.cfg.taker_fee_bps if seller is taker else self.cfg.maker_fee_bps) // 10_000
+        fee_b = (
+            qty * (self.cfg.taker_fee_bps if buyer is taker else self.cfg.maker_fee_bps) // 10_000
+        )
+        fee_s = (
+            qty * (self.cfg.taker_fee_bps if seller is taker else self.cfg.maker_fee_bps) // 10_000
+        )
         bpos, spos = L.pos(b, mid), L.pos(s, mid)
         held = spos.yes if outcome == YES else spos.no
         short = max(0, qty - held)
@@ -823,13 +936,23 @@ class Exchange:
             self.user_volume[a] += cost
         self.counters["trades"] += 1
         maker = seller if buyer is taker else buyer
-        tr = {"id": self.counters["trades"], "marketId": mid, "buyer": b, "seller": s,
-              "price": price, "size": qty, "outcome": outcome, "side": taker.side,
-              "maker": maker.trader, "taker": taker.trader,
-              "makerOrderHash": maker.order_hash, "takerOrderHash": taker.order_hash,
-              "timestamp": int(self.t),
-              "txHash": "0x" + keccak(f"tx:{self.counters['trades']}".encode()).hex(),
-              "tradeHash": "0x" + keccak(f"trade:{self.counters['trades']}".encode()).hex()}
+        tr = {
+            "id": self.counters["trades"],
+            "marketId": mid,
+            "buyer": b,
+            "seller": s,
+            "price": price,
+            "size": qty,
+            "outcome": outcome,
+            "side": taker.side,
+            "maker": maker.trader,
+            "taker": taker.trader,
+            "makerOrderHash": maker.order_hash,
+            "takerOrderHash": taker.order_hash,
+            "timestamp": int(self.t),
+            "txHash": "0x" + keccak(f"tx:{self.counters['trades']}".encode()).hex(),
+            "tradeHash": "0x" + keccak(f"trade:{self.counters['trades']}".encode()).hex(),
+        }
         self.trades[mid].append(tr)
         self.events.append({"type": "trade", "marketId": mid, "data": tr})
         ok, bad = L.invariants({mid: m})
@@ -863,12 +986,18 @@ class Exchange:
         win = 0
         if m.resolved:
             win = pos.yes if m.outcome == YES else pos.no
-        return {"market_address": m.contract, "market_id": m.market_id,
-                "resolved": m.resolved, "winning_balance": str(win),
-                "ctf_address": self.chain["ctf"], "collateral_token": self.chain["usdc"],
-                "condition_id": m.condition_id, "winning_outcome": m.outcome,
-                "ctf_nonce": self.ledger.ctf_nonce[owner],
-                "parent_collection_id": "0x" + "00" * 32}
+        return {
+            "market_address": m.contract,
+            "market_id": m.market_id,
+            "resolved": m.resolved,
+            "winning_balance": str(win),
+            "ctf_address": self.chain["ctf"],
+            "collateral_token": self.chain["usdc"],
+            "condition_id": m.condition_id,
+            "winning_outcome": m.outcome,
+            "ctf_nonce": self.ledger.ctf_nonce[owner],
+            "parent_collection_id": "0x" + "00" * 32,
+        }
 
     def redeem(self, r: dict[str, Any], chain_id: int | None = None) -> dict[str, Any]:
         try:
@@ -888,11 +1017,19 @@ class Exchange:
             raise ApiError(400, "redemption deadline passed")
         nonce = self.ledger.ctf_nonce[owner]
         arr = keccak(b"".join(_u256(i) for i in index_sets))
-        struct = keccak(REDEEM_TYPEHASH + _addr32(owner) + _addr32(collateral) + _b32(parent)
-                        + _b32(cond) + arr + _u256(nonce) + _u256(deadline))
+        struct = keccak(
+            REDEEM_TYPEHASH
+            + _addr32(owner)
+            + _addr32(collateral)
+            + _b32(parent)
+            + _b32(cond)
+            + arr
+            + _u256(nonce)
+            + _u256(deadline)
+        )
         try:
             signer = recover(eip712_digest(self.dsep_ctf, struct), sig)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
             raise ApiError(400, "invalid redemption signature") from None
         if signer != owner:
             raise ApiError(400, "invalid redemption signature (or stale ctf nonce)")
@@ -914,8 +1051,13 @@ class Exchange:
         self.ledger.paid_out += paid
         self.counters["claims"] += 1
         tx = "0x" + keccak(f"redeem:{owner}:{nonce}:{cond}".encode()).hex()
-        return {"success": True, "tx_hash": tx, "txHash": tx, "payout": str(paid),
-                "marketAddress": m.contract}
+        return {
+            "success": True,
+            "tx_hash": tx,
+            "txHash": tx,
+            "payout": str(paid),
+            "marketAddress": m.contract,
+        }
 
     # -- views --------------------------------------------------------------------------------
     def book_json(self, mid: str, outcome: int = YES) -> dict[str, Any]:
@@ -925,29 +1067,52 @@ class Exchange:
     def position_json(self, addr: str, mid: str) -> dict[str, Any]:
         p = self.ledger.pos(addr, mid)
         m = self.markets[mid]
-        return {"id": f"{addr}:{mid}", "marketId": mid, "contractAddress": m.contract,
-                "userAddress": addr, "yesShares": p.yes, "noShares": p.no,
-                "yesCost": p.yes_cost, "noCost": p.no_cost, "yesRevenue": p.yes_revenue,
-                "noRevenue": p.no_revenue, "totalInvested": p.invested,
-                "invested": p.invested, "totalCost": p.yes_cost + p.no_cost,
-                "totalRevenue": p.yes_revenue + p.no_revenue, "lastTradePrice": p.last_price,
-                "lastUpdated": p.updated}
+        return {
+            "id": f"{addr}:{mid}",
+            "marketId": mid,
+            "contractAddress": m.contract,
+            "userAddress": addr,
+            "yesShares": p.yes,
+            "noShares": p.no,
+            "yesCost": p.yes_cost,
+            "noCost": p.no_cost,
+            "yesRevenue": p.yes_revenue,
+            "noRevenue": p.no_revenue,
+            "totalInvested": p.invested,
+            "invested": p.invested,
+            "totalCost": p.yes_cost + p.no_cost,
+            "totalRevenue": p.yes_revenue + p.no_revenue,
+            "lastTradePrice": p.last_price,
+            "lastUpdated": p.updated,
+        }
 
     def state(self) -> dict[str, Any]:
         ok, bad = self.ledger.invariants(self.markets)
         ok = ok and not self.invariant_errors
         return {
             "time": self.t,
-            "markets": {f"{a}:{iv}": self.markets[mid].to_quick()
-                        for (a, iv), mid in self.current.items()},
+            "markets": {
+                f"{a}:{iv}": self.markets[mid].to_quick() for (a, iv), mid in self.current.items()
+            },
             "prices": dict(self.prices),
-            "open_orders": [{"trader": o.trader, "marketId": o.market_id,
-                             "orderHash": o.order_hash, "side": o.side, "outcome": o.outcome,
-                             "price": o.price, "size": o.size, "filledSize": o.filled}
-                            for o in self.open.values() if not o.internal],
+            "open_orders": [
+                {
+                    "trader": o.trader,
+                    "marketId": o.market_id,
+                    "orderHash": o.order_hash,
+                    "side": o.side,
+                    "outcome": o.outcome,
+                    "price": o.price,
+                    "size": o.size,
+                    "filledSize": o.filled,
+                }
+                for o in self.open.values()
+                if not o.internal
+            ],
             "balances": {a: b for a, b in self.ledger.balance.items()},
             "allowances": {a: str(v) for a, v in self.ledger.allowance.items() if v},
-            "fees": self.ledger.fees, "paid_out": self.ledger.paid_out,
+            "fees": self.ledger.fees,
+            "paid_out": self.ledger.paid_out,
             "minted": self.ledger.minted,
             "counters": dict(self.counters),
             "invariants_ok": ok,
@@ -976,7 +1141,7 @@ class Participants:
         self.informed = "0x" + keccak(b"participant:informed").hex()[-40:]
         self.maker = "0x" + keccak(b"participant:maker").hex()[-40:]
         for a in (self.noise, self.informed, self.maker):
-            ex.ledger.ensure(a, 10**15)          # deep pockets, standing max allowance
+            ex.ledger.ensure(a, 10**15)  # deep pockets, standing max allowance
             ex.ledger.allowance[a] = MAX_UINT
         self.maker_orders: dict[str, list[SimOrder]] = collections.defaultdict(list)
         self.next_refresh: dict[str, float] = {}
@@ -998,7 +1163,7 @@ class Participants:
 
     @staticmethod
     def _px(p: float) -> int:
-        return max(MIN_PRICE, min(MAX_PRICE, int(round(p * 100)) * 10_000))
+        return max(MIN_PRICE, min(MAX_PRICE, round(p * 100) * 10_000))
 
     def _shares(self, n: float) -> int:
         return max(1, int(n)) * 1_000_000
@@ -1011,13 +1176,17 @@ class Participants:
         if p < 0.03 or p > 0.97:
             return
         orders = []
-        for off, sz in zip(self.cfg.maker_levels, self.cfg.maker_sizes):
+        for off, sz in zip(self.cfg.maker_levels, self.cfg.maker_sizes, strict=False):
             size = self._shares(sz * (0.6 + 0.8 * self.rng.random()))
             bid, ask = self._px(p - off), self._px(p + off)
             if MIN_PRICE < bid < p * PRICE_SCALE:
-                orders.append(ex.place_internal(self.maker, m.market_id, BUY, YES, bid, size, False))
+                orders.append(
+                    ex.place_internal(self.maker, m.market_id, BUY, YES, bid, size, False)
+                )
             if p * PRICE_SCALE < ask < MAX_PRICE:
-                orders.append(ex.place_internal(self.maker, m.market_id, SELL, YES, ask, size, False))
+                orders.append(
+                    ex.place_internal(self.maker, m.market_id, SELL, YES, ask, size, False)
+                )
         self.maker_orders[m.market_id] = orders
 
     def _noise(self, m: Market, p: float) -> None:
@@ -1033,12 +1202,14 @@ class Participants:
         edge = self.cfg.informed_edge
         size = self._shares(self.cfg.informed_size)
         if book.asks and book.asks[0].price < (p - edge) * PRICE_SCALE:
-            self.ex.place_internal(self.informed, m.market_id, BUY, YES,
-                                   int((p - edge) * PRICE_SCALE), size, True)
+            self.ex.place_internal(
+                self.informed, m.market_id, BUY, YES, int((p - edge) * PRICE_SCALE), size, True
+            )
             self.ex.counters["informed_orders"] += 1
         elif book.bids and book.bids[0].price > (p + edge) * PRICE_SCALE:
-            self.ex.place_internal(self.informed, m.market_id, SELL, YES,
-                                   int((p + edge) * PRICE_SCALE) + 1, size, True)
+            self.ex.place_internal(
+                self.informed, m.market_id, SELL, YES, int((p + edge) * PRICE_SCALE) + 1, size, True
+            )
             self.ex.counters["informed_orders"] += 1
 
 
@@ -1065,6 +1236,7 @@ class SimApp:
         self.last_heartbeat = self.ex.t
         self.last_heartbeat_real = time.monotonic()
         self._malformed_i = 0
+        self._sends: set[asyncio.Future[None]] = set()
         self.app = web.Application(middlewares=[self.middleware], client_max_size=1 << 20)
         self._routes()
 
@@ -1113,7 +1285,9 @@ class SimApp:
         p("/sim/mint", self.sim_mint)
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+    async def middleware(
+        self, request: web.Request, handler: Callable[..., Any]
+    ) -> web.StreamResponse:
         path = request.path
         if path.startswith("/sim/"):
             return await handler(request)
@@ -1161,7 +1335,7 @@ class SimApp:
             payload_bytes = _b64d(p64)
             payload = json.loads(payload_bytes)
             kid, ts = str(payload["kid"]), int(payload["ts"])
-        except Exception:
+        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
             raise ApiError(401, "malformed bearer token") from None
         entry = self.ex.api_keys.get(kid)
         if entry is None:
@@ -1185,10 +1359,14 @@ class SimApp:
     # -- stream fan-out -----------------------------------------------------------------------
     def _malformed(self) -> str:
         self._malformed_i += 1
-        variants = ['{"type": "orderbook", "marketId": ', "not json at all",
-                    '{"type": "orderbook", "marketId": "0x12", "data": {"bids": "x"}}',
-                    '{"no_type": 1}', '[1, 2, 3]',
-                    '{"type": "orderbook", "marketId": "0x12", "data": {"bids": [{"price": -5}]}}']
+        variants = [
+            '{"type": "orderbook", "marketId": ',
+            "not json at all",
+            '{"type": "orderbook", "marketId": "0x12", "data": {"bids": "x"}}',
+            '{"no_type": 1}',
+            "[1, 2, 3]",
+            '{"type": "orderbook", "marketId": "0x12", "data": {"bids": [{"price": -5}]}}',
+        ]
         return variants[self._malformed_i % len(variants)]
 
     def _send_all(self, frames: dict[web.WebSocketResponse, list[str]]) -> None:
@@ -1198,19 +1376,20 @@ class SimApp:
         for ws, msgs in frames.items():
             if ws.closed or not msgs:
                 continue
-            if malformed:
-                msgs = [self._malformed()] + msgs
+            out = [self._malformed(), *msgs] if malformed else msgs
             # several messages per frame, newline-separated, as the spec allows
-            for i in range(0, len(msgs), 8):
-                asyncio.ensure_future(self._safe_send(ws, "\n".join(msgs[i:i + 8])))
+            for i in range(0, len(out), 8):
+                task = asyncio.ensure_future(self._safe_send(ws, "\n".join(out[i : i + 8])))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
             self.ex.counters["ws_frames"] += 1
 
     @staticmethod
     async def _safe_send(ws: web.WebSocketResponse, text: str) -> None:
         try:
             await ws.send_str(text)
-        except Exception:  # peer gone; the reader side cleans up
-            pass
+        except (ConnectionError, RuntimeError):  # peer gone; the reader side cleans up
+            return
 
     def flush(self, heartbeat: bool = False) -> None:
         ex = self.ex
@@ -1231,10 +1410,18 @@ class SimApp:
         if heartbeat:
             for subs in self.sockets.values():
                 mids |= subs
-        book_text = {mid: json.dumps({"type": "orderbook", "marketId": mid,
-                                      "data": {k: v for k, v in ex.book_json(mid).items()
-                                               if k != "marketId"}}, separators=(",", ":"))
-                     for mid in mids if mid in ex.markets}
+        book_text = {
+            mid: json.dumps(
+                {
+                    "type": "orderbook",
+                    "marketId": mid,
+                    "data": {k: v for k, v in ex.book_json(mid).items() if k != "marketId"},
+                },
+                separators=(",", ":"),
+            )
+            for mid in mids
+            if mid in ex.markets
+        }
         for ws, subs in self.sockets.items():
             for mid in subs:
                 if mid in book_text:
@@ -1249,8 +1436,10 @@ class SimApp:
                 continue
             try:
                 self.sync()
-                hb = (self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
-                      and time.monotonic() - self.last_heartbeat_real >= 0.1)
+                hb = (
+                    self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
+                    and time.monotonic() - self.last_heartbeat_real >= 0.1
+                )
                 if hb:
                     self.last_heartbeat = self.ex.t
                     self.last_heartbeat_real = time.monotonic()
@@ -1291,11 +1480,18 @@ class SimApp:
         return self.ex.markets[mid]
 
     def _market_json(self, m: Market) -> dict[str, Any]:
-        return {"id": m.market_id, "question": f"{m.asset} above {m.strike:.2f} at {m.end}?",
-                "description": "simulated quick market", "category": "crypto",
-                "expirationTime": m.end, "contractAddress": m.contract,
-                "chainId": self.cfg.chain_id, "resolved": m.resolved,
-                "settlementAddress": self.ex.chain["settlement"], "winningOutcome": m.outcome}
+        return {
+            "id": m.market_id,
+            "question": f"{m.asset} above {m.strike:.2f} at {m.end}?",
+            "description": "simulated quick market",
+            "category": "crypto",
+            "expirationTime": m.end,
+            "contractAddress": m.contract,
+            "chainId": self.cfg.chain_id,
+            "resolved": m.resolved,
+            "settlementAddress": self.ex.chain["settlement"],
+            "winningOutcome": m.outcome,
+        }
 
     @staticmethod
     def _limit(request: web.Request, default: int = 100) -> int:
@@ -1309,7 +1505,9 @@ class SimApp:
         return web.json_response({"status": "ok", "time": self.ex.t})
 
     async def markets(self, request: web.Request) -> web.Response:
-        return web.json_response({"markets": [self._market_json(m) for m in self.ex.markets.values()]})
+        return web.json_response(
+            {"markets": [self._market_json(m) for m in self.ex.markets.values()]}
+        )
 
     async def market_one(self, request: web.Request) -> web.Response:
         return web.json_response(self._market_json(self.ex.market(request.match_info["market_id"])))
@@ -1320,8 +1518,10 @@ class SimApp:
 
     async def quick_history(self, request: web.Request) -> web.Response:
         m = self._current(request.match_info["asset"], request)
-        ids = self.ex.history[(m.asset, m.interval)][-self._limit(request):]
-        return web.json_response({"markets": [self.ex.markets[i].to_quick() for i in reversed(ids)]})
+        ids = self.ex.history[(m.asset, m.interval)][-self._limit(request) :]
+        return web.json_response(
+            {"markets": [self.ex.markets[i].to_quick() for i in reversed(ids)]}
+        )
 
     async def quick_price(self, request: web.Request) -> web.Response:
         a = request.match_info["asset"].upper()
@@ -1333,7 +1533,7 @@ class SimApp:
         a = request.match_info["asset"].upper()
         if a not in self.ex.prices:
             raise ApiError(404, f"unknown asset {a}")
-        hist = list(self.ex.price_hist[a])[-self._limit(request):]
+        hist = list(self.ex.price_hist[a])[-self._limit(request) :]
         return web.json_response({"prices": [{"price": p, "timestamp": int(t)} for t, p in hist]})
 
     async def orderbook(self, request: web.Request) -> web.Response:
@@ -1348,26 +1548,43 @@ class SimApp:
 
     async def trades(self, request: web.Request) -> web.Response:
         m = self.ex.market(request.match_info["market_id"])
-        lst = list(self.ex.trades[m.market_id])[-self._limit(request):]
+        lst = list(self.ex.trades[m.market_id])[-self._limit(request) :]
         return web.json_response({"trades": lst[::-1]})
 
     async def stats(self, request: web.Request) -> web.Response:
         m = self.ex.market(request.match_info["market_id"])
-        return web.json_response({"marketId": m.market_id, "contractAddress": m.contract,
-                                  "lastPrice": m.last_price, "totalVolume": m.volume,
-                                  "volume24h": m.volume})
+        return web.json_response(
+            {
+                "marketId": m.market_id,
+                "contractAddress": m.contract,
+                "lastPrice": m.last_price,
+                "totalVolume": m.volume,
+                "volume24h": m.volume,
+            }
+        )
 
     async def resolution(self, request: web.Request) -> web.Response:
         m = self.ex.market(request.match_info["market_id"])
-        return web.json_response({"marketId": m.market_id, "assertionId": "0x" + "00" * 32,
-                                  "winningOutcome": m.outcome, "outcome": m.outcome,
-                                  "resolved": m.resolved, "timestamp": m.end})
+        return web.json_response(
+            {
+                "marketId": m.market_id,
+                "assertionId": "0x" + "00" * 32,
+                "winningOutcome": m.outcome,
+                "outcome": m.outcome,
+                "resolved": m.resolved,
+                "timestamp": m.end,
+            }
+        )
 
     async def balances(self, request: web.Request) -> web.Response:
         a = request.match_info["address"].lower()
         self.ex.ledger.ensure(a)
-        return web.json_response({"balance": str(self.ex.ledger.balance[a]),
-                                  "allowance": str(self.ex.ledger.allowance.get(a, 0))})
+        return web.json_response(
+            {
+                "balance": str(self.ex.ledger.balance[a]),
+                "allowance": str(self.ex.ledger.allowance.get(a, 0)),
+            }
+        )
 
     async def contract_nonce(self, request: web.Request) -> web.Response:
         c, owner = request.match_info["contract"], request.match_info["owner"].lower()
@@ -1386,11 +1603,22 @@ class SimApp:
                 continue
             bal = p.yes if m.outcome == YES else p.no
             if bal > 0:
-                out.append({"market_id": mid, "contract_address": m.contract,
-                            "outcome_label": "YES" if m.outcome == YES else "NO",
-                            "balance": str(bal), "payout": str(bal)})
-        return web.json_response({"claimable": out, "count": len(out),
-                                  "totalPayout": str(sum(int(x["payout"]) for x in out))})
+                out.append(
+                    {
+                        "market_id": mid,
+                        "contract_address": m.contract,
+                        "outcome_label": "YES" if m.outcome == YES else "NO",
+                        "balance": str(bal),
+                        "payout": str(bal),
+                    }
+                )
+        return web.json_response(
+            {
+                "claimable": out,
+                "count": len(out),
+                "totalPayout": str(sum(int(x["payout"]) for x in out)),
+            }
+        )
 
     async def claim_data(self, request: web.Request) -> web.Response:
         a = request.match_info["address"].lower()
@@ -1406,45 +1634,71 @@ class SimApp:
             sig = str(body["signature"])
             text = f"Register API key for Turbine: {to_checksum_address(addr)}"
             signer = Account.recover_message(encode_defunct(text=text), signature=sig)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
             raise ApiError(400, "invalid registration signature") from None
         if not same_addr(signer, addr):
             raise ApiError(401, "signature does not match address")
         a = addr.lower()
         if a in self.ex.key_by_addr:
-            return web.json_response({"error": "API key already exists for this wallet",
-                                      "api_key_id": self.ex.key_by_addr[a]}, status=409)
+            return web.json_response(
+                {
+                    "error": "API key already exists for this wallet",
+                    "api_key_id": self.ex.key_by_addr[a],
+                },
+                status=409,
+            )
         seed = secrets.token_bytes(32)
         sk = SigningKey(seed)
         kid = "sim-" + secrets.token_hex(8)
         self.ex.api_keys[kid] = (a, sk.verify_key)
         self.ex.key_by_addr[a] = kid
         self.ex.ledger.ensure(a)
-        return web.json_response({"success": True, "api_key_id": kid,
-                                  "api_private_key": (seed + bytes(sk.verify_key)).hex(),
-                                  "message": "API key registered"})
+        return web.json_response(
+            {
+                "success": True,
+                "api_key_id": kid,
+                "api_private_key": (seed + bytes(sk.verify_key)).hex(),
+                "message": "API key registered",
+            }
+        )
 
     # -- authenticated routes -----------------------------------------------------------------
     async def post_order(self, request: web.Request) -> web.Response:
         caller = self.auth(request)
         body = await self._json(request)
         o = self.ex.place(body, caller, "permit_reject" in self.faults.active)
-        return web.json_response({"success": True, "orderHash": o.order_hash,
-                                  "status": o.status, "filledSize": o.filled,
-                                  "remainingSize": o.remaining if o.status == "open" else 0})
+        return web.json_response(
+            {
+                "success": True,
+                "orderHash": o.order_hash,
+                "status": o.status,
+                "filledSize": o.filled,
+                "remainingSize": o.remaining if o.status == "open" else 0,
+            }
+        )
 
     def _orders(self, pred: Callable[[SimOrder], bool], status: str | None) -> list[dict[str, Any]]:
-        return [o.to_json() for o in self.ex.orders.values()
-                if not o.internal and pred(o) and (status is None or o.status == status)]
+        return [
+            o.to_json()
+            for o in self.ex.orders.values()
+            if not o.internal and pred(o) and (status is None or o.status == status)
+        ]
 
     async def get_orders(self, request: web.Request) -> web.Response:
         caller = self.auth(request)
         q = request.query
         trader = q.get("trader", caller).lower()
         mid = q.get("market_id") or q.get("marketId")
-        return web.json_response({"orders": self._orders(
-            lambda o: o.trader == trader and (mid is None or o.market_id.lower() == mid.lower()),
-            q.get("status"))})
+        return web.json_response(
+            {
+                "orders": self._orders(
+                    lambda o: (
+                        o.trader == trader and (mid is None or o.market_id.lower() == mid.lower())
+                    ),
+                    q.get("status"),
+                )
+            }
+        )
 
     async def get_order(self, request: web.Request) -> web.Response:
         self.auth(request)
@@ -1480,24 +1734,37 @@ class SimApp:
     async def user_positions(self, request: web.Request) -> web.Response:
         self.auth(request)
         a = request.match_info["address"].lower()
-        return web.json_response({"positions": [self.ex.position_json(a, mid)
-                                                for (addr, mid) in self.ex.ledger.positions
-                                                if addr == a]})
+        return web.json_response(
+            {
+                "positions": [
+                    self.ex.position_json(a, mid)
+                    for (addr, mid) in self.ex.ledger.positions
+                    if addr == a
+                ]
+            }
+        )
 
     async def user_orders(self, request: web.Request) -> web.Response:
         self.auth(request)
         a = request.match_info["address"].lower()
-        return web.json_response({"orders": self._orders(lambda o: o.trader == a,
-                                                         request.query.get("status"))})
+        return web.json_response(
+            {"orders": self._orders(lambda o: o.trader == a, request.query.get("status"))}
+        )
 
     async def user_activity(self, request: web.Request) -> web.Response:
         self.auth(request)
         a = request.match_info["address"].lower()
         mk = {mid for (addr, mid) in self.ex.ledger.positions if addr == a}
         pnl = self.ex.ledger.balance.get(a, self.ex.ledger.initial) - self.ex.ledger.initial
-        return web.json_response({"address": a, "totalTrades": self.ex.user_trades[a],
-                                  "totalVolume": self.ex.user_volume[a], "pnl": pnl,
-                                  "marketsTraded": len(mk)})
+        return web.json_response(
+            {
+                "address": a,
+                "totalTrades": self.ex.user_trades[a],
+                "totalVolume": self.ex.user_volume[a],
+                "pnl": pnl,
+                "marketsTraded": len(mk),
+            }
+        )
 
     async def user_stats(self, request: web.Request) -> web.Response:
         a = self.auth(request)
@@ -1505,16 +1772,28 @@ class SimApp:
         cost = sum(p.yes_cost + p.no_cost for (x, _), p in L.positions.items() if x == a)
         inv = sum(p.invested for (x, _), p in L.positions.items() if x == a)
         pnl = L.balance.get(a, L.initial) - L.initial
-        return web.json_response({"user_address": a, "total_cost": cost, "total_invested": inv,
-                                  "position_value": 0, "pnl": pnl,
-                                  "pnl_percentage": pnl / L.initial * 100 if L.initial else 0})
+        return web.json_response(
+            {
+                "user_address": a,
+                "total_cost": cost,
+                "total_invested": inv,
+                "position_value": 0,
+                "pnl": pnl,
+                "pnl_percentage": pnl / L.initial * 100 if L.initial else 0,
+            }
+        )
 
     def _empty_list(self, name: str) -> Callable[[web.Request], Any]:
-        key = {"failed-trades": "failedTrades", "pending-trades": "pendingTrades",
-               "failed-claims": "failedClaims", "pending-claims": "pendingClaims"}[name]
+        key = {
+            "failed-trades": "failedTrades",
+            "pending-trades": "pendingTrades",
+            "failed-claims": "failedClaims",
+            "pending-claims": "pendingClaims",
+        }[name]
 
         async def h(request: web.Request) -> web.Response:
             return web.json_response({key: []})
+
         return h
 
     async def relayer_permit(self, request: web.Request) -> web.Response:
@@ -1531,7 +1810,7 @@ class SimApp:
         value = self.ex.verify_permit(owner, {**body, "nonce": body.get("nonce", nonce)}, spender)
         self.ex.ledger.ensure(owner)
         self.ex.ledger.permit_nonce[owner] += 1
-        self.ex.ledger.allowance[owner] = value      # EIP-2612 permit sets, not adds
+        self.ex.ledger.allowance[owner] = value  # EIP-2612 permit sets, not adds
         tx = "0x" + keccak(f"permit:{owner}:{nonce}".encode()).hex()
         return web.json_response({"success": True, "tx_hash": tx, "txHash": tx})
 
@@ -1552,8 +1831,9 @@ class SimApp:
         if not isinstance(reds, list) or not reds:
             raise ApiError(400, "redemptions must be a non-empty list")
         results = [self.ex.redeem({**r, "owner": r.get("owner", body.get("owner"))}) for r in reds]
-        return web.json_response({"success": True, "results": results,
-                                  "tx_hash": results[0]["tx_hash"]})
+        return web.json_response(
+            {"success": True, "results": results, "tx_hash": results[0]["tx_hash"]}
+        )
 
     # -- stream -------------------------------------------------------------------------------
     async def stream(self, request: web.Request) -> web.StreamResponse:
@@ -1580,7 +1860,7 @@ class SimApp:
                         # the SDK also subscribes channels by asset; accept and ignore
                         continue
                     self.sockets[ws].add(m.market_id)
-                    self.ex.dirty.add(m.market_id)   # initial snapshot
+                    self.ex.dirty.add(m.market_id)  # initial snapshot
                     self.flush()
                 elif typ == "unsubscribe" and isinstance(mid, str):
                     self.sockets[ws].discard(mid)
@@ -1619,7 +1899,7 @@ class SimApp:
                 if params.get("asset") and params["asset"].upper() != asset:
                     continue
                 m = self.ex.markets[mid]
-                self.ex.rollover(asset, iv, int(math.ceil(self.ex.t)))
+                self.ex.rollover(asset, iv, math.ceil(self.ex.t))
                 self.ex.resolve(m)
             self.faults.off(name, self.ex.t)
             self.flush()
@@ -1662,8 +1942,9 @@ class Sim:
         self.loop = asyncio.new_event_loop()
         self.app = SimApp(cfg)
         self.clock = self.app.clock
-        self._thread = threading.Thread(target=self.loop.run_forever, name="turbine-sim",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="turbine-sim", daemon=True
+        )
         self._thread.start()
         self.port = self.call(self._start())
 
@@ -1690,6 +1971,7 @@ class Sim:
 
         async def wrap() -> Any:
             return coro_or_fn()
+
         return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(timeout)
 
     def advance(self, seconds: float) -> float:
@@ -1706,6 +1988,7 @@ class Sim:
             self.app.faults.off(name, self.app.ex.t)
             if name == "ws_freeze":
                 self.app.flush(heartbeat=True)
+
         self.call(off)
 
     def state(self) -> dict[str, Any]:
@@ -1715,6 +1998,7 @@ class Sim:
             s["faults"] = dict(self.app.faults.active)
             s["ws_clients"] = len(self.app.sockets)
             return s
+
         return self.call(st)
 
     def mint(self, address: str, usdc: float) -> None:
@@ -1728,6 +2012,7 @@ class Sim:
             self._ticker.cancel()
             await self.app.drop_sockets()
             await self._runner.cleanup()
+
         try:
             self.call(shutdown(), timeout=10)
         finally:
@@ -1745,12 +2030,16 @@ def start_sim(cfg: SimConfig | None = None, **overrides: Any) -> Sim:
 def new_api_credentials_for_tests(sim: Sim, private_key: str) -> tuple[str, str]:
     """Register API credentials for `private_key` on `sim` (helper for tests and --sim)."""
     import requests
+
     acct = Account.from_key(private_key)
-    sig = Account.sign_message(encode_defunct(text=f"Register API key for Turbine: {acct.address}"),
-                               private_key).signature.hex()
-    r = requests.post(sim.base_url + "/api/v1/api-keys",
-                      json={"address": acct.address, "signature": "0x" + sig.removeprefix("0x")},
-                      timeout=10)
+    sig = Account.sign_message(
+        encode_defunct(text=f"Register API key for Turbine: {acct.address}"), private_key
+    ).signature.hex()
+    r = requests.post(
+        sim.base_url + "/api/v1/api-keys",
+        json={"address": acct.address, "signature": "0x" + sig.removeprefix("0x")},
+        timeout=10,
+    )
     r.raise_for_status()
     d = r.json()
     return d["api_key_id"], d["api_private_key"]
@@ -1773,14 +2062,27 @@ def main(argv: list[str] | None = None) -> int:
     if a.speed <= 0:
         ap.error("--speed must be > 0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = SimConfig(host=a.host, port=a.port, speed=a.speed, manual_clock=a.manual, seed=a.seed,
-                    chain_id=a.chain_id, intervals=tuple(a.interval or (15,)),
-                    assets=tuple(x.upper() for x in (a.asset or ["BTC"])),
-                    initial_usdc=a.initial_usdc, rate_limit_per_s=a.rate_limit,
-                    participants=not a.no_participants)
+    cfg = SimConfig(
+        host=a.host,
+        port=a.port,
+        speed=a.speed,
+        manual_clock=a.manual,
+        seed=a.seed,
+        chain_id=a.chain_id,
+        intervals=tuple(a.interval or (15,)),
+        assets=tuple(x.upper() for x in (a.asset or ["BTC"])),
+        initial_usdc=a.initial_usdc,
+        rate_limit_per_s=a.rate_limit,
+        participants=not a.no_participants,
+    )
     sim = Sim(cfg)
-    log.info("turbine_sim on %s (ws %s) speed=%s seed=%s", sim.base_url, sim.ws_url,
-             "manual" if a.manual else a.speed, a.seed)
+    log.info(
+        "turbine_sim on %s (ws %s) speed=%s seed=%s",
+        sim.base_url,
+        sim.ws_url,
+        "manual" if a.manual else a.speed,
+        a.seed,
+    )
     try:
         while True:
             time.sleep(3600)
