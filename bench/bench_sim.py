@@ -21,7 +21,6 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import websocket
 from coincurve import PrivateKey
 from eth_account import Account
 
