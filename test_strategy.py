@@ -1,0 +1,461 @@
+"""Unit tests: spike_bot's pure strategy, PnL accounting, signing and configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import spike_bot as sb
+from spike_bot import BUY, NO, SELL, YES, Book, Config, LiveOrder, Quote
+
+P = sb.PRICE_SCALE
+S = sb.SIZE_SCALE
+
+
+def cfg(**kw: Any) -> Config:
+    return sb.validate(dataclasses.replace(Config(), **kw))
+
+
+def book(bids: list[tuple[float, float]] = (), asks: list[tuple[float, float]] = ()) -> Book:
+    return Book(
+        tuple((round(p * P), round(s * S)) for p, s in bids),
+        tuple((round(p * P), round(s * S)) for p, s in asks),
+        1.0,
+    )
+
+
+def side(qs: list[Quote], s: int) -> Quote | None:
+    return next((q for q in qs if q.side == s), None)
+
+
+# -- fair value ------------------------------------------------------------------------------------
+def test_model_probability_shape() -> None:
+    assert sb.model_probability(100.0, 100.0, 600, 0.5) == pytest.approx(0.5)
+    above = sb.model_probability(100.2, 100.0, 600, 0.5)
+    assert above > 0.5
+    # the same move matters more with less time left
+    assert sb.model_probability(100.2, 100.0, 60, 0.5) > above
+    assert sb.model_probability(100.2, 100.0, 0, 0.5) == 1.0
+    assert sb.model_probability(99.9, 100.0, 0, 0.5) == 0.0
+    assert sb.model_probability(None, 100.0, 60, 0.5) is None
+
+
+def test_fair_value_sources_and_fallbacks() -> None:
+    b = book([(0.40, 10)], [(0.50, 30)])
+    assert sb.fair_value(b, None, 1, 600, cfg(fair_source="mid")) == pytest.approx(0.45)
+    # micro-price leans to the thin side: little bid size -> towards the bid
+    micro = sb.fair_value(b, None, 1, 600, cfg(fair_source="micro"))
+    assert micro == pytest.approx((0.40 * 30 + 0.50 * 10) / 40)
+    model = sb.fair_value(b, 100.0, 100.0, 600, cfg(fair_source="model"))
+    assert model == pytest.approx(0.5)
+    blend = sb.fair_value(b, 100.0, 100.0, 600, cfg(fair_source="blend", model_weight=0.7))
+    assert blend == pytest.approx(0.7 * 0.5 + 0.3 * micro)
+    assert sb.fair_value(Book(), 100.0, 100.0, 600, cfg()) == pytest.approx(0.5)  # no book
+    assert sb.fair_value(b, None, 100.0, 600, cfg()) == pytest.approx(micro)  # no price
+    assert sb.fair_value(Book(), None, 100.0, 600, cfg()) is None
+
+
+# -- quotes --------------------------------------------------------------------------------------
+def test_symmetric_quotes_at_default_spread() -> None:
+    qs = sb.quotes(0.5, 0.0, Book(), 600, cfg())
+    bid, ask = side(qs, BUY), side(qs, SELL)
+    assert bid.price == 300_000 and ask.price == 700_000
+    assert bid.size == ask.size == 5 * S and bid.outcome == ask.outcome == YES
+
+
+def test_extremes_widen_near_0_and_1_only() -> None:
+    c = cfg(base_spread=0.1, extreme_zone=0.15, extreme_widen=0.1)
+    assert sb.extremes_half_spread(0.5, 0.05, c) == 0.05
+    assert sb.extremes_half_spread(0.15, 0.05, c) == pytest.approx(0.05)
+    assert sb.extremes_half_spread(0.05, 0.05, c) == pytest.approx(0.05 + 0.1 * (2 / 3))
+    assert sb.extremes_half_spread(0.95, 0.05, c) == pytest.approx(0.05 + 0.1 * (2 / 3))
+
+
+def test_extremes_widening_is_applied_before_skew() -> None:
+    """Fair 0.9 is in the extreme zone; a long inventory skews the centre to 0.82, outside it.
+    Widening must follow fair value (wide), not the skewed centre (which would quote tight)."""
+    c = cfg(
+        base_spread=0.1,
+        extreme_zone=0.15,
+        extreme_widen=0.1,
+        skew_factor=0.08,
+        max_position=50,
+        price_tick=0.0001,
+    )
+    qs = sb.quotes(0.9, 49.0, Book(), 600, c)
+    bid, ask = side(qs, BUY), side(qs, SELL)
+    half = sb.extremes_half_spread(0.9, 0.05, c)
+    centre = 0.9 + sb.inventory_skew(49.0, c)
+    assert centre < 0.85  # the centre left the zone
+    assert (ask.price - bid.price) / P == pytest.approx(2 * half, abs=2e-4)
+    assert (ask.price - bid.price) / P > 0.1 + 0.05  # wider than skew-first gives
+    assert (bid.price + ask.price) / 2 / P == pytest.approx(centre, abs=2e-4)
+
+
+def test_inventory_skew_direction() -> None:
+    c = cfg(skew_factor=0.1, max_position=10)
+    flat = sb.quotes(0.5, 0.0, Book(), 600, c)
+    long_ = sb.quotes(0.5, 5.0, Book(), 600, c)
+    short = sb.quotes(0.5, -5.0, Book(), 600, c)
+    assert side(long_, BUY).price < side(flat, BUY).price
+    assert side(long_, SELL).price < side(flat, SELL).price
+    assert side(short, BUY).price > side(flat, BUY).price
+    assert side(short, SELL).price > side(flat, SELL).price
+    assert side(long_, BUY).price == 250_000 and side(short, SELL).price == 750_000
+
+
+def test_position_limits_per_side() -> None:
+    c = cfg(max_position=10, order_size=5)
+    assert side(sb.quotes(0.5, 10.0, Book(), 600, c), BUY) is None  # no more YES
+    assert side(sb.quotes(0.5, 10.0, Book(), 600, c), SELL).size == 5 * S
+    assert side(sb.quotes(0.5, -10.0, Book(), 600, c), SELL) is None  # no more short
+    assert side(sb.quotes(0.5, 8.0, Book(), 600, c), BUY).size == 2 * S  # only up to limit
+    # NO shares from a split count as negative inventory: the SELL side is what grows them
+    assert side(sb.quotes(0.5, -8.0, Book(), 600, c), SELL).size == 2 * S
+
+
+def test_maker_only_clamp_never_crosses_or_touches() -> None:
+    c = cfg(base_spread=0.02, price_tick=0.01)
+    b = book([(0.48, 1)], [(0.49, 1)])  # a book below our fair of 0.5
+    qs = sb.quotes(0.5, 0.0, b, 600, c)
+    bid, ask = side(qs, BUY), side(qs, SELL)
+    assert bid.price < b.best_ask and ask.price > b.best_bid
+    assert bid.price == 480_000  # one tick under the best ask
+    assert ask.price == 510_000
+    b2 = book([(0.51, 1)], [(0.52, 1)])  # a book above fair: ask must clear the bid
+    assert side(sb.quotes(0.5, 0.0, b2, 600, c), SELL).price == 520_000
+
+
+def test_clamp_at_price_boundaries() -> None:
+    c = cfg(base_spread=0.02, price_tick=0.01, extreme_widen=0)
+    # best ask at the lowest price: no bid is possible
+    qs = sb.quotes(0.02, 0.0, book([], [(0.01, 1)]), 600, c)
+    assert side(qs, BUY) is None
+    # best bid at the top: no ask is possible
+    qs = sb.quotes(0.98, 0.0, book([(0.99, 1)], []), 600, c)
+    assert side(qs, SELL) is None
+    # quotes outside [tick, 1 - tick] are dropped, not clamped into a bad price
+    qs = sb.quotes(0.005, 0.0, Book(), 600, c)
+    assert side(qs, BUY) is None and side(qs, SELL).price == 20_000
+
+
+def test_tick_rounding_is_conservative() -> None:
+    c = cfg(base_spread=0.101, price_tick=0.01)
+    qs = sb.quotes(0.5, 0.0, Book(), 600, c)
+    assert side(qs, BUY).price == 440_000 and side(qs, SELL).price == 560_000
+
+
+def test_tminus_windows() -> None:
+    c = cfg(
+        tminus_widen_s=120,
+        tminus_widen_mult=1.5,
+        tminus_size_mult=0.5,
+        tminus_reduce_only_s=60,
+        tminus_pull_s=20,
+    )
+    normal = sb.quotes(0.5, 0.0, Book(), 600, c)
+    wide = sb.quotes(0.5, 0.0, Book(), 100, c)
+    assert side(wide, SELL).price - side(wide, BUY).price == 600_000
+    assert side(wide, BUY).size == side(normal, BUY).size // 2
+    assert sb.quotes(0.5, 0.0, Book(), 50, c) == []  # flat: nothing to reduce
+    reduce = sb.quotes(0.5, 4.0, Book(), 50, c)
+    assert [q.side for q in reduce] == [SELL] and reduce[0].size == int(2.5 * S)
+    assert [q.side for q in sb.quotes(0.5, -1.0, Book(), 50, c)] == [BUY]
+    assert sb.quotes(0.5, 4.0, Book(), 20, c) == []  # pull everything
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fair=st.floats(0.001, 0.999),
+    inv=st.floats(-80, 80),
+    left=st.floats(0, 900),
+    bb=st.one_of(st.none(), st.integers(1, 999_998)),
+    width=st.integers(1, 300_000),
+    spread=st.floats(0.001, 0.9),
+    tick=st.sampled_from([0.0001, 0.001, 0.01]),
+)
+def test_quote_invariants(
+    fair: float, inv: float, left: float, bb: int | None, width: int, spread: float, tick: float
+) -> None:
+    c = cfg(base_spread=spread, price_tick=tick, max_position=50, order_size=5)
+    b = Book() if bb is None else Book(((bb, S),), ((min(999_999, bb + width), S),), 1.0)
+    qs = sb.quotes(fair, inv, b, left, c)
+    bid, ask = side(qs, BUY), side(qs, SELL)
+    t = round(tick * P)
+    for q in qs:
+        assert sb.MIN_PRICE <= q.price <= sb.MAX_PRICE and q.price % t == 0 and q.size > 0
+        assert q.size <= c.max_order_size * S
+    if bid and ask:
+        assert bid.price < ask.price
+    if bid and b.best_ask is not None:
+        assert bid.price < b.best_ask
+        assert inv + bid.size / S <= c.max_position + 1e-9
+    if ask and b.best_bid is not None:
+        assert ask.price > b.best_bid
+    if ask:
+        assert inv - ask.size / S >= -c.max_position - 1e-9
+    if left <= c.tminus_pull_s:
+        assert qs == []
+
+
+# -- plan ----------------------------------------------------------------------------------------
+def lo(
+    h: str, s: int, price: int, size: int = 5 * S, rem: int | None = None, at: float = 0.0
+) -> LiveOrder:
+    return LiveOrder(h, s, YES, price, size, size if rem is None else rem, at)
+
+
+def test_plan_sends_only_the_difference() -> None:
+    want = [Quote(BUY, YES, 300_000, 5 * S), Quote(SELL, YES, 700_000, 5 * S)]
+    live = [lo("a", BUY, 305_000), lo("b", SELL, 700_000)]
+    assert sb.plan(want, live, 10_000, 10.0, 60) == ([], [])  # calm: nothing
+    cancels, places = sb.plan(want, [lo("a", BUY, 310_000), live[1]], 10_000, 10.0, 60)
+    assert [o.order_hash for o in cancels] == ["a"] and places == [want[0]]  # moved >= tol
+    cancels, places = sb.plan(want, [lo("a", BUY, 300_000, 4 * S), live[1]], 10_000, 10.0, 60)
+    assert [o.order_hash for o in cancels] == ["a"]  # size changed
+    cancels, places = sb.plan(want, [lo("a", BUY, 300_000, rem=2 * S), live[1]], 10_000, 1, 60)
+    assert [o.order_hash for o in cancels] == ["a"]  # mostly filled
+    cancels, _ = sb.plan(want, [lo("a", BUY, 300_000, at=0), live[1]], 10_000, 61.0, 60)
+    assert {o.order_hash for o in cancels} == {"a", "b"}  # refresh due
+    cancels, places = sb.plan([], live, 10_000, 1.0, 60)
+    assert len(cancels) == 2 and places == []  # pull all
+    dup = [lo("a", BUY, 300_000), lo("c", BUY, 300_000), live[1]]
+    cancels, _ = sb.plan(want, dup, 10_000, 1.0, 60)
+    assert [o.order_hash for o in cancels] == ["c"]  # one per quote
+
+
+# -- PnL -----------------------------------------------------------------------------------------
+def test_pnl_average_cost_and_settlement() -> None:
+    p = sb.PnL()
+    p.fill(BUY, 0.40, 10)
+    p.fill(BUY, 0.50, 10)
+    assert p.position == 20 and p.avg == pytest.approx(0.45)
+    p.fill(SELL, 0.60, 5)
+    assert p.realized == pytest.approx(5 * 0.15) and p.position == 15
+    assert p.unrealized(0.5) == pytest.approx(15 * 0.05)
+    p.fill(SELL, 0.30, 25)  # flips short 10 @ 0.30 (a split: NO shares)
+    assert p.position == -10 and p.avg == pytest.approx(0.30)
+    assert p.realized == pytest.approx(0.75 + 15 * (0.30 - 0.45))
+    before = p.realized
+    assert p.settle(yes_won=False) == pytest.approx(10 * 0.30)  # NO won: short keeps premium
+    assert p.realized == pytest.approx(before + 3.0) and p.position == 0
+    q = sb.PnL()
+    q.fill(SELL, 0.70, 5, fee=0.01)
+    assert q.settle(yes_won=True) == pytest.approx(-5 * 0.30) and q.fees == 0.01
+
+
+# -- signing -------------------------------------------------------------------------------------
+def test_orders_match_reference_vectors(vectors: dict[str, Any]) -> None:
+    signer = sb.Signer(vectors["key"]["private_key"], 137)
+    assert signer.address == vectors["key"]["address"]
+    for v in vectors["orders"]:
+        o = v["order"]
+        f = sb.OrderFields(
+            o["marketId"],
+            o["trader"],
+            o["side"],
+            o["outcome"],
+            o["price"],
+            o["size"],
+            o["nonce"],
+            o["expiration"],
+            o["makerFeeRecipient"],
+        )
+        assert "0x" + f.struct_hash().hex() == v["struct_hash"]
+        so = signer.sign_order(f, v["verifying_contract"])
+        assert so.signature == v["signature"]
+        assert so.order_hash == v["sdk_order_hash"]
+        assert so.body() == v["post_body"]
+
+
+def test_permits_redemption_registration_and_bearer_match_vectors(vectors: dict[str, Any]) -> None:
+    signer = sb.Signer(vectors["key"]["private_key"], 137)
+    for p in vectors["usdc_permits"]:
+        m = p["message"]
+        got = signer.sign_permit(int(m["value"]), int(m["nonce"]), int(m["deadline"]), m["spender"])
+        assert (got["v"], got["r"], got["s"]) == (p["v"], p["r"], p["s"])
+    r = vectors["redemption"]
+    m = r["message"]
+    got = signer.sign_redemption(
+        r["domain"]["verifyingContract"],
+        m["collateralToken"],
+        m["conditionId"],
+        m["indexSets"],
+        m["nonce"],
+        m["deadline"],
+    )
+    assert (got["v"], got["r"], got["s"]) == (r["v"], r["r"], r["s"])
+    reg = vectors["api_key_registration"]
+    assert sb.registration_text(signer.address) == reg["text"]
+    assert signer.sign_personal(reg["text"]) == reg["signature"]
+    bt = vectors["bearer_token"]
+    auth = sb.BearerAuth(bt["api_key_id"], bt["api_private_key"])
+    assert auth.token(bt["ts"], bt["n"]) == bt["token"]
+
+
+def test_order_hash_and_signature_equal_the_sdk(fresh_key: str) -> None:
+    from turbine_client.signer import Signer as SdkSigner
+    from turbine_client.types import OrderArgs, Outcome, Side
+
+    sdk = SdkSigner(fresh_key, 137)
+    mine = sb.Signer(fresh_key, 137)
+    for side_, outcome, price, size in ((0, 0, 123_400, 7_000_000), (1, 1, 999_999, 1)):
+        args = OrderArgs(
+            market_id="0x" + "ab" * 32,
+            side=Side(side_),
+            outcome=Outcome(outcome),
+            price=price,
+            size=size,
+            expiration=1_800_000_000,
+            nonce=42,
+        )
+        ref = sdk.sign_order(args)
+        so = mine.sign_order(
+            sb.OrderFields(
+                "0x" + "ab" * 32, mine.address, side_, outcome, price, size, 42, 1_800_000_000
+            )
+        )
+        assert so.order_hash == ref.order_hash
+        assert so.signature == "0x" + ref.signature.removeprefix("0x")
+        digest = ref.order_hash  # recovering both signatures gives the same signer
+        assert Account.recover_message(
+            encode_defunct(hexstr=digest), signature=so.signature
+        ) == Account.recover_message(encode_defunct(hexstr=digest), signature=ref.signature)
+
+
+def test_permit_amount_formula() -> None:
+    # BUY 10 shares at 0.30: 3 USDC + 1% of size (0.1) = 3.1, +10% = 3.41
+    assert sb.permit_amount(BUY, 300_000, 10 * S, 0.10) == 3_410_001
+    assert sb.permit_amount(SELL, 300_000, 10 * S, 0.10) == 11_000_001
+
+
+def test_signer_never_shows_its_key(fresh_key: str) -> None:
+    s = sb.Signer(fresh_key, 137)
+    assert fresh_key[2:] not in repr(s) and fresh_key[2:] not in str(s.__slots__)
+    with pytest.raises(sb.ConfigError) as e:
+        sb.Signer(fresh_key[:-2], 137)
+    assert fresh_key[4:-2] not in str(e.value)
+    sec = sb.Secrets(private_key=fresh_key, api_private_key="ab" * 32)
+    assert fresh_key[2:] not in repr(sec) and "ab" * 32 not in repr(sec)
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def test_config_precedence_and_validation() -> None:
+    c, sec = sb.load_config(
+        {"base_spread": "0.3"},
+        {
+            "SPIKE_BASE_SPREAD": "0.5",
+            "SPIKE_TICK_S": "1.5",
+            "TURBINE_HOST": "http://127.0.0.1:1/",
+            "TURBINE_PRIVATE_KEY": "0x1",
+        },
+    )
+    assert c.base_spread == 0.3 and c.tick_s == 1.5 and c.host == "http://127.0.0.1:1"
+    assert sec.private_key == "0x1"
+    with pytest.raises(sb.ConfigError, match=r"base_spread must be <= 0.98 \(got 2.0, from --base"):
+        sb.load_config({"base_spread": "2"}, {})
+    with pytest.raises(
+        sb.ConfigError, match="tick_s: expected float, got 'abc' .from SPIKE_TICK_S"
+    ):
+        sb.load_config({}, {"SPIKE_TICK_S": "abc"})
+    with pytest.raises(sb.ConfigError, match="fair_source must be one of"):
+        sb.load_config({"fair_source": "vibes"}, {})
+    with pytest.raises(sb.ConfigError, match="order_size"):
+        sb.load_config({"order_size": "60", "max_order_size": "50"}, {})
+    with pytest.raises(sb.ConfigError, match="chain_id"):
+        sb.load_config({"chain_id": "1"}, {})
+    with pytest.raises(sb.ConfigError, match="expected float"):
+        sb.load_config({"base_spread": "nan"}, {})
+
+
+def test_every_setting_has_env_flag_and_example(tmp_path: pathlib.Path) -> None:
+    example = (pathlib.Path(__file__).parent / ".env.example").read_text()
+    help_ = sb.build_parser().format_help()
+    for f in dataclasses.fields(Config):
+        assert sb.env_name(f) in example, f"{sb.env_name(f)} missing from .env.example"
+        assert "--" + f.name.replace("_", "-") in help_
+
+
+def test_save_api_credentials_keeps_other_lines(tmp_path: pathlib.Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("# my wallet\nTURBINE_PRIVATE_KEY=0xabc\nSPIKE_BASE_SPREAD=0.3\n")
+    sb.save_api_credentials(str(env), "kid-1", "00" * 32)
+    text = env.read_text()
+    assert "# my wallet" in text and "TURBINE_PRIVATE_KEY=0xabc" in text
+    assert "SPIKE_BASE_SPREAD=0.3" in text
+    assert "TURBINE_API_KEY_ID=kid-1" in text and "TURBINE_API_PRIVATE_KEY=" + "00" * 32 in text
+    assert env.stat().st_mode & 0o077 == 0
+
+
+def test_dispatch_frame_survives_garbage() -> None:
+    got: list[Any] = []
+
+    class H:
+        def on_book(self, mid: str, b: Book) -> None:
+            got.append(("book", mid, b.best_bid, b.best_ask))
+
+        def on_trade(self, mid: str, t: dict[str, Any]) -> None:
+            got.append(("trade", mid))
+
+        def on_market(self, qm: dict[str, Any]) -> None:
+            got.append(("market", qm["marketId"]))
+
+        def on_order_cancelled(self, mid: str, d: dict[str, Any]) -> None:
+            got.append(("cancelled", d.get("orderHash")))
+
+        def on_status(self, c: bool) -> None: ...
+
+        def on_bad_frame(self, why: str) -> None:
+            got.append(("bad", why.split(":")[0]))
+
+    frame = "\n".join(
+        [
+            json.dumps(
+                {
+                    "type": "orderbook",
+                    "marketId": "0x1",
+                    "data": {"bids": [{"price": 1, "size": 2}], "asks": [{"price": 5, "size": 1}]},
+                }
+            ),
+            "{not json",
+            "[1]",
+            json.dumps(
+                {
+                    "type": "orderbook",
+                    "marketId": "0x1",
+                    "data": {"bids": [{"price": -3, "size": 1}]},
+                }
+            ),
+            json.dumps({"type": "trade", "marketId": "0x1", "data": {"price": 1}}),
+            json.dumps({"type": "quick_market", "data": {"marketId": "0x2"}}),
+            json.dumps({"type": "order_cancelled", "data": {"orderHash": "0xh"}}),
+            json.dumps({"no": "type"}),
+        ]
+    )
+    sb.dispatch_frame(frame, H(), 0.0)
+    assert got[0] == ("book", "0x1", 1, 5)
+    assert [g[0] for g in got].count("bad") == 4
+    assert ("trade", "0x1") in got and ("market", "0x2") in got and ("cancelled", "0xh") in got
+
+
+def test_pacer_holds_the_rate() -> None:
+    import time
+
+    p = sb.Pacer(50.0, burst=5)
+    t = time.perf_counter()
+    for _ in range(30):
+        p.acquire()
+    # 5 from the burst, 25 at 50/s: at least 0.5 s
+    assert time.perf_counter() - t >= 0.45
+
+
+def test_no_unused_outcome_constants() -> None:
+    assert (YES, NO, BUY, SELL) == (0, 1, 0, 1)
