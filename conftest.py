@@ -193,6 +193,9 @@ class BotHarness:
 
 
 def quiet_sim_cfg(**kw: Any) -> turbine_sim.SimConfig:
+    """No participants and a calm price (10% vol), so a test decides every trade and the
+    model's fair value stays within the requote tolerance between ticks."""
+    kw.setdefault("annual_vol", 0.10)
     return turbine_sim.SimConfig(
         manual_clock=True, start_time=SIM_START + 1, seed=5, participants=False, **kw
     )

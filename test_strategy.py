@@ -414,7 +414,7 @@ def test_dispatch_frame_survives_garbage() -> None:
         def on_status(self, c: bool) -> None: ...
 
         def on_bad_frame(self, why: str) -> None:
-            got.append(("bad", why.split(":")[0]))
+            got.append(("bad", why.split(":", maxsplit=1)[0]))
 
     frame = "\n".join(
         [

@@ -1,0 +1,475 @@
+"""End-to-end: spike_bot against turbine_sim on loopback, time driven by the simulator's clock.
+
+Every scenario is parametrised over the exchange layer (`spike` = spike_bot's own requests and
+websocket-client adapter; `official` = official_spike_bot's turbine-py-client adapter, when
+present) so both bots pass the same money-safety scenarios.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import requests
+from eth_account import Account
+
+import turbine_sim as ts
+from conftest import ROOT, BotHarness, quiet_sim_cfg, wait_until
+
+KINDS = ["spike"]
+if (ROOT / "official_spike_bot.py").exists():
+    KINDS.append("official")
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def take(sim: ts.Sim, market_id: str, side: int, price: int, size: int) -> None:
+    """A taker outside the bot trades against the book (an internal participant order)."""
+    taker = "0x" + "7a" * 20
+
+    def go() -> None:
+        ex = sim.app.ex
+        ex.ledger.ensure(taker, 10**15)
+        ex.ledger.allowance[taker] = ts.MAX_UINT
+        ex.place_internal(taker, market_id, side, ts.YES, price, size, True)
+        sim.app.flush()
+
+    sim.call(go)
+
+
+def bot_quotes(h: BotHarness) -> tuple[dict[str, Any], dict[str, Any]]:
+    oo = h.open_orders(h.market_id())
+    bid = next(o for o in oo if o["side"] == ts.BUY)
+    ask = next(o for o in oo if o["side"] == ts.SELL)
+    return bid, ask
+
+
+def no_orphans(h: BotHarness) -> None:
+    """What the exchange holds for the bot is exactly what the bot thinks it holds."""
+    h.tick(2)
+    on_exchange = {o["orderHash"] for o in h.open_orders()}
+    assert on_exchange == set(h.bot.m.live), (on_exchange, set(h.bot.m.live))
+    assert len(on_exchange) <= h.cfg.max_open_orders
+
+
+# -- the happy path --------------------------------------------------------------------------------
+def test_quotes_rest_on_both_sides(qsim: ts.Sim, tmp_path: pathlib.Path, kind: str) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        bid, ask = bot_quotes(h)
+        assert bid["price"] < ask["price"]
+        assert (ask["price"] - bid["price"]) / 1e6 == pytest.approx(0.40, abs=0.002)
+        assert bid["size"] == ask["size"] == 5_000_000
+        placed = h.events("order_placed")
+        assert {"market", "side", "outcome", "price", "size", "order_hash"} <= set(placed[0])
+        assert {e["bot"] for e in h.events()} == {h.cfg.bot_name}
+        # calm market: no requotes over a few ticks
+        n = len(placed)
+        h.tick(5)
+        assert len(h.events("order_placed")) == n
+    finally:
+        h.stop()
+    assert h.open_orders() == []
+    assert h.events("shutdown")[-1]["orders_left_ok"] is True
+
+
+def test_fill_changes_inventory_skews_quotes_and_pnl(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind, skew_factor=0.2, max_position=10).start()
+    try:
+        bid, ask = bot_quotes(h)
+        fair0 = h.bot.m.fair
+        assert abs((bid["price"] + ask["price"]) / 2e6 - fair0) < 0.031
+        take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+        fill = h.tick_until(lambda: h.events("fill"))[0]
+        assert fill["order_hash"] == bid["orderHash"] and fill["size"] == 5.0
+        assert fill["price"] == bid["price"] / 1e6 and fill["position"] == 5.0
+        h.tick_until(lambda: len(h.open_orders()) == 2)
+        h.tick(2)
+        bid2, ask2 = bot_quotes(h)
+        centre = (bid2["price"] + ask2["price"]) / 2e6
+        # long 5 of 10: skew -0.1 moves both quotes down from fair
+        assert centre - h.bot.m.fair == pytest.approx(-0.1, abs=0.031)
+        assert bid2["size"] == 5_000_000
+        r, u = h.bot.pnl_now()
+        assert u == pytest.approx(5 * (h.bot.m.fair - fill["price"]), abs=1e-6)
+        pos = requests.get(f"{qsim.base_url}/sim/state", timeout=5).json()
+        assert pos["invariants_ok"]
+    finally:
+        h.stop()
+    assert h.open_orders() == []
+    assert len(h.events("fill")) == 1  # counted once, whichever path saw it
+
+
+def test_position_limit_stops_the_growing_side(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    h = BotHarness(qsim, tmp_path, max_position=5, order_size=5).start()
+    try:
+        bid, _ = bot_quotes(h)
+        take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+        h.tick_until(lambda: h.events("fill"))
+        h.tick(3)
+        sides = [o["side"] for o in h.open_orders()]
+        assert sides == [ts.SELL]  # at the limit: only the reducing side
+    finally:
+        h.stop()
+
+
+# -- rollover and claims ---------------------------------------------------------------------------
+def test_rollover_leaves_no_order_on_old_market(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        old = h.market_id()
+        end = qsim.state()["markets"]["BTC:15"]["endTime"]
+        qsim.advance(end - qsim.clock.now() - 30)  # into the T-minus windows
+        h.tick(2)
+        assert h.open_orders(old) == []  # pulled before the end
+        h.tick_until(lambda: h.events("rollover"))
+        ev = h.events("rollover")[0]
+        assert ev["old_market"] == old and ev["new_market"] == h.market_id() != old
+        h.tick_until(lambda: len(h.open_orders(h.market_id())) == 2)
+        assert h.open_orders(old) == []
+    finally:
+        h.stop()
+
+
+def test_market_closing_mid_tick(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    """The market resolves between the bot reading it and placing: the place is refused,
+    the bot rolls at once, and nothing is left on the old market."""
+    h = BotHarness(qsim, tmp_path)
+    sb = h.sb
+    tripped: list[str] = []
+
+    class ClosingExchange(sb.TurbineExchange):
+        def place(self, market: Any, *a: Any, **kw: Any) -> str:
+            if not tripped:
+                tripped.append(market.market_id)
+                qsim.fault("resolve_now")
+            return super().place(market, *a, **kw)
+
+    h.make_exchange = lambda: ClosingExchange(
+        h.cfg, sb.Signer(h.key, 137), sb.BearerAuth(h.kid, h.secret), h.metrics
+    )
+    h.start(wait_quotes=False)
+    try:
+        h.tick_until(lambda: len(h.open_orders(h.market_id())) == 2)
+        old = tripped[0]
+        assert h.open_orders(old) == []
+        assert any("closed" in e["reason"] for e in h.events("order_rejected"))
+        assert h.events("rollover")[0]["old_market"] == old
+    finally:
+        h.stop()
+
+
+def _fill_on_side(h: BotHarness, sim: ts.Sim, winning: bool) -> int:
+    """Get the bot a 5-share position that wins (or loses) if the market resolved now."""
+    st = sim.state()
+    yes_now = st["prices"]["BTC"] > st["markets"]["BTC:15"]["startPrice"] / 1e6
+    bid, ask = bot_quotes(h)
+    # long YES wins when YES wins; short YES (NO shares) wins when NO wins
+    go_long = yes_now == winning
+    o = bid if go_long else ask
+    take(sim, h.market_id(), ts.SELL if go_long else ts.BUY, o["price"], o["size"])
+    h.tick_until(lambda: h.events("fill"))
+    return o["size"]
+
+
+def test_claim_once_and_survives_restart(qsim: ts.Sim, tmp_path: pathlib.Path, kind: str) -> None:
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    h = BotHarness(qsim, tmp_path, key=key, exchange_kind=kind, claim_s=30).start()
+    size = _fill_on_side(h, qsim, winning=True)
+    old = h.market_id()
+    qsim.fault("resolve_now")
+    h.tick_until(lambda: h.events("rollover"))
+    h.stop()  # before any claim round ran on it
+    assert not h.events("claim")
+    addr = h.address
+    bal0 = qsim.state()["balances"][addr]
+    # restart with the same key and state file: the remembered market is claimed, once
+    h2 = BotHarness(qsim, tmp_path, key=key, exchange_kind=kind, claim_s=30).start()
+    try:
+        claims = h2.tick_until(lambda: h2.events("claim"))
+        assert claims[0]["market"] == old and claims[0]["amount"] == size / 1e6
+        assert qsim.state()["balances"][addr] >= bal0 + size
+        h2.tick(20, seconds=2)  # more claim rounds: nothing more
+        assert len(h2.events("claim")) == 1
+        assert old not in h2.bot.claims
+    finally:
+        h2.stop()
+    import json
+
+    state = json.loads(h2.state_path.read_text())
+    assert old not in state["claims"]
+
+
+def test_losing_market_is_dropped_and_day_loss_kill_switch(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    h = BotHarness(qsim, tmp_path, claim_s=2, max_loss_per_day=0.5).start()
+    try:
+        _fill_on_side(h, qsim, winning=False)
+        qsim.fault("resolve_now")
+        h.tick_until(lambda: h.events("claim_none"))
+        assert h.events("claim_none")[0]["settled_pnl"] < -0.5
+        h.tick_until(lambda: h.events("kill_switch"))
+        h.tick(2)
+        assert h.open_orders() == []
+        assert h.events("fail_closed")[-1]["reason"] == "day_loss_limit"
+    finally:
+        h.stop()
+
+
+# -- failures --------------------------------------------------------------------------------------
+def test_frozen_stream_fails_closed_then_resumes(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        qsim.fault("ws_freeze")
+        t0 = qsim.clock.now()
+        h.tick_until(lambda: h.open_orders() == [], max_ticks=30)
+        assert qsim.clock.now() - t0 <= h.cfg.stale_after_s + 2 * h.cfg.tick_s
+        fc = h.events("fail_closed")[-1]
+        assert fc["reason"] == "stale_feed"
+        h.tick(3)
+        assert h.open_orders() == []  # stays closed while blind
+        qsim.clear_fault("ws_freeze")
+        h.tick_until(lambda: len(h.open_orders()) == 2)
+        assert h.events("resumed")[-1]["after"] == "stale_feed"
+    finally:
+        h.stop()
+
+
+def test_http_429_and_500_bursts_leave_no_orphans(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind, order_refresh_s=6).start()
+    try:
+        qsim.fault("http_429", count=8)
+        h.tick(3)
+        qsim.fault("http_500", fraction=0.35)
+        h.tick(12)
+        qsim.clear_fault("http_500")
+        h.tick_until(lambda: len(h.open_orders()) == 2)
+        no_orphans(h)
+        assert h.thread.is_alive()
+        assert h.metrics.errors_by_kind.get("retryable", 0) > 0
+        assert h.metrics.errors_by_kind.get("rate_limited", 0) > 0
+    finally:
+        h.stop()
+    assert h.open_orders() == []
+
+
+def test_dropped_connections_reconnect(qsim: ts.Sim, tmp_path: pathlib.Path, kind: str) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        for _ in range(2):
+            qsim.fault("ws_drop")
+            wait_until(lambda: qsim.state()["ws_clients"] >= 1, 10)
+        h.tick(3)
+        assert len(h.events("stream_connected")) >= 3
+        assert len(h.open_orders()) == 2
+        no_orphans(h)
+    finally:
+        h.stop()
+
+
+def test_404_on_cancel_resyncs(qsim: ts.Sim, tmp_path: pathlib.Path, kind: str) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind, order_refresh_s=10).start()
+    try:
+        first = {o["orderHash"] for o in h.open_orders()}
+        qsim.fault("cancel_404", count=2)
+        h.tick(6)  # refresh due: both cancels answer 404
+        h.tick_until(lambda: not first & {o["orderHash"] for o in h.open_orders()})
+        no_orphans(h)
+        assert len(h.open_orders()) == 2
+    finally:
+        h.stop()
+    assert h.open_orders() == []
+
+
+def test_malformed_frames_are_skipped(qsim: ts.Sim, tmp_path: pathlib.Path, kind: str) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        qsim.fault("malformed_ws")
+        h.tick(6)
+        qsim.clear_fault("malformed_ws")
+        h.tick(2)
+        bad = [e for e in h.events("error") if e.get("kind") == "bad_frame"]
+        assert bad
+        assert len(h.open_orders()) == 2 and h.bot.quoting
+        no_orphans(h)
+    finally:
+        h.stop()
+
+
+def test_restart_cancels_leftover_orders(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    h = BotHarness(qsim, tmp_path, key=key).start()
+    leftovers = {o["orderHash"] for o in h.open_orders()}
+    # a crash: the thread dies without its shutdown (no cancels)
+    h.bot.shutdown = lambda: None
+    h.bot.stop()
+    h.thread.join(10)
+    h.bot.stream.stop()
+    assert {o["orderHash"] for o in h.open_orders()} == leftovers
+    h2 = BotHarness(qsim, tmp_path, key=key).start()
+    try:
+        assert h2.events("leftovers_cancelled")[-1]["count"] == 2
+        assert not leftovers & {o["orderHash"] for o in h2.open_orders()}
+    finally:
+        h2.stop()
+
+
+def test_dry_run_places_nothing(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    h = BotHarness(qsim, tmp_path)
+    sb = h.sb
+    h.make_exchange = lambda: sb.TurbineExchange(h.cfg, None, None, h.metrics)
+    log = sb.EventLog(str(h.log_path), h.cfg.bot_name)
+    import threading
+
+    h.bot = sb.Bot(h.cfg, h.make_exchange(), qsim.clock, log, h.metrics, dry_run=True)
+    h.thread = threading.Thread(target=h.bot.run, daemon=True)
+    h.thread.start()
+    try:
+        wait_until(lambda: h.bot.m is not None)
+        h.tick_until(lambda: len(h.events("dry_run_quote")) >= 2)
+        assert qsim.state()["open_orders"] == []
+        assert not h.events("order_placed")
+    finally:
+        h.stop()
+
+
+# -- the CLI as a process --------------------------------------------------------------------------
+def _run(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    cwd: pathlib.Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("TURBINE_", "SPIKE_"))}
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "spike_bot.py"), *args],
+        env=e,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path: pathlib.Path) -> None:
+    r = _run(["--base-spread", "2", "--sim"], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "base_spread" in r.stderr
+    (tmp_path / ".env").write_text("SPIKE_TICK_S=fast\n")
+    r = _run([], cwd=tmp_path)
+    assert r.returncode == 2 and "SPIKE_TICK_S" in r.stderr and r.stderr.count("\n") == 1
+    (tmp_path / ".env").write_text("")
+    r = _run([], cwd=tmp_path)
+    assert r.returncode == 2 and "TURBINE_PRIVATE_KEY" in r.stderr and "--sim" in r.stderr
+    secretish = "0x" + "5e" * 31
+    (tmp_path / ".env").write_text(f"TURBINE_PRIVATE_KEY={secretish}\n")
+    r = _run([], cwd=tmp_path)
+    assert r.returncode == 2 and secretish[2:] not in r.stderr + r.stdout
+    r = _run(["--help"])
+    assert r.returncode == 0 and "--base-spread" in r.stdout and "0.4" in r.stdout
+
+
+def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(tmp_path: pathlib.Path) -> None:
+    """A live-mode process (the real code path: .env key, first-run registration saved to
+    .env) against a real-time simulator; SIGTERM leaves no open order and exits 0."""
+    sim = ts.start_sim(ts.SimConfig(participants=True, seed=3))
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    addr = Account.from_key(key).address.lower()
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"# test wallet\nTURBINE_PRIVATE_KEY={key}\nSPIKE_ORDER_SIZE=2\n")
+    log = tmp_path / "bot.log"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "spike_bot.py"),
+            "--host",
+            sim.base_url,
+            "--env-file",
+            str(env_file),
+            "--log-file",
+            str(log),
+            "--state-file",
+            str(tmp_path / "state.json"),
+            "--tick-s",
+            "0.5",
+            "--status-every-s",
+            "1",
+            "--metrics-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("TURBINE_", "SPIKE_"))},
+    )
+    try:
+        wait_until(
+            lambda: len([o for o in sim.state()["open_orders"] if o["trader"] == addr]) == 2, 30
+        )
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert [o for o in sim.state()["open_orders"] if o["trader"] == addr] == []
+        text = env_file.read_text()
+        assert "# test wallet" in text and "SPIKE_ORDER_SIZE=2" in text
+        assert "TURBINE_API_KEY_ID=" in text
+        api_secret = text.split("TURBINE_API_PRIVATE_KEY=")[1].split()[0]
+        everything = out + err + log.read_text()
+        assert key[2:] not in everything and api_secret not in everything
+        assert "status" not in err.lower() or "Traceback" not in err
+        assert '"event":"shutdown"' in log.read_text()
+        assert "QUOTING" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sim.stop()
+
+
+def test_sim_mode_runs_and_stops_cleanly(tmp_path: pathlib.Path) -> None:
+    r = _run(
+        [
+            "--sim",
+            "--speed",
+            "60",
+            "--duration",
+            "8",
+            "--log-file",
+            str(tmp_path / "l.log"),
+            "--state-file",
+            str(tmp_path / "s.json"),
+        ],
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    events = [json.loads(x) for x in (tmp_path / "l.log").read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names[0] == "start" and names[-1] == "shutdown" and "order_placed" in names
+    assert not [e for e in events if e["level"] == "ERROR"]
+    assert events[-1]["orders_left_ok"] is True
+
+
+def test_time_budget_marker() -> None:
+    """Keeps the e2e file honest about its cost: the harness ticks on the manual clock."""
+    assert quiet_sim_cfg().manual_clock and time.time() > 0
