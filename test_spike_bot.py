@@ -101,7 +101,7 @@ def test_fill_changes_inventory_skews_quotes_and_pnl(
         # long 5 of 10: skew -0.1 moves both quotes down from fair
         assert centre - h.bot.m.fair == pytest.approx(-0.1, abs=0.031)
         assert bid2["size"] == 5_000_000
-        r, u = h.bot.pnl_now()
+        _, u = h.bot.pnl_now()
         assert u == pytest.approx(5 * (h.bot.m.fair - fill["price"]), abs=1e-6)
         pos = requests.get(f"{qsim.base_url}/sim/state", timeout=5).json()
         assert pos["invariants_ok"]
@@ -365,6 +365,7 @@ def _run(
         env=e,
         cwd=cwd,
         capture_output=True,
+        check=False,
         text=True,
         timeout=timeout,
     )

@@ -363,7 +363,7 @@ def test_config_precedence_and_validation() -> None:
     with pytest.raises(sb.ConfigError, match=r"base_spread must be <= 0.98 \(got 2.0, from --base"):
         sb.load_config({"base_spread": "2"}, {})
     with pytest.raises(
-        sb.ConfigError, match="tick_s: expected float, got 'abc' .from SPIKE_TICK_S"
+        sb.ConfigError, match=r"tick_s: expected float, got 'abc' \(from SPIKE_TICK_S"
     ):
         sb.load_config({}, {"SPIKE_TICK_S": "abc"})
     with pytest.raises(sb.ConfigError, match="fair_source must be one of"):
@@ -378,10 +378,12 @@ def test_config_precedence_and_validation() -> None:
 
 def test_every_setting_has_env_flag_and_example(tmp_path: pathlib.Path) -> None:
     example = (pathlib.Path(__file__).parent / ".env.example").read_text()
+    readme = (pathlib.Path(__file__).parent / "README.md").read_text()
     help_ = sb.build_parser().format_help()
     for f in dataclasses.fields(Config):
         assert sb.env_name(f) in example, f"{sb.env_name(f)} missing from .env.example"
         assert "--" + f.name.replace("_", "-") in help_
+        assert f"| `{f.name}` | `--{f.name.replace('_', '-')}` | `{sb.env_name(f)}` |" in readme
 
 
 def test_save_api_credentials_keeps_other_lines(tmp_path: pathlib.Path) -> None:
@@ -459,3 +461,10 @@ def test_pacer_holds_the_rate() -> None:
 
 def test_no_unused_outcome_constants() -> None:
     assert (YES, NO, BUY, SELL) == (0, 1, 0, 1)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    root = pathlib.Path(__file__).parent
+    readme = (root / "README.md").read_text()
+    cmd = next(line for line in readme.splitlines() if "requirements-dev.txt" in line)
+    assert cmd in (root / ".ci" / "run").read_text()
