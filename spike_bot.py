@@ -231,9 +231,11 @@ def validate(cfg: Config, sources: dict[str, str] | None = None) -> Config:
     return cfg
 
 
-def load_config(args: dict[str, Any], environ: dict[str, str]) -> tuple[Config, Secrets]:
-    """Defaults, then the environment (.env already merged in), then flags; then validate."""
-    cfg = Config()
+def load_config(
+    args: dict[str, Any], environ: dict[str, str], base: Config | None = None
+) -> tuple[Config, Secrets]:
+    """Defaults (or `base`), then the environment (.env merged in), then flags; validate."""
+    cfg = dataclasses.replace(base) if base is not None else Config()
     sources: dict[str, str] = {}
     for f in dataclasses.fields(cfg):
         name = env_name(f)
@@ -839,6 +841,28 @@ class OrderGate:
         p = self.signer.sign_permit(value, self.permit_nonce, int(now + self.cfg.permit_deadline_s))
         return p
 
+    def submit(
+        self, post: Callable[[], Any], permit: dict[str, Any] | None, local_hash: str
+    ) -> str:
+        """POST a signed order (through CallPolicy) and keep the permit nonce in step.
+
+        A retry resends the identical signed body: if an earlier attempt did land, the retry
+        is refused for its nonce, and the order is still known by its hash (the SDK's rule);
+        the engine's read-back settles any doubt."""
+        try:
+            d = post()
+        except ExchangeError as e:
+            if "nonce already used" in e.message:
+                self.permit_used()
+                return local_hash
+            if permit is not None and "permit" in e.message.lower():
+                self.permit_failed()
+            raise
+        if permit is not None:
+            self.permit_used()
+        h = d.get("orderHash") if isinstance(d, dict) else None
+        return str(h or local_hash).lower()
+
     def permit_used(self) -> None:
         if self.permit_nonce is not None:
             self.permit_nonce += 1
@@ -1066,21 +1090,11 @@ class TurbineExchange:
             market.settlement or None,
         )
         permit = self.gate.permit_for(side, price, size, now, self._permit_nonce)
-        try:
-            # A retry resends the identical signed body: if the first attempt did land, the
-            # retry is refused for its nonce and the order is still known by its hash.
-            d = self._call("place", "POST", "/api/v1/orders", body=so.body(permit), auth=True)
-        except ExchangeError as e:
-            if "nonce already used" in e.message:
-                self.gate.permit_used()
-                return so.order_hash
-            if permit is not None and "permit" in e.message.lower():
-                self.gate.permit_failed()
-            raise
-        if permit is not None:
-            self.gate.permit_used()
-        h = (d or {}).get("orderHash") if isinstance(d, dict) else None
-        return str(h or so.order_hash).lower()
+        return self.gate.submit(
+            lambda: self._call("place", "POST", "/api/v1/orders", body=so.body(permit), auth=True),
+            permit,
+            so.order_hash,
+        )
 
     def cancel(self, order_hash: str, market_id: str, side: int) -> None:
         self._call(
@@ -1568,10 +1582,9 @@ class FeedHandler:
 
     def on_trade(self, market_id: str, trade: dict[str, Any]) -> None:
         f = self.feed
-        mine = self.address in (
-            str(trade.get("buyer", "")).lower(),
-            str(trade.get("seller", "")).lower(),
-        )
+        mine = self.address in {
+            str(trade.get(k, "")).lower() for k in ("buyer", "seller", "maker", "taker")
+        }
         with f.lock:
             if market_id.lower() == f.market_id.lower():
                 f.trades.append({**trade, "_rx": f.clock.now()})
@@ -1838,6 +1851,7 @@ class Bot:
         self.stop_event = threading.Event()
         self.m: MarketState | None = None
         self.claims: dict[str, str] = {}  # market id -> contract, until claimed or lost
+        self.strikes: dict[str, int] = {}  # market id -> consecutive "unknown market" answers
         self.settled: dict[str, dict[str, Any]] = {}  # market id -> pnl record, for resolution
         self.c = Counters()
         self.realized_total = 0.0
@@ -2179,14 +2193,11 @@ class Bot:
         return self.realized_total + self.m.pnl.realized, self.m.pnl.unrealized(self.m.fair)
 
     # -- market lifecycle -----------------------------------------------------------------------
-    def check_market(self, hint: dict[str, Any] | None = None) -> None:
+    def check_market(self) -> None:
         """Roll to the current quick market when it changed (poll, or the stream's hint)."""
-        try:
-            qm = QuickMarket.parse(hint) if hint else self.ex.quick_market()
-        except ExchangeError:
-            if hint is None:
-                raise
-            qm = self.ex.quick_market()
+        # a stream hint only says "poll now": the adapter's record carries what the hint
+        # lacks (contract, settlement address), and a forged or stale hint changes nothing
+        qm = self.ex.quick_market()
         if self.m is not None and qm.market_id.lower() == self.m.qm.market_id.lower():
             return
         if self.m is not None and qm.start < self.m.qm.start:
@@ -2255,9 +2266,32 @@ class Bot:
         if not self.claims or self.dry_run:
             return
         pairs = list(self.claims.items())
-        results = self.ex.claim(pairs, self.clock.now())
+        try:
+            results = self.ex.claim(pairs, self.clock.now())
+        except ExchangeError as e:
+            if e.kind != "not_found":
+                raise
+            # one market the host does not know must not block the others: one at a time
+            if len(pairs) == 1:
+                results = [ClaimResult(pairs[0][0], pairs[0][1], "unknown")]
+            else:
+                results = self._claim_one_by_one(pairs)
         changed = False
         for r in results:
+            if r.status == "unknown" or r.market_id in self.strikes:
+                n = self.strikes.pop(r.market_id, 0) + 1 if r.status == "unknown" else 0
+                if n >= 3:  # three rounds in a row: not a blip; stop asking
+                    self.claims.pop(r.market_id, None)
+                    self.settled.pop(r.market_id, None)
+                    changed = True
+                    self.log.event(
+                        "claim_dropped",
+                        level="WARNING",
+                        market=r.market_id,
+                        reason="unknown to the exchange (3 checks)",
+                    )
+                elif n:
+                    self.strikes[r.market_id] = n
             if r.status in ("claimed", "lost"):
                 self.claims.pop(r.market_id, None)
                 settled = self._settle_pnl(self.settled.pop(r.market_id, None), r.yes_won)
@@ -2284,6 +2318,17 @@ class Bot:
                 )
         if changed:
             self.save_state()
+
+    def _claim_one_by_one(self, pairs: list[tuple[str, str]]) -> list[ClaimResult]:
+        out: list[ClaimResult] = []
+        for mid, contract in pairs:
+            try:
+                out += self.ex.claim([(mid, contract)], self.clock.now())
+            except ExchangeError as e:
+                if e.kind != "not_found":
+                    raise
+                out.append(ClaimResult(mid, contract, "unknown"))
+        return out
 
     def _settle_pnl(self, rec: dict[str, Any] | None, yes_won: bool | None) -> float:
         """At resolution the signed position settles at 1 (YES won) or 0. Pairs of YES and NO
@@ -2493,7 +2538,7 @@ class Bot:
             hint, self.feed.new_market = self.feed.new_market, None
             own_trade = self.feed.own_trade
         if hint is not None:
-            self._job("rollover", lambda: self.check_market(hint))
+            self._job("rollover", self.check_market)
         if self._due("rollover", cfg.rollover_s, now) or (self.m and now >= self.m.qm.end):
             self._job("rollover", self.check_market)
         if cfg.fair_source in ("model", "blend") and self._due("price", cfg.price_s, now):
@@ -2620,9 +2665,10 @@ class Bot:
 # =============================================================================================
 # 6. CLI: flags (one per setting), modes, signals, main().
 # =============================================================================================
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
+    defaults = base or Config()
     ap = argparse.ArgumentParser(
-        prog="spike_bot.py",
+        prog=f"{defaults.bot_name}.py",
         description="Turbine BTC quick-market maker.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -2657,7 +2703,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=f.name,
             default=None,
             metavar=f.type.upper() if isinstance(f.type, str) else "X",
-            help=f"{f.metadata['help']} (default: {f.default}; env {env_name(f)})",
+            help=f"{f.metadata['help']} (default: {getattr(defaults, f.name)}; env {env_name(f)})",
         )
     return ap
 
@@ -2693,31 +2739,32 @@ HOW_TO_KEY = (
 )
 
 
-def make_live_exchange(
-    cfg: Config, sec: Secrets, env_file: str, metrics: Metrics, dry_run: bool
+# An exchange factory builds the adapter from a key and API credentials (all None in --dry-run);
+# official_spike_bot passes its own. Registration, saving to .env and --sim live here, once.
+ExchangeFactory = Callable[[Config, "str | None", "str | None", "str | None", Metrics], Any]
+
+
+def spike_exchange(
+    cfg: Config, key: str | None, kid: str | None, secret: str | None, metrics: Metrics
 ) -> TurbineExchange:
-    if dry_run:
-        return TurbineExchange(cfg, None, None, metrics)
-    if not sec.private_key:
-        raise ConfigError(HOW_TO_KEY)
+    signer = Signer(key, cfg.chain_id) if key else None
+    auth = BearerAuth(kid, secret) if kid and secret else None
+    return TurbineExchange(cfg, signer, auth, metrics)
+
+
+def live_credentials(cfg: Config, sec: Secrets, env_file: str) -> tuple[str, str]:
+    """The saved API credentials, or new ones registered now and saved to the env file."""
+    if sec.api_key_id and sec.api_private_key:
+        BearerAuth(sec.api_key_id, sec.api_private_key)  # validate the format early
+        return sec.api_key_id, sec.api_private_key
     signer = Signer(sec.private_key, cfg.chain_id)
-    auth = BearerAuth(sec.api_key_id, sec.api_private_key) if sec.api_key_id else None
-    ex = TurbineExchange(cfg, signer, auth, metrics)
-    if auth is None:
-        kid, secret = ex.register_api_key()
-        save_api_credentials(env_file, kid, secret)
-        ex.auth = BearerAuth(kid, secret)
-        print(f"registered API credentials for {signer.address}; saved to {env_file}", flush=True)
-    return ex
+    kid, secret = TurbineExchange(cfg, signer, None).register_api_key()
+    save_api_credentials(env_file, kid, secret)
+    print(f"registered API credentials for {signer.address}; saved to {env_file}", flush=True)
+    return kid, secret
 
 
-def start_sim_exchange(
-    cfg: Config,
-    speed: float,
-    seed: int,
-    metrics: Metrics,
-    exchange_factory: Callable[..., Any] | None = None,
-) -> tuple[Any, Any, Any]:
+def start_sim(cfg: Config, speed: float, seed: int) -> tuple[Any, str, str, str]:
     """--sim: turbine_sim in-process, a fresh key, credentials registered through the API."""
     import turbine_sim
 
@@ -2729,73 +2776,66 @@ def start_sim_exchange(
     cfg.host = sim.base_url
     cfg.rate_limit_per_s *= max(1.0, speed)  # the pacer guards real seconds
     key = "0x" + secrets.token_bytes(32).hex()
-    factory = exchange_factory or (TurbineExchange)
-    signer = Signer(key, cfg.chain_id)
-    ex = factory(cfg, signer, None, metrics)
-    kid, secret = TurbineExchange(cfg, signer, None).register_api_key()
-    ex.auth = BearerAuth(kid, secret)
-    if hasattr(ex, "set_credentials"):
-        ex.set_credentials(key, kid, secret)
-    return sim, ex, sim.clock
+    kid, secret = TurbineExchange(cfg, Signer(key, cfg.chain_id), None).register_api_key()
+    return sim, key, kid, secret
 
 
 def run_cli(
-    argv: list[str] | None,
-    bot_name: str = BOT_NAME,
-    exchange_factory: Callable[..., Any] | None = None,
+    argv: list[str] | None, factory: ExchangeFactory = spike_exchange, base: Config | None = None
 ) -> int:
-    ap = build_parser()
-    a = ap.parse_args(argv)
-    args = vars(a)
+    """Parse, validate, build the exchange (live, --dry-run or --sim), run, exit code."""
+    a = build_parser(base).parse_args(argv)
+    name = (base or Config()).bot_name
     sim = None
-    log: EventLog | None = None
     try:
         environ = {**read_env_file(a.env_file), **os.environ}
-        if args.get("bot_name") is None and bot_name != BOT_NAME:
-            args["bot_name"] = bot_name
-        cfg, sec = load_config(args, environ)
+        if a.sim:  # a simulated run never shares the live run's default log and state files
+            b = base or Config()
+            base = dataclasses.replace(
+                b,
+                log_file=b.log_file.replace(".log", ".sim.log"),
+                state_file=b.state_file.replace(".json", ".sim.json"),
+            )
+        cfg, sec = load_config(vars(a), environ, base)
         if a.speed <= 0:
             raise ConfigError("--speed must be > 0")
         if a.duration is not None and a.duration <= 0:
             raise ConfigError("--duration must be > 0")
         metrics = Metrics(cfg.bot_name, cfg.metrics_port)
+        clock: Clock = SystemClock()
         if a.sim:
-            sim, ex, clock = start_sim_exchange(cfg, a.speed, a.seed, metrics, exchange_factory)
+            sim, key, kid, secret = start_sim(cfg, a.speed, a.seed)
+            clock = sim.clock
             print(f"simulator on {cfg.host} (speed {a.speed:g}x, seed {a.seed})", flush=True)
+            ex = factory(cfg, key, kid, secret, metrics)
+        elif a.dry_run:
+            ex = factory(cfg, None, None, None, metrics)
         else:
-            ex = (
-                exchange_factory(cfg, sec, a.env_file, metrics, a.dry_run)
-                if exchange_factory
-                else make_live_exchange(cfg, sec, a.env_file, metrics, a.dry_run)
-            )
-            clock = SystemClock()
+            if not sec.private_key:
+                raise ConfigError(HOW_TO_KEY)
+            Signer(sec.private_key, cfg.chain_id)  # validate before any I/O
+            kid, secret = live_credentials(cfg, sec, a.env_file)
+            ex = factory(cfg, sec.private_key, kid, secret, metrics)
         log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
         bot = Bot(cfg, ex, clock, log, metrics, dry_run=a.dry_run)
-    except ConfigError as e:
-        print(f"{bot_name}: config error: {e}", file=sys.stderr)
+    except (ConfigError, ExchangeError) as e:
+        kind = "config error" if isinstance(e, ConfigError) else "cannot start"
+        print(f"{name}: {kind}: {e}", file=sys.stderr)
         if sim is not None:
             sim.stop()
-        return 2
-    except ExchangeError as e:
-        print(f"{bot_name}: cannot start: {e}", file=sys.stderr)
-        if sim is not None:
-            sim.stop()
-        return 1
+        return 2 if isinstance(e, ConfigError) else 1
 
     def on_signal(signum: int, _frame: Any) -> None:
-        bot.stop()
+        bot.stop()  # the loop notices, cancels everything, saves state
 
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     code = 0
     try:
         bot.run(a.duration)
-    except ConfigError as e:
-        print(f"{bot_name}: config error: {e}", file=sys.stderr)
-        code = 2
-    except ExchangeError as e:
-        print(f"{bot_name}: stopped: {e}", file=sys.stderr)
-        code = 1
+    except (ConfigError, ExchangeError) as e:
+        print(f"{name}: stopped: {e}", file=sys.stderr)
+        code = 2 if isinstance(e, ConfigError) else 1
     finally:
         log.close()
         if sim is not None:

@@ -352,8 +352,17 @@ def test_dry_run_places_nothing(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
 
 
 # -- the CLI as a process --------------------------------------------------------------------------
+SCRIPTS = ["spike_bot.py"] + (["official_spike_bot.py"] if "official" in KINDS else [])
+
+
+@pytest.fixture(params=SCRIPTS)
+def script(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 def _run(
     args: list[str],
+    script: str = "spike_bot.py",
     env: dict[str, str] | None = None,
     cwd: pathlib.Path | None = None,
     timeout: float = 60,
@@ -361,7 +370,7 @@ def _run(
     e = {k: v for k, v in os.environ.items() if not k.startswith(("TURBINE_", "SPIKE_"))}
     e.update(env or {})
     return subprocess.run(
-        [sys.executable, str(ROOT / "spike_bot.py"), *args],
+        [sys.executable, str(ROOT / script), *args],
         env=e,
         cwd=cwd,
         capture_output=True,
@@ -388,7 +397,9 @@ def test_cli_bad_input_is_one_clear_line(tmp_path: pathlib.Path) -> None:
     assert r.returncode == 0 and "--base-spread" in r.stdout and "0.4" in r.stdout
 
 
-def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(tmp_path: pathlib.Path) -> None:
+def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(
+    tmp_path: pathlib.Path, script: str
+) -> None:
     """A live-mode process (the real code path: .env key, first-run registration saved to
     .env) against a real-time simulator; SIGTERM leaves no open order and exits 0."""
     sim = ts.start_sim(ts.SimConfig(participants=True, seed=3))
@@ -400,7 +411,7 @@ def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(tmp_path: pathl
     proc = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "spike_bot.py"),
+            str(ROOT / script),
             "--host",
             sim.base_url,
             "--env-file",
@@ -445,7 +456,7 @@ def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(tmp_path: pathl
         sim.stop()
 
 
-def test_sim_mode_runs_and_stops_cleanly(tmp_path: pathlib.Path) -> None:
+def test_sim_mode_runs_and_stops_cleanly(tmp_path: pathlib.Path, script: str) -> None:
     r = _run(
         [
             "--sim",
@@ -460,6 +471,7 @@ def test_sim_mode_runs_and_stops_cleanly(tmp_path: pathlib.Path) -> None:
         ],
         cwd=tmp_path,
         timeout=60,
+        script=script,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     import json
@@ -474,3 +486,30 @@ def test_sim_mode_runs_and_stops_cleanly(tmp_path: pathlib.Path) -> None:
 def test_time_budget_marker() -> None:
     """Keeps the e2e file honest about its cost: the harness ticks on the manual clock."""
     assert quiet_sim_cfg().manual_clock and time.time() > 0
+
+
+def test_unknown_remembered_market_does_not_block_claims(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    """A state file naming a market this host does not know (another host's, say): the other
+    claims still go through, and the unknown one is dropped after three checks."""
+    import json
+
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    h = BotHarness(qsim, tmp_path, key=key, claim_s=2).start()
+    _fill_on_side(h, qsim, winning=True)
+    qsim.fault("resolve_now")
+    h.tick_until(lambda: h.events("rollover"))
+    h.stop()
+    state = json.loads(h.state_path.read_text())
+    ghost = "0x" + "99" * 32
+    state["claims"][ghost] = "0x" + "98" * 20
+    h.state_path.write_text(json.dumps(state))
+    h2 = BotHarness(qsim, tmp_path, key=key, claim_s=2).start()
+    try:
+        h2.tick_until(lambda: h2.events("claim"))
+        h2.tick_until(lambda: h2.events("claim_dropped"), max_ticks=20)
+        assert h2.events("claim_dropped")[0]["market"] == ghost
+        assert ghost not in json.loads(h2.state_path.read_text())["claims"]
+    finally:
+        h2.stop()
