@@ -133,7 +133,8 @@ class Config:
     tminus_pull_s: float = _f(20.0, "pull every order this close to expiry (s)", 0, 86400)
     # -- schedule --------------------------------------------------------------------------------
     tick_s: float = _f(2.0, "quote loop heartbeat (s); book changes wake it sooner", 0.01, 60)
-    positions_s: float = _f(5.0, "poll positions and orders (s)", 0.1, 600)
+    positions_s: float = _f(5.0, "poll positions (s); orders are read back on a change", 0.1, 600)
+    orders_sync_s: float = _f(30.0, "read back all our orders at least this often (s)", 1, 3600)
     rollover_s: float = _f(10.0, "poll the current quick market (s)", 0.1, 600)
     claim_s: float = _f(30.0, "check and redeem resolved markets (s)", 0.1, 3600)
     pnl_snapshot_s: float = _f(3600.0, "PnL snapshot line (s)", 1, 86400)
@@ -1556,6 +1557,7 @@ class Feed:
         self.own_trade = False  # our address traded: poll fills now
         self.cancelled: set[str] = set()  # order hashes the stream saw die
         self.bad_frames = 0
+        self.closing = False  # set by the engine before stop()
         self.trades: list[dict[str, Any]] = []  # recent trades (bounded)
 
 
@@ -1612,9 +1614,10 @@ class FeedHandler:
     def on_status(self, connected: bool) -> None:
         with self.feed.lock:
             self.feed.connected = connected
+        closing = self.feed.closing  # our own shutdown closes it: not a warning
         self.log.event(
             "stream_connected" if connected else "stream_disconnected",
-            level="INFO" if connected else "WARNING",
+            level="INFO" if connected or closing else "WARNING",
         )
         self.feed.wake.set()
 
@@ -1808,6 +1811,7 @@ class MarketState:
     exch_no: int = 0
     fair: float | None = None
     killed: bool = False
+    next_orders_sync: float = 0.0  # clock time of the next unconditional orders read
     mismatch: float | None = None  # exchange inventory seen once that differs from ours
     dry_seq: int = 0
 
@@ -2156,15 +2160,24 @@ class Bot:
         m = self.m
         if m is None or self.dry_run:
             return
-        self.sync_orders()
         yes, no = self.ex.position(m.qm)
+        changed = (yes, no) != (m.exch_yes, m.exch_no)
         m.exch_yes, m.exch_no = yes, no
+        now = self.clock.now()
+        with self.feed.lock:
+            own_trade = self.feed.own_trade
+        # Orders are read back when something happened (a position change, a trade of ours on
+        # the stream, a doubt) and at least every orders_sync_s: a calm market costs one
+        # positions read per period, not two reads.
+        if changed or own_trade or self.need_resync or now >= m.next_orders_sync:
+            self.sync_orders()
+            m.next_orders_sync = now + self.cfg.orders_sync_s
         exch_inv = (yes - no) / SIZE_SCALE
         if abs(exch_inv - m.pnl.position) <= 1e-6:
             m.mismatch = None
             return
-        # A fill between the orders read and the positions read shows here first and is
-        # counted by the next orders read: only a mismatch seen twice in a row is real (fills
+        # A fill between the positions read and the orders read shows in one and not the
+        # other until the next round: only a mismatch seen twice in a row is real (fills
         # from before a restart, say). The exchange's position is the truth for inventory;
         # the difference is booked at fair value.
         if m.mismatch != exch_inv:
@@ -2640,6 +2653,7 @@ class Bot:
                     error=f"{type(e).__name__}: {str(e)[:200]}",
                 )
         if self.stream is not None:
+            self.feed.closing = True
             self.stream.stop()
         if self.m is not None:
             self.claims.setdefault(self.m.qm.market_id, self.m.qm.contract or self.m.qm.market_id)

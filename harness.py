@@ -1,0 +1,176 @@
+"""Drive a Bot against turbine_sim on the simulator's manual clock (tests and bench/).
+
+`BotHarness` runs the real engine on its own thread; `tick()` moves simulated time one tick at a
+time and waits until the bot has finished that step, so scenarios are fast and repeatable.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from eth_account import Account
+
+import turbine_sim
+
+SIM_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a quick-market boundary
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
+    """Poll `pred` until truthy (real time); fail the test with a clear message otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s (last={last!r})")
+
+
+_CREDS: dict[tuple[int, str], tuple[str, str]] = {}
+
+
+def creds_for(sim: turbine_sim.Sim, key: str) -> tuple[str, str]:
+    """API credentials for `key` on `sim`, registered once (a restart reuses them, as a bot
+    reuses the ones saved in its .env)."""
+    k = (id(sim), key)
+    if k not in _CREDS:
+        _CREDS[k] = turbine_sim.new_api_credentials_for_tests(sim, key)
+    return _CREDS[k]
+
+
+# -- bot harness -----------------------------------------------------------------------------------
+class BotHarness:
+    """A Bot running on its own thread against a simulator, on the simulator's manual clock.
+
+    Tests move time with `tick()` / `advance()` and assert on the simulator's state and the
+    bot's JSON events, not on private attributes.
+    """
+
+    def __init__(
+        self,
+        sim: turbine_sim.Sim,
+        tmp: pathlib.Path,
+        key: str | None = None,
+        exchange_kind: str = "spike",
+        **overrides: Any,
+    ) -> None:
+        import spike_bot as sb
+
+        self.sb = sb
+        self.sim = sim
+        self.key = key or "0x" + Account.create().key.hex().removeprefix("0x")
+        self.address = Account.from_key(self.key).address.lower()
+        self.log_path = tmp / f"bot-{self.address[:8]}.log"
+        self.state_path = tmp / f"state-{self.address[:8]}.json"
+        cfg = sb.Config(
+            host=sim.base_url,
+            log_file=str(self.log_path),
+            state_file=str(self.state_path),
+            rate_limit_per_s=10_000,
+            status_every_s=0,
+            http_timeout_s=5,
+            max_retries=3,
+        )
+        for k, v in overrides.items():
+            setattr(cfg, k, v)
+        self.cfg = sb.validate(cfg)
+        self.exchange_kind = exchange_kind
+        self.metrics = sb.Metrics(cfg.bot_name)
+        self.kid, self.secret = creds_for(sim, self.key)
+        self.thread: threading.Thread | None = None
+        self.bot = None
+
+    def make_exchange(self) -> Any:
+        sb = self.sb
+        if self.exchange_kind == "official":
+            import official_spike_bot as ob
+
+            return ob.OfficialExchange(self.cfg, self.key, self.kid, self.secret, self.metrics)
+        return sb.TurbineExchange(
+            self.cfg,
+            sb.Signer(self.key, self.cfg.chain_id),
+            sb.BearerAuth(self.kid, self.secret),
+            self.metrics,
+        )
+
+    def start(self, wait_quotes: bool = True) -> BotHarness:
+        sb = self.sb
+        log = sb.EventLog(str(self.log_path), self.cfg.bot_name)
+        self.bot = sb.Bot(self.cfg, self.make_exchange(), self.sim.clock, log, self.metrics)
+        self.thread = threading.Thread(target=self.bot.run, name="bot-under-test", daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.bot.m is not None, 10)
+        if wait_quotes:
+            self.tick_until(lambda: len(self.open_orders()) == 2)
+        return self
+
+    def stop(self) -> None:
+        if self.bot is not None and self.thread is not None:
+            self.bot.stop()
+            self.thread.join(20)
+            assert not self.thread.is_alive(), "bot did not stop"
+            self.bot.log.close()
+
+    # -- time ----------------------------------------------------------------------------------
+    def tick(self, n: int = 1, seconds: float | None = None) -> None:
+        """Advance the clock one tick at a time and wait for the bot to finish each step."""
+        for _ in range(n):
+            before = self.bot.c.ticks
+            self.sim.advance(seconds if seconds is not None else self.cfg.tick_s)
+            wait_until(lambda b=before: self.bot.c.ticks > b or not self.thread.is_alive(), 10)
+            assert self.thread.is_alive(), "bot thread died"
+            self.settle()
+
+    def settle(self, quiet: float = 0.05) -> None:
+        """Wait for the bot to go idle (its step counter stops moving for `quiet` seconds)."""
+        last = -1
+        while last != self.bot.c.ticks:
+            last = self.bot.c.ticks
+            time.sleep(quiet)
+
+    def tick_until(self, pred: Callable[[], Any], max_ticks: int = 60) -> Any:
+        for _ in range(max_ticks):
+            v = pred()
+            if v:
+                return v
+            self.tick()
+        raise AssertionError(f"condition not met within {max_ticks} ticks")
+
+    # -- observation ---------------------------------------------------------------------------
+    def open_orders(self, market_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            o
+            for o in self.sim.state()["open_orders"]
+            if o["trader"] == self.address and (market_id is None or o["marketId"] == market_id)
+        ]
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        if not self.log_path.exists():
+            return []
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or e["event"] == name:
+                out.append(e)
+        return out
+
+    def market_id(self) -> str:
+        return self.sim.state()["markets"][f"BTC:{self.cfg.interval_min}"]["marketId"]
+
+
+def quiet_sim_cfg(**kw: Any) -> turbine_sim.SimConfig:
+    """No participants and a calm price (10% vol), so a test decides every trade and the
+    model's fair value stays within the requote tolerance between ticks."""
+    kw.setdefault("annual_vol", 0.10)
+    return turbine_sim.SimConfig(
+        manual_clock=True, start_time=SIM_START + 1, seed=5, participants=False, **kw
+    )
