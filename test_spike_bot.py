@@ -513,3 +513,123 @@ def test_unknown_remembered_market_does_not_block_claims(
         assert ghost not in json.loads(h2.state_path.read_text())["claims"]
     finally:
         h2.stop()
+
+
+# -- more money-safety paths -----------------------------------------------------------------------
+def test_max_allowance_permit_mode(qsim: ts.Sim, tmp_path: pathlib.Path, kind: str) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind, permit_mode="max").start()
+    try:
+        assert qsim.state()["allowances"][h.address] == str(ts.MAX_UINT)
+        nonce_url = f"{qsim.base_url}/api/v1/contracts/nonce/{ts.CHAINS[137]['usdc']}/{h.address}"
+        assert requests.get(nonce_url, timeout=5).json()["nonce"] == 1  # one permit only
+    finally:
+        h.stop()
+
+
+def test_firewall_refuses_orders_on_a_stale_feed(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind)
+    ex = h.make_exchange()
+    ex.feed_ok = lambda: False
+    qm = ex.quick_market()
+    with pytest.raises(h.sb.ExchangeError) as e:
+        ex.place(
+            qm, ts.BUY, ts.YES, 100_000, 1_000_000, int(qsim.clock.now()) + 60, qsim.clock.now()
+        )
+    assert e.value.kind == "stale_feed"
+    assert qsim.state()["counters"].get("orders_placed", 0) == 0
+
+
+def test_fill_racing_its_cancel_is_counted_once(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """The bid fills while the bot is cancelling it for a refresh: the cancel answers 404,
+    the bot reads its orders back and counts the fill exactly once."""
+    h = BotHarness(
+        qsim, tmp_path, exchange_kind=kind, positions_s=600, orders_sync_s=600, order_refresh_s=4
+    ).start()
+    try:
+        bid, _ = bot_quotes(h)
+        qsim.fault("ws_freeze")      # the trade is not seen on the stream: only the cancel
+        take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+        h.tick(4)
+        assert h.metrics.errors_by_kind.get("not_found", 0) >= 1    # the cancel's 404
+        qsim.clear_fault("ws_freeze")
+        fills = [e for e in h.events("fill") if e["order_hash"] == bid["orderHash"]]
+        assert len(fills) == 1 and fills[0]["size"] == 5.0
+        h.tick(10)
+        assert len([e for e in h.events("fill") if e["order_hash"] == bid["orderHash"]]) == 1
+        assert h.bot.inventory() == 5.0
+    finally:
+        h.stop()
+
+
+def test_exception_in_a_tick_fails_closed_and_the_loop_lives(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    h = BotHarness(qsim, tmp_path).start()
+    sb = h.sb
+    real = sb.quotes
+    boom = {"on": True}
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        if boom["on"]:
+            raise RuntimeError("strategy bug")
+        return real(*a, **kw)
+
+    sb.quotes = broken
+    try:
+        h.tick(2)
+        assert h.open_orders() == []  # failed closed: orders cancelled
+        err = [e for e in h.events("error") if e.get("kind") == "exception"]
+        assert err and "strategy bug" in err[0]["error"] and err[0]["job"] == "quote"
+        assert h.events("fail_closed")[-1]["reason"] == "exception"
+        boom["on"] = False
+        h.tick_until(lambda: len(h.open_orders()) == 2)
+        assert h.thread.is_alive()
+    finally:
+        sb.quotes = real
+        h.stop()
+
+
+def test_market_loss_kill_switch(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    h = BotHarness(qsim, tmp_path, max_loss_per_market=0.01, fair_source="model").start()
+    try:
+        bid, _ = bot_quotes(h)
+        take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+        h.tick_until(lambda: h.events("fill"))
+        # the price falls hard: long YES is now worth much less than paid
+        qsim.call(lambda: qsim.app.ex.prices.__setitem__("BTC", qsim.app.ex.prices["BTC"] * 0.97))
+        h.tick_until(lambda: h.events("kill_switch"))
+        h.tick(2)
+        assert h.events("kill_switch")[0]["scope"] == "market"
+        assert h.open_orders() == []
+        assert h.events("fail_closed")[-1]["reason"] == "market_loss_limit"
+    finally:
+        h.stop()
+
+
+def test_metrics_endpoint(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    h = BotHarness(qsim, tmp_path)
+    h.metrics = h.sb.Metrics(h.cfg.bot_name, port)
+    h.start()
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        for name in (
+            "spike_orders_placed_total",
+            "spike_fill_ratio",
+            "spike_feed_age_seconds",
+            "spike_request_seconds_bucket",
+            "spike_pnl_realized_usdc",
+            "spike_inventory_shares",
+        ):
+            assert name in text
+        assert 'spike_orders_placed_total{bot="spike_bot"} 2.0' in text
+    finally:
+        h.stop()
