@@ -65,6 +65,17 @@ def _translate(fn: Callable[[], Any]) -> Any:
         raise sb.ExchangeError("invalid", f"{type(e).__name__}: {e}"[:200]) from None
 
 
+def sdk_book(ob: Any, now: float) -> sb.Book:
+    """The SDK's OrderBookSnapshot as spike_bot's Book, through spike_bot's level checks."""
+    return sb.parse_book(
+        {
+            "bids": [{"price": x.price, "size": x.size} for x in ob.bids],
+            "asks": [{"price": x.price, "size": x.size} for x in ob.asks],
+        },
+        now,
+    )
+
+
 class OfficialExchange:
     """spike_bot's Exchange interface on turbine_client.TurbineClient."""
 
@@ -143,13 +154,7 @@ class OfficialExchange:
     def orderbook(self, market_id: str, now: float) -> sb.Book:
         ob = self._sdk("orderbook", lambda: self.client.get_orderbook(market_id))
         try:
-            return sb.parse_book(
-                {
-                    "bids": [{"price": x.price, "size": x.size} for x in ob.bids],
-                    "asks": [{"price": x.price, "size": x.size} for x in ob.asks],
-                },
-                now,
-            )
+            return sdk_book(ob, now)
         except (KeyError, TypeError, ValueError) as e:
             raise sb.ExchangeError("invalid", f"orderbook: {e}") from None
 
@@ -358,13 +363,7 @@ class OfficialStream:
                 ob = msg.orderbook
                 if ob is None or not msg.market_id:
                     raise ValueError("orderbook without marketId or data")
-                book = sb.parse_book(
-                    {
-                        "bids": [{"price": x.price, "size": x.size} for x in ob.bids],
-                        "asks": [{"price": x.price, "size": x.size} for x in ob.asks],
-                    },
-                    0.0,
-                )
+                book = sdk_book(ob, 0.0)
                 handler.on_book(msg.market_id, book)
             elif msg.type == "trade":
                 t = msg.trade

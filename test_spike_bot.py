@@ -551,10 +551,10 @@ def test_fill_racing_its_cancel_is_counted_once(
     ).start()
     try:
         bid, _ = bot_quotes(h)
-        qsim.fault("ws_freeze")      # the trade is not seen on the stream: only the cancel
+        qsim.fault("ws_freeze")  # the trade is not seen on the stream: only the cancel
         take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
         h.tick(4)
-        assert h.metrics.errors_by_kind.get("not_found", 0) >= 1    # the cancel's 404
+        assert h.metrics.errors_by_kind.get("not_found", 0) >= 1  # the cancel's 404
         qsim.clear_fault("ws_freeze")
         fills = [e for e in h.events("fill") if e["order_hash"] == bid["orderHash"]]
         assert len(fills) == 1 and fills[0]["size"] == 5.0

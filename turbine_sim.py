@@ -246,6 +246,16 @@ def recover(digest: bytes, sig: bytes) -> str:
     return "0x" + keccak(pub.format(compressed=False)[1:])[-20:].hex()
 
 
+def require_signer(dsep: bytes, struct: bytes, sig: bytes, who: str, error: str) -> None:
+    """400 `error` unless `sig` over the EIP-712 digest recovers to `who`."""
+    try:
+        signer = recover(eip712_digest(dsep, struct), sig)
+    except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
+        raise ApiError(400, error) from None
+    if not same_addr(signer, who):
+        raise ApiError(400, error)
+
+
 def sig_from_vrs(v: int, r: str, s: str) -> bytes:
     return _b32(r) + _b32(s) + bytes([int(v)])
 
@@ -722,12 +732,7 @@ class Exchange:
             + _u256(nonce)
             + _u256(deadline)
         )
-        try:
-            signer = recover(eip712_digest(self.dsep_usdc, struct), sig)
-        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
-            raise ApiError(400, "invalid permit signature") from None
-        if not same_addr(signer, owner):
-            raise ApiError(400, "invalid permit signature")
+        require_signer(self.dsep_usdc, struct, sig, owner, "invalid permit signature")
         return value
 
     def required_usdc(self, side: int, price: int, size: int, held: int) -> int:
@@ -764,11 +769,9 @@ class Exchange:
             raise ApiError(400, "size must be positive")
         try:
             struct = order_struct_hash(fields)
-            signer = recover(eip712_digest(self.dsep_order, struct), sig)
-        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
-            raise ApiError(400, "invalid signature") from None
-        if signer != trader:
-            raise ApiError(400, "invalid signature")
+        except ValueError:
+            raise ApiError(400, "invalid order: bad field encoding") from None
+        require_signer(self.dsep_order, struct, sig, trader, "invalid signature")
         m = self.market(fields["marketId"])
         if m.closed or self.t >= m.end:
             raise ApiError(400, "market is closed")
@@ -1027,12 +1030,9 @@ class Exchange:
             + _u256(nonce)
             + _u256(deadline)
         )
-        try:
-            signer = recover(eip712_digest(self.dsep_ctf, struct), sig)
-        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
-            raise ApiError(400, "invalid redemption signature") from None
-        if signer != owner:
-            raise ApiError(400, "invalid redemption signature (or stale ctf nonce)")
+        require_signer(
+            self.dsep_ctf, struct, sig, owner, "invalid redemption signature (or stale ctf nonce)"
+        )
         if not m.resolved:
             raise ApiError(400, "market not resolved")
         self.ledger.ctf_nonce[owner] += 1
