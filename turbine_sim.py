@@ -1221,13 +1221,14 @@ def _err(status: int, message: str, headers: dict[str, str] | None = None) -> we
 
 
 class SimApp:
-    def __init__(self, cfg: SimConfig) -> None:
+    def __init__(self, cfg: SimConfig, clock: Clock | None = None) -> None:
         self.cfg = cfg
         start = cfg.start_time
         if start is None:
             iv = min(cfg.intervals) * 60
             start = time.time() // iv * iv + 1.0
-        self.clock = Clock(start, cfg.speed, cfg.manual_clock)
+        # a caller may supply the clock (a subclass sharing time with another process)
+        self.clock = clock or Clock(start, cfg.speed, cfg.manual_clock)
         self.ex = Exchange(cfg, self.clock)
         self.participants = Participants(self.ex) if cfg.participants else None
         self.faults = Faults(random.Random(cfg.seed + 99))
@@ -1937,10 +1938,10 @@ class SimApp:
 class Sim:
     """A running simulator. Every call is safe from any thread."""
 
-    def __init__(self, cfg: SimConfig) -> None:
+    def __init__(self, cfg: SimConfig, clock: Clock | None = None) -> None:
         self.cfg = cfg
         self.loop = asyncio.new_event_loop()
-        self.app = SimApp(cfg)
+        self.app = SimApp(cfg, clock)
         self.clock = self.app.clock
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="turbine-sim", daemon=True

@@ -2,10 +2,12 @@
 """Soak and trading quality: spike_bot through simulated hours (default 24 h = 96 markets) on
 turbine_sim's manual clock with the default participants, at full speed.
 
-Reports requests per simulated minute, orders, fills, fill rate, PnL, max inventory,
-tick time (with I/O), open orders left after each rollover, errors, resident memory at start
-and end and CPU seconds per simulated hour. The baseline in the same run is the same bot with a
-tolerance of 0 and a refresh of one tick, i.e. cancel-and-replace of every quote every tick.
+The simulator runs in a child process on a clock shared through shared memory, so memory and
+CPU figures are the bot's own. Reports requests per simulated minute, orders, fills, fill rate,
+PnL, max inventory, markout, tick time (with I/O), open orders left after each rollover,
+errors, resident memory after warm-up and at the end, and CPU seconds per simulated hour. The
+baseline in the same run is the same bot with a tolerance of 0 and a refresh of one tick, i.e.
+cancel-and-replace of every quote every tick.
 
     python bench/bench_soak.py [--hours 24] [--quick] [--json] [--seed 11]
 """
@@ -39,14 +41,114 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def markouts(ex: ts.Exchange, addr: str) -> tuple[float, float]:
+    """Average markout per share of the bot's fills, in USDC: the simulator's true probability
+    30 s and 60 s after the fill against the fill price, signed so that positive means the
+    fill made money. Runs on the simulator's loop (it reads the model directly)."""
+    import bisect
+    import math
+
+    hist = list(ex.price_hist["BTC"])
+    times = [t for t, _ in hist]
+
+    def truth(m: ts.Market, t: float) -> float:
+        if t >= m.end:
+            return 1.0 if (m.final_price or 0) > m.strike else 0.0
+        s = hist[max(0, bisect.bisect_right(times, t) - 1)][1]
+        d = math.log(s / m.strike) / (ex.sigma_s * math.sqrt(m.end - t))
+        return 0.5 * (1 + math.erf(d / math.sqrt(2)))
+
+    tot = {30: 0.0, 60: 0.0}
+    shares = 0.0
+    for mid, trades in ex.trades.items():
+        m = ex.markets[mid]
+        for tr in trades:
+            if addr not in (tr["buyer"], tr["seller"]):
+                continue
+            sign = 1 if tr["buyer"] == addr else -1
+            q = tr["size"] / 1e6
+            shares += q
+            for h in (30, 60):
+                tot[h] += sign * (truth(m, tr["timestamp"] + h) - tr["price"] / 1e6) * q
+    if not shares:
+        return 0.0, 0.0
+    return round(tot[30] / shares, 5), round(tot[60] / shares, 5)
+
+
+class SharedClock(ts.Clock):
+    """A manual clock whose time lives in shared memory: the simulator's process moves it,
+    the bot's process reads it (and waits on it like on turbine_sim's manual clock)."""
+
+    def __init__(self, shared: Any) -> None:
+        super().__init__(shared.value, 1.0, manual=True)
+        self.shared = shared
+
+    def now(self) -> float:
+        return self.shared.value
+
+    def set(self, t: float) -> None:
+        self.shared.value = max(self.shared.value, t)
+
+
+def _sim_child(conn: Any, shared: Any, seed: int) -> None:
+    sim = ts.Sim(
+        ts.SimConfig(manual_clock=True, start_time=SIM_START, seed=seed), SharedClock(shared)
+    )
+    conn.send(sim.base_url)
+    while True:
+        cmd, arg = conn.recv()
+        if cmd == "advance":
+            sim.advance(arg)
+            conn.send(None)
+        elif cmd == "state":
+            conn.send(sim.state())
+        elif cmd == "markouts":
+            conn.send(sim.call(lambda a=arg: markouts(sim.app.ex, a)))
+        elif cmd == "register":
+            conn.send(creds_for(sim, arg))
+        else:
+            sim.stop()
+            conn.send(None)
+            return
+
+
+class RemoteSim:
+    """turbine_sim in a child process: the bot's process measures only the bot."""
+
+    def __init__(self, seed: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self.shared = ctx.Value("d", SIM_START, lock=False)
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_sim_child, args=(child, self.shared, seed), daemon=True)
+        self.proc.start()
+        self.base_url = self.conn.recv()
+        self.clock = SharedClock(self.shared)
+
+    def _ask(self, cmd: str, arg: Any = None) -> Any:
+        self.conn.send((cmd, arg))
+        return self.conn.recv()
+
+    def advance(self, s: float) -> None:
+        self._ask("advance", s)
+
+    def state(self) -> dict[str, Any]:
+        return self._ask("state")
+
+    def stop(self) -> None:
+        self._ask("stop")
+        self.proc.join(10)
+
+
 def run_day(
     hours: float, seed: int, overrides: dict[str, Any] | None = None, label: str = "spike_bot"
 ) -> dict[str, Any]:
-    sim = ts.start_sim(ts.SimConfig(manual_clock=True, start_time=SIM_START, seed=seed))
+    sim = RemoteSim(seed)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="soak-"))
     key = "0x" + Account.create().key.hex().removeprefix("0x")
     addr = Account.from_key(key).address.lower()
-    kid, secret = creds_for(sim, key)
+    kid, secret = sim._ask("register", key)
     cfg = sb.Config(
         host=sim.base_url,
         log_file=str(tmp / "bot.log"),
@@ -63,13 +165,13 @@ def run_day(
     log = sb.EventLog(cfg.log_file, label)
     bot = sb.Bot(cfg, ex, sim.clock, log, metrics)
     th = threading.Thread(target=bot.run, daemon=True)
-    rss0 = rss_mb()
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     th.start()
     while bot.m is None:
         time.sleep(0.001)
     left_after_rollover: list[int] = []
+    rss0 = rss_mb()
     rolls = 0
     steps = int(hours * 3600 / cfg.tick_s)
     warm_req, warm_t = 0, 0.0
@@ -89,6 +191,7 @@ def run_day(
             left_after_rollover.append(len(old))
         if i == int(steps * 0.05):  # skip start-up for the steady-state rate
             warm_req, warm_t = metrics.requests_total, sim.clock.now()
+            rss0 = rss_mb()  # after warm-up: imports, pools and caches are in
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     req_per_min = (metrics.requests_total - warm_req) / max(1.0, (sim.clock.now() - warm_t) / 60)
@@ -104,6 +207,7 @@ def run_day(
     placed = bot.c.placed_size
     ticks = sorted(bot.tick_times) or [0.0]
     st = sim.state()
+    mk30, mk60 = sim._ask("markouts", addr)
     sim.stop()
     return {
         "label": label,
@@ -120,6 +224,8 @@ def run_day(
         "pnl_usdc": round(r + u, 4),
         "pnl_per_market_usdc": round((r + u) / markets, 4),
         "max_inventory": max([abs(e["position"]) for e in fills] or [0.0]),
+        "markout_30s": mk30,
+        "markout_60s": mk60,
         "claimed_usdc": round(bot.c.claimed_usdc, 4),
         "tick_p50_ms": round(ticks[len(ticks) // 2] * 1000, 3),
         "tick_p99_ms": round(ticks[int(len(ticks) * 0.99)] * 1000, 3),
@@ -129,7 +235,7 @@ def run_day(
         "rss_start_mb": round(rss0, 1),
         "rss_end_mb": round(rss1, 1),
         "rss_growth_mb": round(rss1 - rss0, 1),
-        "cpu_s_per_sim_hour": round(cpu / hours, 2),
+        "cpu_s_per_sim_hour": round(cpu / hours, 2),  # the bot's process only
         "sim_invariants_ok": st["invariants_ok"],
     }
 
@@ -166,6 +272,8 @@ def main() -> int:
         "pnl_usdc",
         "pnl_per_market_usdc",
         "max_inventory",
+        "markout_30s",
+        "markout_60s",
         "claimed_usdc",
         "tick_p50_ms",
         "tick_p99_ms",
