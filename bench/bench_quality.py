@@ -47,10 +47,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--quick", action="store_true", help="2 simulated hours each")
+    ap.add_argument("--quick", action="store_true", help="1 simulated hour each")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    hours = 2.0 if a.quick else a.hours
+    hours = 1.0 if a.quick else a.hours
     ours = run_day(hours, a.seed, None, "spike_bot")
     base = run_day(hours, a.seed, BASELINE, "mid_baseline")
     print(f"{'figure':24}{'spike_bot':>16}{'mid_baseline':>16}")

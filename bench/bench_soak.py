@@ -90,9 +90,10 @@ class SharedClock(ts.Clock):
         self.shared.value = max(self.shared.value, t)
 
 
-def _sim_child(conn: Any, shared: Any, seed: int) -> None:
+def _sim_child(conn: Any, shared: Any, seed: int, sim_kw: dict[str, Any]) -> None:
     sim = ts.Sim(
-        ts.SimConfig(manual_clock=True, start_time=SIM_START, seed=seed), SharedClock(shared)
+        ts.SimConfig(manual_clock=True, start_time=SIM_START, seed=seed, **sim_kw),
+        SharedClock(shared),
     )
     conn.send(sim.base_url)
     while True:
@@ -115,13 +116,15 @@ def _sim_child(conn: Any, shared: Any, seed: int) -> None:
 class RemoteSim:
     """turbine_sim in a child process: the bot's process measures only the bot."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, sim_kw: dict[str, Any] | None = None) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("fork")
         self.shared = ctx.Value("d", SIM_START, lock=False)
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_sim_child, args=(child, self.shared, seed), daemon=True)
+        self.proc = ctx.Process(
+            target=_sim_child, args=(child, self.shared, seed, sim_kw or {}), daemon=True
+        )
         self.proc.start()
         self.base_url = self.conn.recv()
         self.clock = SharedClock(self.shared)
@@ -142,9 +145,13 @@ class RemoteSim:
 
 
 def run_day(
-    hours: float, seed: int, overrides: dict[str, Any] | None = None, label: str = "spike_bot"
+    hours: float,
+    seed: int,
+    overrides: dict[str, Any] | None = None,
+    label: str = "spike_bot",
+    sim_kw: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    sim = RemoteSim(seed)
+    sim = RemoteSim(seed, sim_kw)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="soak-"))
     key = "0x" + Account.create().key.hex().removeprefix("0x")
     addr = Account.from_key(key).address.lower()
@@ -218,6 +225,9 @@ def run_day(
         "cancels": bot.c.cancels,
         "requests": metrics.requests_total,
         "requests_per_min": round(req_per_min, 1),
+        "order_requests_per_min": round(
+            (bot.c.orders + bot.c.cancels + bot.c.rejects) / (hours * 60), 1
+        ),
         "fills": len(fills),
         "fill_rate": round(bot.c.filled_size / placed, 6) if placed else 0.0,
         "filled_shares": bot.c.filled_size,
