@@ -168,6 +168,36 @@ class Config:
     bot_name: str = _f(BOT_NAME, "`bot` field in logs and metrics")
 
 
+# Settings a SIGHUP may change while running: the strategy and its limits. The rest
+# (connection, files, schedule, I/O) needs a restart.
+TUNABLE = frozenset(
+    {
+        "order_size",
+        "base_spread",
+        "fair_source",
+        "model_weight",
+        "model_vol",
+        "extreme_zone",
+        "extreme_widen",
+        "skew_factor",
+        "price_tick",
+        "requote_tolerance",
+        "order_refresh_s",
+        "expiry_grace_s",
+        "max_position",
+        "max_order_size",
+        "max_open_orders",
+        "max_loss_per_market",
+        "max_loss_per_day",
+        "fee_bps",
+        "tminus_widen_s",
+        "tminus_widen_mult",
+        "tminus_size_mult",
+        "tminus_reduce_only_s",
+        "tminus_pull_s",
+    }
+)
+
 # Keys the SDK's examples already use; everything else is SPIKE_<NAME>.
 ENV_PRIVATE_KEY = "TURBINE_PRIVATE_KEY"
 ENV_API_KEY_ID = "TURBINE_API_KEY_ID"
@@ -1879,6 +1909,9 @@ class Bot:
         self.started = clock.now()
         self.last_status = 0.0
         self.stream: Stream | None = None
+        # live tuning: SIGHUP sets the flag; the loop re-reads settings through `reloader`
+        self.reloader: Callable[[], Config] | None = None
+        self.reload_requested = threading.Event()
 
     # -- state file -----------------------------------------------------------------------------
     def load_state(self) -> None:
@@ -2550,8 +2583,11 @@ class Bot:
             self.shutdown()
 
     def step(self) -> None:
-        """One pass: due jobs, then quoting, then the status line."""
+        """One pass: settings reload, due jobs, then quoting, then the status line."""
         t0 = time.perf_counter()
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload_params()
         now = self.clock.now()
         cfg = self.cfg
         with self.feed.lock:
@@ -2578,6 +2614,42 @@ class Bot:
         if cfg.status_every_s and wall - self.last_status >= cfg.status_every_s:
             self.last_status = wall
             print(self.status_line(), flush=True)
+
+    def request_reload(self) -> None:
+        """Called from the SIGHUP handler: only sets flags (signal-safe)."""
+        self.reload_requested.set()
+        self.feed.wake.set()
+
+    def reload_params(self) -> None:
+        """Re-read the settings; apply the tunable ones if all of them validate, log the diff,
+        keep the old values on any error. Connection, files and schedule need a restart."""
+        if self.reloader is None:
+            return
+        try:
+            new = self.reloader()
+        except ConfigError as e:
+            self.log.event(
+                "error",
+                level="WARNING",
+                kind="reload_invalid",
+                reason=str(e),
+                kept="previous settings",
+            )
+            return
+        diff = {
+            k: [getattr(self.cfg, k), getattr(new, k)]
+            for k in TUNABLE
+            if getattr(self.cfg, k) != getattr(new, k)
+        }
+        ignored = sorted(
+            f.name
+            for f in dataclasses.fields(Config)
+            if f.name not in TUNABLE
+            and getattr(self.cfg, f.name) != getattr(new, f.name)
+            and f.name not in ("host", "rate_limit_per_s")
+        )  # --sim rewrites these
+        self.cfg = dataclasses.replace(self.cfg, **{k: v[1] for k, v in diff.items()})
+        self.log.event("params_reloaded", changed=diff, needs_restart=ignored)
 
     def _read_price(self) -> None:
         self.asset_px = self.ex.asset_price()
@@ -2851,6 +2923,11 @@ def run_cli(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    # SIGHUP: re-read the env file (flags still win) and apply the strategy settings
+    bot.reloader = lambda: load_config(vars(a), {**read_env_file(a.env_file), **os.environ}, base)[
+        0
+    ]
+    signal.signal(signal.SIGHUP, lambda _s, _f: bot.request_reload())
     code = 0
     try:
         bot.run(a.duration)

@@ -437,6 +437,10 @@ def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(
         wait_until(
             lambda: len([o for o in sim.state()["open_orders"] if o["trader"] == addr]) == 2, 30
         )
+        # live tuning through the real signal: a new spread from the env file
+        env_file.write_text(env_file.read_text() + "SPIKE_BASE_SPREAD=0.3\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: '"event":"params_reloaded"' in log.read_text(), 20)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
@@ -631,5 +635,38 @@ def test_metrics_endpoint(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
         ):
             assert name in text
         assert 'spike_orders_placed_total{bot="spike_bot"} 2.0' in text
+    finally:
+        h.stop()
+
+
+def test_live_tuning_reload_applies_valid_and_keeps_old_on_invalid(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    h = BotHarness(qsim, tmp_path)
+    sb = h.sb
+    env = tmp_path / "tune.env"
+    env.write_text("SPIKE_BASE_SPREAD=0.40\n")
+    h.start()
+    h.bot.reloader = lambda: sb.load_config({}, sb.read_env_file(str(env)), h.cfg)[0]
+    try:
+        env.write_text("SPIKE_BASE_SPREAD=0.30\nSPIKE_TICK_S=1\n")
+        h.bot.request_reload()
+        h.tick_until(lambda: h.events("params_reloaded"))
+        ev = h.events("params_reloaded")[-1]
+        assert ev["changed"] == {"base_spread": [0.4, 0.3]} and ev["needs_restart"] == ["tick_s"]
+        h.tick_until(
+            lambda: (
+                len(h.open_orders()) == 2
+                and abs((bot_quotes(h)[1]["price"] - bot_quotes(h)[0]["price"]) / 1e6 - 0.30)
+                < 0.002
+            )
+        )
+        env.write_text("SPIKE_BASE_SPREAD=2.5\n")  # invalid: keep 0.30
+        h.bot.request_reload()
+        h.tick(2)
+        bad = [e for e in h.events("error") if e.get("kind") == "reload_invalid"]
+        assert bad and "base_spread" in bad[-1]["reason"]
+        assert h.bot.cfg.base_spread == 0.30
+        assert len(h.open_orders()) == 2
     finally:
         h.stop()
