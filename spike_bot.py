@@ -12,8 +12,9 @@ Sections, in dependency order (search for the banner):
                    TurbineExchange (requests) and TurbineStream (websocket-client)
     4. STRATEGY    pure functions: fair value, extremes widening, skew, limits, clamp, plan
     5. ENGINE      the Bot: shared book, schedule, order manager, fills, PnL, rollover, claims,
-                   safety, state file; observability (JSON log, status line, metrics)
-    6. CLI         flags, modes (--sim, --dry-run), signals, main()
+                   safety, state file, live tuning; observability (JSON log, status, metrics)
+    6. TOOLS       `report`: the side-by-side comparison of runs from their JSON logs
+    7. CLI         flags, modes (--sim, --dry-run), subcommands, signals, main()
 
 Protocol facts come from ../shared/turbine-api.md; where it is silent the official SDK
 (turbine-py-client) is followed and the comment says so.
@@ -1676,6 +1677,7 @@ class EventLog:
         self._fh = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")
         self.echo = echo
         self.counts: dict[str, int] = {}
+        self.clock: Callable[[], float] | None = None  # market time, set by the engine
 
     def event(self, event: str, level: str = "INFO", **fields: Any) -> None:
         rec = {
@@ -1685,6 +1687,8 @@ class EventLog:
             "event": event,
             **fields,
         }
+        if self.clock is not None:
+            rec["t"] = round(self.clock(), 3)  # market time (simulated time under --sim)
         line = json.dumps(rec, separators=(",", ":"), default=str)
         with self._lock:
             self.counts[event] = self.counts.get(event, 0) + 1
@@ -1889,6 +1893,7 @@ class Bot:
         self.dry_run = dry_run
         self.feed = Feed(clock)
         self.ex.feed_ok = self.feed_fresh
+        self.log.clock = clock.now
         self.stop_event = threading.Event()
         self.m: MarketState | None = None
         self.claims: dict[str, str] = {}  # market id -> contract, until claimed or lost
@@ -2289,6 +2294,7 @@ class Bot:
             self.log.event(
                 "rollover",
                 old_market=old.qm.market_id,
+                old_end=old.qm.end,
                 new_market=qm.market_id,
                 strike=qm.strike,
                 end=qm.end,
@@ -2756,7 +2762,205 @@ class Bot:
 
 
 # =============================================================================================
-# 6. CLI: flags (one per setting), modes, signals, main().
+# 6. TOOLS: the comparison report over JSON logs (`spike_bot.py report LOG [LOG ...]`).
+#    Reads what the engine wrote; bad or truncated lines are counted and skipped.
+# =============================================================================================
+def read_events(path: str) -> tuple[list[dict[str, Any]], int]:
+    """Events of one log file and the number of unreadable lines."""
+    events, bad = [], 0
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+                if not isinstance(e, dict) or "event" not in e:
+                    raise ValueError
+                if "t" not in e:
+                    e["t"] = datetime.fromisoformat(str(e["ts"]).replace("Z", "+00:00")).timestamp()
+                float(e["t"])
+            except (ValueError, KeyError, TypeError):
+                bad += 1
+                continue
+            events.append(e)
+    return events, bad
+
+
+def summarize(events: list[dict[str, Any]], bad_lines: int = 0) -> dict[str, Any]:
+    """The comparison figures of one run (one log). Times are market time (`t`)."""
+    if not events:
+        return {"events": 0, "bad_lines": bad_lines}
+    by: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by.setdefault(e["event"], []).append(e)
+    t0, t1 = float(events[0]["t"]), float(events[-1]["t"])
+    minutes = max((t1 - t0) / 60, 1e-9)
+    closed = sum(float(e.get("closed_s", 0)) for e in by.get("resumed", []))
+    # a fail-closed period still open at the end of the log counts up to the last event
+    last_close = None
+    for e in events:
+        if e["event"] == "fail_closed":
+            last_close = float(e["t"])
+        elif e["event"] in ("resumed", "start"):
+            last_close = None
+    if last_close is not None:
+        closed += t1 - last_close
+    ends = {e["old_market"]: float(e["old_end"]) for e in by.get("rollover", []) if "old_end" in e}
+    fills = by.get("fill", [])
+    placed = sum(float(e.get("size", 0)) for e in by.get("order_placed", []))
+    filled = sum(float(e.get("size", 0)) for e in fills)
+    finals = [e for e in events if e["event"] in ("shutdown", "pnl_snapshot")]
+    requests_ = sum(int(e.get("requests", 0)) for e in by.get("shutdown", [])) or (
+        int(finals[-1].get("requests", 0)) if finals else 0
+    )
+    markets = len(by.get("rollover", [])) + 1
+    errors: dict[str, int] = {}
+    for e in by.get("error", []):
+        errors[str(e.get("kind", "?"))] = errors.get(str(e.get("kind", "?")), 0) + 1
+    roll = [float(e["t"]) - float(e["old_end"]) for e in by.get("rollover", []) if "old_end" in e]
+    claim_lat = [
+        float(e["t"]) - ends[e["market"]] for e in by.get("claim", []) if e.get("market") in ends
+    ]
+    return {
+        "bot": events[0].get("bot", "?"),
+        "events": len(events),
+        "bad_lines": bad_lines,
+        "starts": len(by.get("start", [])),
+        "run_minutes": round(minutes, 1),
+        "uptime_quoting": round(max(0.0, 1 - closed / (minutes * 60)), 4),
+        "orders_placed": len(by.get("order_placed", [])),
+        "orders_cancelled": len(by.get("order_cancelled", [])),
+        "orders_rejected": len(by.get("order_rejected", [])),
+        "requests_per_min": round(requests_ / minutes, 1),
+        "fills": len(fills),
+        "fill_rate_size": round(filled / placed, 5) if placed else 0.0,
+        "fill_rate_count": round(len(fills) / len(by["order_placed"]), 5)
+        if by.get("order_placed")
+        else 0.0,
+        "markets": markets,
+        "fills_per_market": round(len(fills) / markets, 3),
+        "realized_pnl": round(float(finals[-1].get("realized", 0.0)), 4) if finals else 0.0,
+        "unrealized_pnl": round(float(finals[-1].get("unrealized", 0.0)), 4) if finals else 0.0,
+        "fees": round(sum(float(e.get("fee", 0.0)) for e in fills), 6),
+        "max_inventory": max([abs(float(e.get("position", 0))) for e in fills] or [0.0]),
+        "claims": len(by.get("claim", [])),
+        "claimed_usdc": round(sum(float(e.get("amount", 0)) for e in by.get("claim", [])), 4),
+        "errors": sum(errors.values()),
+        "errors_by_kind": errors,
+        "fail_closed": len(by.get("fail_closed", [])),
+        "fail_closed_s": round(closed, 1),
+        "reconnects": sum(
+            1 for e in by.get("stream_disconnected", []) if e.get("level") == "WARNING"
+        ),
+        "rollover_latency_s": round(sum(roll) / len(roll), 2) if roll else None,
+        "claim_latency_s": round(sum(claim_lat) / len(claim_lat), 1) if claim_lat else None,
+    }
+
+
+def report(paths: list[str], plot_dir: str | None = None, out: Any = None) -> list[dict[str, Any]]:
+    """Print a side-by-side table of the runs in `paths`; optionally write PNG charts."""
+    out = out or sys.stdout
+    runs = []
+    for p in paths:
+        events, bad = read_events(p)
+        runs.append({"log": os.path.basename(p), **summarize(events, bad), "_events": events})
+    keys = [k for k in runs[0] if not k.startswith("_") and k != "log"] if runs else []
+    width = max([24] + [len(r["log"]) + 2 for r in runs])
+    print(f"{'':26}" + "".join(f"{r['log']:>{width}}" for r in runs), file=out)
+    for k in keys:
+        cells = []
+        for r in runs:
+            v = r.get(k)
+            if isinstance(v, dict):
+                v = ",".join(f"{a}:{b}" for a, b in sorted(v.items())) or "-"
+            cells.append(f"{'-' if v is None else v!s:>{width}}")
+        print(f"{k:26}" + "".join(cells), file=out)
+    if plot_dir:
+        write_plots(runs, plot_dir, out)
+    return runs
+
+
+def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str]:
+    """Cumulative PnL, inventory, fill rate per hour and errors per hour (matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plots skipped: matplotlib is not installed (pip install matplotlib)", file=out)
+        return []
+    os.makedirs(plot_dir, exist_ok=True)
+    written = []
+
+    def series(r: dict[str, Any], event: str, key: str) -> tuple[list[float], list[float]]:
+        ev = [e for e in r["_events"] if e["event"] == event and key in e]
+        t0 = float(r["_events"][0]["t"]) if r["_events"] else 0.0
+        return [(float(e["t"]) - t0) / 3600 for e in ev], [float(e[key]) for e in ev]
+
+    def hourly(r: dict[str, Any], pred: Callable[[dict[str, Any]], float]) -> dict[int, float]:
+        t0 = float(r["_events"][0]["t"]) if r["_events"] else 0.0
+        h: dict[int, float] = {}
+        for e in r["_events"]:
+            k = int((float(e["t"]) - t0) // 3600)
+            h[k] = h.get(k, 0.0) + pred(e)
+        return h
+
+    charts = {
+        "pnl.png": (
+            "cumulative realized PnL (USDC)",
+            lambda r: (
+                series(r, "pnl_snapshot", "realized")
+                if any(e["event"] == "pnl_snapshot" for e in r["_events"])
+                else series(r, "fill", "realized")
+            ),
+        ),
+        "inventory.png": (
+            "inventory after each fill (shares)",
+            lambda r: series(r, "fill", "position"),
+        ),
+    }
+    for name, (title, fn) in charts.items():
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        for r in runs:
+            xs, ys = fn(r)
+            ax.step(xs, ys, where="post", label=f"{r.get('bot')} ({r['log']})")
+        ax.set_title(title)
+        ax.set_xlabel("hours")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(plot_dir, name)
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    for name, title, pred in (
+        ("fill_rate_per_hour.png", "fills per hour", lambda e: e["event"] == "fill"),
+        ("errors_per_hour.png", "error events per hour", lambda e: e["event"] == "error"),
+    ):
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        for i, r in enumerate(runs):
+            h = hourly(r, lambda e, p=pred: 1.0 if p(e) else 0.0)
+            ks = sorted(h)
+            ax.bar(
+                [k + 0.8 * i / max(1, len(runs)) for k in ks],
+                [h[k] for k in ks],
+                width=0.8 / max(1, len(runs)),
+                label=f"{r.get('bot')} ({r['log']})",
+            )
+        ax.set_title(title)
+        ax.set_xlabel("hour")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(plot_dir, name)
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    print("charts: " + ", ".join(written), file=out)
+    return written
+
+
+# =============================================================================================
+# 7. CLI: flags (one per setting), modes, signals, main().
 # =============================================================================================
 def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
     defaults = base or Config()
@@ -2941,9 +3145,34 @@ def run_cli(
     return code
 
 
+def report_cli(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="spike_bot.py report", description="Side-by-side comparison of runs from JSON logs."
+    )
+    ap.add_argument("logs", nargs="+", help="JSON log files (either bot)")
+    ap.add_argument("--plot", metavar="DIR", help="also write PNG charts here (matplotlib)")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON instead")
+    a = ap.parse_args(argv)
+    missing = [p for p in a.logs if not os.path.isfile(p)]
+    if missing:
+        print(f"report: no such log file: {missing[0]}", file=sys.stderr)
+        return 2
+    if a.json:
+        runs = [summarize(*read_events(p)) for p in a.logs]
+        print(json.dumps(runs))
+        return 0
+    report(a.logs, a.plot)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
-    return run_cli(argv)
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "report":
+        return report_cli(args[1:])
+    if args and args[0] == "run":
+        args = args[1:]
+    return run_cli(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""The comparison report over JSON logs: known totals, corrupt lines, charts."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import pytest
+
+import spike_bot as sb
+
+
+def ev(t: float, event: str, level: str = "INFO", bot: str = "spike_bot", **kw: Any) -> str:
+    return json.dumps(
+        {"ts": "2026-01-01T00:00:00.000Z", "t": t, "level": level, "bot": bot, "event": event, **kw}
+    )
+
+
+def hand_made_log(path: pathlib.Path, bot: str = "spike_bot") -> None:
+    lines = [
+        ev(0, "start", bot=bot),
+        ev(1, "order_placed", bot=bot, size=5.0, price=0.3, side="BUY", order_hash="a"),
+        ev(1, "order_placed", bot=bot, size=5.0, price=0.7, side="SELL", order_hash="b"),
+        '{"ts": "2026-01-01T00:00:01Z", "event": "fill", "trunc',  # truncated line
+        "not json at all",
+        ev(100, "fill", bot=bot, size=2.0, price=0.3, position=2.0, realized=0.0, fee=0.01),
+        ev(200, "fill", bot=bot, size=3.0, price=0.7, position=-1.0, realized=0.8, fee=0.02),
+        ev(300, "fail_closed", "WARNING", bot=bot, reason="stale_feed"),
+        ev(330, "resumed", bot=bot, after="stale_feed", closed_s=30.0),
+        ev(400, "order_cancelled", bot=bot, order_hash="a", reason="requote"),
+        ev(450, "stream_disconnected", "WARNING", bot=bot),
+        ev(
+            900,
+            "rollover",
+            bot=bot,
+            old_market="0xm1",
+            old_end=898,
+            new_market="0xm2",
+            seconds=0.02,
+        ),
+        ev(930, "error", "WARNING", bot=bot, kind="rate_limited", job="positions"),
+        ev(940, "error", "WARNING", bot=bot, kind="rate_limited", job="positions"),
+        ev(950, "error", "WARNING", bot=bot, kind="network", job="quote"),
+        ev(958, "claim", bot=bot, market="0xm1", amount=2.0, tx="0x1"),
+        ev(1200, "shutdown", bot=bot, realized=0.8, unrealized=-0.1, requests=40),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_summary_known_totals_and_corrupt_lines(tmp_path: pathlib.Path) -> None:
+    p = tmp_path / "a.log"
+    hand_made_log(p)
+    events, bad = sb.read_events(str(p))
+    s = sb.summarize(events, bad)
+    assert bad == 2 and s["events"] == 15
+    assert s["run_minutes"] == 20.0 and s["requests_per_min"] == 2.0
+    assert s["orders_placed"] == 2 and s["orders_cancelled"] == 1
+    assert s["fills"] == 2 and s["fill_rate_size"] == 0.5 and s["fill_rate_count"] == 1.0
+    assert s["markets"] == 2 and s["fills_per_market"] == 1.0
+    assert s["realized_pnl"] == 0.8 and s["unrealized_pnl"] == -0.1
+    assert s["fees"] == pytest.approx(0.03) and s["max_inventory"] == 2.0
+    assert s["errors"] == 3 and s["errors_by_kind"] == {"rate_limited": 2, "network": 1}
+    assert s["fail_closed"] == 1 and s["fail_closed_s"] == 30.0
+    assert s["uptime_quoting"] == pytest.approx(1 - 30 / 1200, abs=1e-4)
+    assert s["reconnects"] == 1
+    assert s["rollover_latency_s"] == 2.0 and s["claim_latency_s"] == 60.0
+    assert s["claims"] == 1 and s["claimed_usdc"] == 2.0
+
+
+def test_report_side_by_side_and_cli(tmp_path: pathlib.Path, capsys: Any) -> None:
+    a, b = tmp_path / "spike.log", tmp_path / "official.log"
+    hand_made_log(a)
+    hand_made_log(b, bot="official_spike_bot")
+    with b.open("a") as fh:
+        fh.write(
+            ev(1300, "fail_closed", "WARNING", bot="official_spike_bot", reason="stale_feed") + "\n"
+        )
+        fh.write(ev(1400, "order_placed", bot="official_spike_bot", size=1.0) + "\n")
+    assert sb.main(["report", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "spike.log" in out and "official.log" in out and "official_spike_bot" in out
+    row = next(line for line in out.splitlines() if line.startswith("fail_closed_s"))
+    assert row.split()[1:] == ["30.0", "130.0"]  # the open period counts to the end
+    assert sb.main(["report", str(tmp_path / "missing.log")]) == 2
+    assert sb.main(["report", "--json", str(a)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["fills"] == 2
+
+
+def test_report_plots_are_written(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("matplotlib")
+    p = tmp_path / "a.log"
+    hand_made_log(p)
+    runs = sb.report([str(p)], str(tmp_path / "charts"), out=open(tmp_path / "o.txt", "w"))
+    assert runs[0]["fills"] == 2
+    for name in ("pnl.png", "inventory.png", "fill_rate_per_hour.png", "errors_per_hour.png"):
+        f = tmp_path / "charts" / name
+        assert f.exists() and f.stat().st_size > 1000
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
