@@ -58,6 +58,7 @@ class BotHarness:
         tmp: pathlib.Path,
         key: str | None = None,
         exchange_kind: str = "spike",
+        record: pathlib.Path | None = None,
         **overrides: Any,
     ) -> None:
         import spike_bot as sb
@@ -81,6 +82,7 @@ class BotHarness:
             setattr(cfg, k, v)
         self.cfg = sb.validate(cfg)
         self.exchange_kind = exchange_kind
+        self.record = record
         self.metrics = sb.Metrics(cfg.bot_name)
         self.kid, self.secret = creds_for(sim, self.key)
         self.thread: threading.Thread | None = None
@@ -103,6 +105,8 @@ class BotHarness:
         sb = self.sb
         log = sb.EventLog(str(self.log_path), self.cfg.bot_name)
         self.bot = sb.Bot(self.cfg, self.make_exchange(), self.sim.clock, log, self.metrics)
+        if self.record is not None:
+            self.bot.recorder = sb.Recorder(str(self.record), self.sim.clock.now)
         self.thread = threading.Thread(target=self.bot.run, name="bot-under-test", daemon=True)
         self.thread.start()
         wait_until(lambda: self.bot.m is not None, 10)

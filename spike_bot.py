@@ -13,7 +13,8 @@ Sections, in dependency order (search for the banner):
     4. STRATEGY    pure functions: fair value, extremes widening, skew, limits, clamp, plan
     5. ENGINE      the Bot: shared book, schedule, order manager, fills, PnL, rollover, claims,
                    safety, state file, live tuning; observability (JSON log, status, metrics)
-    6. TOOLS       `report`: the side-by-side comparison of runs from their JSON logs
+    6. TOOLS       `report` (side-by-side comparison of runs from their JSON logs) and
+                   `replay` (the engine over a --record recording, with a fill model)
     7. CLI         flags, modes (--sim, --dry-run), subcommands, signals, main()
 
 Protocol facts come from ../shared/turbine-api.md; where it is silent the official SDK
@@ -1602,16 +1603,27 @@ class Feed:
 class FeedHandler:
     """StreamHandler writing into Feed (runs on the stream thread)."""
 
-    def __init__(self, feed: Feed, address: str, asset: str, interval: int, log: EventLog) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        address: str,
+        asset: str,
+        interval: int,
+        log: EventLog,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.feed = feed
         self.address = address.lower()
         self.asset = asset
         self.interval = interval
         self.log = log
+        self.recorder = recorder
 
     def on_book(self, market_id: str, book: Book) -> None:
         f = self.feed
         book = Book(book.bids, book.asks, f.clock.now())  # freshness = when we heard it
+        if self.recorder is not None:
+            self.recorder.book(market_id, book)
         with f.lock:
             if market_id.lower() != f.market_id.lower():
                 return
@@ -1625,6 +1637,8 @@ class FeedHandler:
         mine = self.address in {
             str(trade.get(k, "")).lower() for k in ("buyer", "seller", "maker", "taker")
         }
+        if self.recorder is not None:
+            self.recorder.write("trade", {**trade, "marketId": market_id})
         with f.lock:
             if market_id.lower() == f.market_id.lower():
                 f.trades.append({**trade, "_rx": f.clock.now()})
@@ -1718,6 +1732,38 @@ ECHO_EVENTS = {
     "order_rejected",
     "kill_switch",
 }
+
+
+class Recorder:
+    """`--record FILE`: what the bot receives (book snapshots, trades, asset prices, quick
+    markets) with receive times in market time, one compact JSON line each, rotated by size.
+    `spike_bot.py replay FILE` runs the engine over it. Thread-safe (logging's handler)."""
+
+    def __init__(self, path: str, clock: Callable[[], float], max_mb: float = 50.0) -> None:
+        from logging.handlers import RotatingFileHandler
+
+        self.clock = clock
+        self._log = logging.getLogger(f"spike_bot.record.{id(self)}")
+        self._log.propagate = False
+        self._log.setLevel(logging.INFO)
+        self._handler = RotatingFileHandler(path, maxBytes=int(max_mb * 1e6), backupCount=20)
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._log.addHandler(self._handler)
+
+    def write(self, kind: str, data: Any) -> None:
+        self._log.info(
+            json.dumps({"r": round(self.clock(), 3), "k": kind, "d": data}, separators=(",", ":"))
+        )
+
+    def book(self, market_id: str, book: Book) -> None:
+        self.write("book", {"m": market_id, "b": book.bids, "a": book.asks})
+
+    def market(self, qm: QuickMarket) -> None:
+        self.write("market", dataclasses.asdict(qm))
+
+    def close(self) -> None:
+        self._handler.close()
+        self._log.removeHandler(self._handler)
 
 
 class Metrics:
@@ -1914,6 +1960,7 @@ class Bot:
         self.started = clock.now()
         self.last_status = 0.0
         self.stream: Stream | None = None
+        self.recorder: Recorder | None = None  # --record
         # live tuning: SIGHUP sets the flag; the loop re-reads settings through `reloader`
         self.reloader: Callable[[], Config] | None = None
         self.reload_requested = threading.Event()
@@ -2277,6 +2324,8 @@ class Bot:
                 self.stream.unsubscribe(old.qm.market_id)
             self.c.rollovers += 1
         self.m = MarketState(qm)
+        if self.recorder is not None:
+            self.recorder.market(qm)
         restored = getattr(self, "_restored", None)
         if restored is not None and restored[0] == qm.market_id:
             self.m.pnl = restored[1]  # restarted mid-market: carry the position on
@@ -2316,6 +2365,8 @@ class Bot:
         except ExchangeError as e:
             self.log.event("error", level="WARNING", kind="book_poll_failed", reason=e.message)
             return
+        if self.recorder is not None:
+            self.recorder.book(self.m.qm.market_id, book)
         with self.feed.lock:
             if self.feed.market_id == self.m.qm.market_id and (force or not self.feed.connected):
                 if book.ts >= self.feed.book.ts:
@@ -2551,6 +2602,7 @@ class Bot:
             self.cfg.asset,
             self.cfg.interval_min,
             self.log,
+            self.recorder,
         )
         self.stream.start(handler)
         self.check_market()
@@ -2659,6 +2711,8 @@ class Bot:
 
     def _read_price(self) -> None:
         self.asset_px = self.ex.asset_price()
+        if self.recorder is not None and self.asset_px is not None:
+            self.recorder.write("price", self.asset_px)
 
     def update_gauges(self) -> None:
         r, u = self.pnl_now()
@@ -2747,6 +2801,8 @@ class Bot:
             )
         with contextlib.suppress(OSError):
             self.save_state()
+        if self.recorder is not None:
+            self.recorder.close()
         r, u = self.pnl_now()
         ticks = sorted(self.tick_times)
         self.log.event(
@@ -2762,8 +2818,9 @@ class Bot:
 
 
 # =============================================================================================
-# 6. TOOLS: the comparison report over JSON logs (`spike_bot.py report LOG [LOG ...]`).
-#    Reads what the engine wrote; bad or truncated lines are counted and skipped.
+# 6. TOOLS: the comparison report over JSON logs (`spike_bot.py report LOG [LOG ...]`) and
+#    replay of a recording through the unchanged engine (`spike_bot.py replay FILE`).
+#    Bad or truncated lines are counted and skipped.
 # =============================================================================================
 def read_events(path: str) -> tuple[list[dict[str, Any]], int]:
     """Events of one log file and the number of unreadable lines."""
@@ -2959,6 +3016,338 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
     return written
 
 
+# -- replay: the engine, unchanged, over a recording -------------------------------------------
+class ReplayClock:
+    """Market time set by the replay driver."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def wait(self, event: threading.Event | None, seconds: float) -> bool:
+        return False  # the driver calls step() itself
+
+
+class ReplayStream:
+    """The driver pushes recorded messages into the handler the engine registered."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.handler: StreamHandler | None = None
+
+    def start(self, handler: StreamHandler) -> None:
+        self.handler = handler
+        handler.on_status(True)
+
+    def subscribe(self, market_id: str) -> None:
+        return None
+
+    def unsubscribe(self, market_id: str) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
+@dataclass
+class _ReplayOrder:
+    h: str
+    market_id: str
+    side: int
+    outcome: int
+    price: int
+    size: int
+    filled: int = 0
+    status: str = "open"
+
+
+class ReplayExchange:
+    """The Exchange interface over a recording, with a fill model: a resting quote fills (at
+    its own price, as a maker) when a recorded trade prints at or through it, or when the
+    recorded opposite best reaches it; each trade's size is used once."""
+
+    address = "0x" + "00" * 19 + "01"
+
+    def __init__(self, cfg: Config, clock: ReplayClock) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.policy = CallPolicy(cfg)
+        self.gate = OrderGate(cfg, None)
+        self.markets: list[QuickMarket] = []
+        self.prices: list[tuple[float, float]] = []
+        self.books: dict[str, Book] = {}
+        self.orders_: dict[str, _ReplayOrder] = {}
+        self.pos: dict[str, list[int]] = {}
+        self._stream = ReplayStream()
+        self._seq = 0
+
+    @property
+    def feed_ok(self) -> Callable[[], bool]:
+        return self.gate.feed_ok
+
+    @feed_ok.setter
+    def feed_ok(self, fn: Callable[[], bool]) -> None:
+        self.gate.feed_ok = fn
+
+    # recorded inputs
+    def quick_market(self) -> QuickMarket:
+        now = self.clock.now()
+        live = [m for m in self.markets if m.start <= now] or self.markets[:1]
+        if not live:
+            raise ExchangeError("not_found", "the recording holds no market yet")
+        return live[-1]
+
+    def asset_price(self) -> float | None:
+        now = self.clock.now()
+        past = [p for t, p in self.prices if t <= now]
+        return past[-1] if past else None
+
+    def orderbook(self, market_id: str, now: float) -> Book:
+        b = self.books.get(market_id, Book())
+        return Book(b.bids, b.asks, now)
+
+    def stream(self) -> ReplayStream:
+        return self._stream
+
+    def prepare(self) -> None:
+        return None
+
+    # orders
+    def place(
+        self,
+        market: QuickMarket,
+        side: int,
+        outcome: int,
+        price: int,
+        size: int,
+        expiration: int,
+        now: float,
+    ) -> str:
+        self.gate.check()
+        if now >= market.end:
+            raise ExchangeError("rejected", "market is closed")
+        self._seq += 1
+        h = f"0xreplay{self._seq:08d}"
+        self.orders_[h] = _ReplayOrder(h, market.market_id, side, outcome, price, size)
+        return h
+
+    def cancel(self, order_hash: str, market_id: str, side: int) -> None:
+        o = self.orders_.get(order_hash)
+        if o is None or o.status != "open":
+            raise ExchangeError("not_found", "order not found", 404)
+        o.status = "cancelled"
+
+    def cancel_market(self, market_id: str) -> None:
+        for o in self.orders_.values():
+            if o.market_id == market_id and o.status == "open":
+                o.status = "cancelled"
+
+    def orders(self, market_id: str | None, status: str | None) -> list[OrderInfo]:
+        return [
+            OrderInfo(o.h, o.market_id, o.side, o.outcome, o.price, o.size, o.filled, o.status)
+            for o in self.orders_.values()
+            if (market_id is None or o.market_id == market_id)
+            and (status is None or o.status == status)
+        ]
+
+    def position(self, market: QuickMarket) -> tuple[int, int]:
+        yes, no = self.pos.get(market.market_id, [0, 0])
+        return yes, no
+
+    def claim(self, markets: list[tuple[str, str]], now: float) -> list[ClaimResult]:
+        out = []
+        for mid, contract in markets:
+            m = next((x for x in self.markets if x.market_id == mid), None)
+            px = [p for t, p in self.prices if m is not None and t <= m.end]
+            if m is None or now < m.end + 30 or not px:
+                out.append(ClaimResult(mid, contract, "pending"))
+                continue
+            yes_won = px[-1] > m.strike
+            yes, no = self.pos.pop(mid, [0, 0])
+            paid = yes if yes_won else no
+            out.append(
+                ClaimResult(mid, contract, "claimed" if paid else "lost", paid, "replay", yes_won)
+            )
+        return out
+
+    # the fill model
+    def _fill(self, o: _ReplayOrder, qty: int) -> None:
+        o.filled += qty
+        if o.filled >= o.size:
+            o.status = "filled"
+        p = self.pos.setdefault(o.market_id, [0, 0])
+        if o.side == BUY:
+            p[0] += qty
+        else:  # a SELL of YES not held is a split: NO shares remain
+            short = max(0, qty - p[0])
+            p[0] += short - qty
+            p[1] += short
+
+    def on_trade(self, market_id: str, price: int, size: int) -> None:
+        left = size
+        for o in self.orders_.values():
+            if left <= 0:
+                break
+            if o.market_id != market_id or o.status != "open":
+                continue
+            if (o.side == BUY and price <= o.price) or (o.side == SELL and price >= o.price):
+                q = min(left, o.size - o.filled)
+                self._fill(o, q)
+                left -= q
+
+    def on_book(self, market_id: str, book: Book) -> None:
+        self.books[market_id] = book
+        for o in self.orders_.values():
+            if o.market_id != market_id or o.status != "open":
+                continue
+            if o.side == BUY and book.asks and book.asks[0][0] <= o.price:
+                self._fill(o, min(book.asks[0][1], o.size - o.filled))
+            elif o.side == SELL and book.bids and book.bids[0][0] >= o.price:
+                self._fill(o, min(book.bids[0][1], o.size - o.filled))
+
+
+def read_recording(path: str) -> list[dict[str, Any]]:
+    """A recording and its rotated parts (FILE.N ... FILE.1, FILE), in time order."""
+    parts = sorted(
+        (
+            p
+            for p in os.listdir(os.path.dirname(os.path.abspath(path)))
+            if p.startswith(os.path.basename(path) + ".") and p.rsplit(".", 1)[-1].isdigit()
+        ),
+        key=lambda p: -int(p.rsplit(".", 1)[-1]),
+    )
+    recs = []
+    for p in [*(os.path.join(os.path.dirname(os.path.abspath(path)), x) for x in parts), path]:
+        with open(p, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                    float(r["r"])
+                    if r["k"] in ("book", "trade", "price", "market"):
+                        recs.append(r)
+                except (ValueError, KeyError, TypeError):
+                    continue
+    recs.sort(key=lambda r: float(r["r"]))
+    return recs
+
+
+def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[str, Any]:
+    """Run the engine over a recording: the driver sets the clock to each recorded receive
+    time, feeds the message through the same handler the stream thread uses, and steps the
+    engine on the tick and whenever the handler asks to be woken, exactly as live."""
+    if not recs:
+        raise ConfigError("the recording is empty")
+    clock = ReplayClock(float(recs[0]["r"]))
+    ex = ReplayExchange(cfg, clock)
+    for r in recs:
+        if r["k"] == "market":
+            ex.markets.append(QuickMarket(**r["d"]))
+        elif r["k"] == "price":
+            ex.prices.append((float(r["r"]), float(r["d"])))
+    if not ex.markets:
+        raise ConfigError("the recording holds no quick market")
+    ex.markets.sort(key=lambda m: m.start)
+    metrics = Metrics(cfg.bot_name)
+    log = EventLog(log_path, cfg.bot_name)
+    bot = Bot(cfg, ex, clock, log, metrics)
+    with contextlib.suppress(OSError):
+        os.unlink(cfg.state_file)
+    bot.startup()
+    handler = ex.stream().handler
+    assert handler is not None
+    next_tick = clock.t
+    for r in recs:
+        t = float(r["r"])
+        while next_tick <= t:
+            clock.t = next_tick
+            bot.step()
+            next_tick += cfg.tick_s
+        clock.t = t
+        d = r["d"]
+        if r["k"] == "book":
+            book = Book(tuple(map(tuple, d["b"])), tuple(map(tuple, d["a"])), t)
+            ex.on_book(d["m"], book)
+            handler.on_book(d["m"], book)
+        elif r["k"] == "trade":
+            ex.on_trade(str(d.get("marketId", "")), int(d.get("price", 0)), int(d.get("size", 0)))
+            handler.on_trade(str(d.get("marketId", "")), d)
+        if bot.feed.wake.is_set():
+            bot.feed.wake.clear()
+            bot.step()
+    # let the last market resolve and be claimed
+    for _ in range(int((cfg.claim_s + 60) / cfg.tick_s) + 1):
+        clock.t += cfg.tick_s
+        bot.step()
+    bot.shutdown()
+    log.close()
+    return summarize(*read_events(log_path))
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"expected key=value, got {it!r}")
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def replay_cli(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="spike_bot.py replay", description="Run the strategy over a recording (--record)."
+    )
+    ap.add_argument("file", help="a recording made with --record")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for every run (repeat)",
+    )
+    ap.add_argument("--grid", metavar="KEY=V1,V2,...", help="one run per value of a setting")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        fixed = parse_assignments(a.set)
+        names = {f.name for f in dataclasses.fields(Config)}
+        grid: list[dict[str, str]] = [{}]
+        if a.grid:
+            k, _, vals = a.grid.partition("=")
+            grid = [{k.strip().replace("-", "_"): v} for v in vals.split(",") if v.strip()]
+        for key in {*fixed, *(k for g in grid for k in g)}:
+            if key not in names:
+                raise ConfigError(f"unknown setting {key!r}")
+        if not os.path.isfile(a.file):
+            raise ConfigError(f"no such recording: {a.file}")
+        recs = read_recording(a.file)
+        tmp = tempfile.mkdtemp(prefix="replay-")
+        runs = []
+        for i, g in enumerate(grid):
+            label = ",".join(f"{k}={v}" for k, v in {**fixed, **g}.items()) or "defaults"
+            cfg, _ = load_config({**fixed, **g}, {})
+            cfg = dataclasses.replace(
+                cfg,
+                bot_name=f"replay[{label}]",
+                status_every_s=0,
+                state_file=os.path.join(tmp, f"state{i}.json"),
+            )
+            log_path = os.path.join(tmp, f"replay{i}.log")
+            replay_run(recs, cfg, log_path)
+            runs.append(log_path)
+    except ConfigError as e:
+        print(f"replay: {e}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps([summarize(*read_events(p)) for p in runs]))
+    else:
+        report(runs)
+    return 0
+
+
 # =============================================================================================
 # 7. CLI: flags (one per setting), modes, signals, main().
 # =============================================================================================
@@ -2985,6 +3374,13 @@ def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="read the live API and log the quotes it would place; sign nothing",
+    )
+    ap.add_argument(
+        "--record",
+        metavar="FILE",
+        default=None,
+        help="append every book, trade, price and market received to FILE (JSON lines, "
+        "rotated at 50 MB) for `spike_bot.py replay FILE`",
     )
     ap.add_argument(
         "--duration",
@@ -3115,6 +3511,8 @@ def run_cli(
             ex = factory(cfg, sec.private_key, kid, secret, metrics)
         log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
         bot = Bot(cfg, ex, clock, log, metrics, dry_run=a.dry_run)
+        if a.record:
+            bot.recorder = Recorder(a.record, clock.now)
     except (ConfigError, ExchangeError) as e:
         kind = "config error" if isinstance(e, ConfigError) else "cannot start"
         print(f"{name}: {kind}: {e}", file=sys.stderr)
@@ -3170,6 +3568,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "report":
         return report_cli(args[1:])
+    if args and args[0] == "replay":
+        return replay_cli(args[1:])
     if args and args[0] == "run":
         args = args[1:]
     return run_cli(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from typing import Any
@@ -97,3 +98,94 @@ def test_report_plots_are_written(tmp_path: pathlib.Path) -> None:
         f = tmp_path / "charts" / name
         assert f.exists() and f.stat().st_size > 1000
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path) -> None:
+    """Record a live run on the simulator where takers hit the bot; replaying the recording
+    with the same settings runs the same engine and gets the same fills."""
+    import turbine_sim as ts
+    from harness import BotHarness, quiet_sim_cfg
+
+    sim = ts.start_sim(quiet_sim_cfg())
+    rec = tmp_path / "rec.jsonl"
+    h = BotHarness(sim, tmp_path, record=rec).start()
+    try:
+        for side in (ts.SELL, ts.BUY):  # hit the bid, then lift the ask
+            oo = h.open_orders(h.market_id())
+            o = next(x for x in oo if x["side"] == (ts.BUY if side == ts.SELL else ts.SELL))
+
+            def go(o: dict[str, Any] = o, side: int = side) -> None:
+                ex = sim.app.ex
+                ex.ledger.ensure("0x" + "7a" * 20, 10**15)
+                ex.ledger.allowance["0x" + "7a" * 20] = ts.MAX_UINT
+                ex.place_internal(
+                    "0x" + "7a" * 20, o["marketId"], side, ts.YES, o["price"], o["size"], True
+                )
+                sim.app.flush()
+
+            sim.call(go)
+            n = len(h.events("fill"))
+            h.tick_until(lambda n=n: len(h.events("fill")) > n)
+            h.tick(3)
+        h.tick(10)
+    finally:
+        h.stop()
+        sim.stop()
+    live = [(e["side"], e["price"], e["size"]) for e in h.events("fill")]
+    assert len(live) == 2
+    recs = sb.read_recording(str(rec))
+    assert {r["k"] for r in recs} >= {"book", "trade", "price", "market"}
+    cfg = dataclasses.replace(
+        h.cfg, state_file=str(tmp_path / "replay_state.json"), bot_name="replay"
+    )
+    out = tmp_path / "replay.log"
+    s = sb.replay_run(recs, cfg, str(out))
+    replayed = [
+        (e["side"], e["price"], e["size"])
+        for e in sb.read_events(str(out))[0]
+        if e["event"] == "fill"
+    ]
+    assert replayed == live
+    assert s["fills"] == 2 and s["errors"] == 0
+
+
+def test_replay_cli_grid_and_bad_input(tmp_path: pathlib.Path, capsys: Any) -> None:
+    rec = tmp_path / "r.jsonl"
+    m = {
+        "market_id": "0x" + "ab" * 32,
+        "contract": "0x" + "cd" * 20,
+        "asset": "BTC",
+        "strike": 100.0,
+        "start": 0,
+        "end": 900,
+        "resolved": False,
+        "settlement": "",
+    }
+    lines = [{"r": 0.0, "k": "market", "d": m}, {"r": 0.0, "k": "price", "d": 100.0}]
+    for i in range(1, 120):
+        t = i * 5.0
+        lines.append({"r": t, "k": "price", "d": 100.0 + (i % 7) * 0.01})
+        lines.append(
+            {
+                "r": t,
+                "k": "book",
+                "d": {"m": m["market_id"], "b": [[400000, 10**7]], "a": [[600000, 10**7]]},
+            }
+        )
+        if i % 20 == 0:
+            lines.append(
+                {
+                    "r": t + 1,
+                    "k": "trade",
+                    "d": {"marketId": m["market_id"], "price": 100000, "size": 10**8},
+                }
+            )
+    rec.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    assert sb.main(["replay", str(rec), "--grid", "base_spread=0.2,0.6", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["bot"] for r in runs] == ["replay[base_spread=0.2]", "replay[base_spread=0.6]"]
+    assert runs[0]["fills"] > 0  # the tighter bid is reached by the prints
+    assert runs[0]["fills"] >= runs[1]["fills"]
+    assert sb.main(["replay", str(rec), "--set", "nonsense=1"]) == 2
+    assert sb.main(["replay", str(rec), "--set", "base_spread=5"]) == 2
+    assert sb.main(["replay", str(tmp_path / "none.jsonl")]) == 2
