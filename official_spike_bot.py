@@ -405,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return sb.run_cli(argv, official_exchange, DEFAULTS)
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "preflight":
+        return sb.preflight_cli(args[1:], DEFAULTS)
+    if args and args[0] == "report":
+        return sb.report_cli(args[1:])
+    return sb.run_cli(args, official_exchange, DEFAULTS)
 
 
 if __name__ == "__main__":

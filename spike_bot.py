@@ -27,6 +27,7 @@ import argparse
 import base64
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import math
@@ -1734,6 +1735,38 @@ ECHO_EVENTS = {
 }
 
 
+def lock_path(path: str) -> str:
+    return os.path.abspath(path) + ".lock"
+
+
+def hold_file_lock(path: str) -> Any:
+    """An exclusive lock beside `path` held for the life of the process: two bots can never
+    share a state or log file. Raises ConfigError when another running process holds it."""
+    fh = open(lock_path(path), "a+", encoding="utf-8")  # held until the process exits
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise ConfigError(
+            f"{path} is in use by another running bot (lock {lock_path(path)})"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def file_lock_free(path: str) -> bool:
+    """Whether no running process holds `path`'s lock (preflight)."""
+    try:
+        fh = hold_file_lock(path)
+    except ConfigError:
+        return False
+    fh.close()
+    return True
+
+
 class Recorder:
     """`--record FILE`: what the bot receives (book snapshots, trades, asset prices, quick
     markets) with receive times in market time, one compact JSON line each, rotated by size.
@@ -2629,6 +2662,11 @@ class Bot:
     def run(self, duration_s: float | None = None) -> None:
         """Main loop until stop(); cancels everything and saves state on the way out."""
         wall_end = time.monotonic() + duration_s if duration_s else None
+        # Before anything that could cancel orders: a second instance on the same files stops
+        # here, without touching the first one's orders.
+        self._locks = [
+            hold_file_lock(p) for p in (self.cfg.state_file, self.cfg.log_file) if p != "-"
+        ]
         try:
             self.startup()
             while not self.stop_event.is_set():
@@ -2638,7 +2676,11 @@ class Bot:
                 self.clock.wait(self.feed.wake, self.cfg.tick_s)
                 self.feed.wake.clear()
         finally:
-            self.shutdown()
+            try:
+                self.shutdown()
+            finally:
+                for fh in self._locks:  # the files are free for the next run
+                    fh.close()
 
     def step(self) -> None:
         """One pass: settings reload, due jobs, then quoting, then the status line."""
@@ -3014,6 +3056,219 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
         written.append(path)
     print("charts: " + ", ".join(written), file=out)
     return written
+
+
+# -- preflight: is this machine, wallet and config ready for a live run? -----------------------
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warn: bool = False
+
+    def line(self) -> str:
+        verdict = "PASS" if self.ok and not self.warn else ("WARN" if self.ok else "FAIL")
+        return f"{verdict:4} {self.name:12} {self.detail}" + (f" -> {self.fix}" if self.fix else "")
+
+
+def preflight(
+    cfg: Config, sec: Secrets, env_file: str, record: str | None = None, register: bool = True
+) -> list[Check]:
+    """Every check a 24-hour live run depends on, each with a verdict and what to do."""
+    import email.utils
+
+    out: list[Check] = []
+    signer = None
+    if not sec.private_key:
+        out.append(Check("key", False, f"no {ENV_PRIVATE_KEY} in {env_file}", HOW_TO_KEY))
+    else:
+        try:
+            signer = Signer(sec.private_key, cfg.chain_id)
+            out.append(Check("key", True, f"address {signer.address}"))
+        except ConfigError as e:
+            out.append(Check("key", False, str(e), f"fix {ENV_PRIVATE_KEY} in {env_file}"))
+    ex = TurbineExchange(cfg, signer, None)
+    try:
+        t0 = time.perf_counter()
+        r = ex.session.get(cfg.host + "/health", timeout=cfg.http_timeout_s)
+        ms = (time.perf_counter() - t0) * 1000
+        if r.status_code >= 400:
+            raise requests.RequestException(f"HTTP {r.status_code}")
+        out.append(Check("host", True, f"{cfg.host} answers in {ms:.0f} ms"))
+    except requests.RequestException as e:
+        out.append(
+            Check(
+                "host",
+                False,
+                f"{cfg.host} unreachable ({type(e).__name__})",
+                "check --host / TURBINE_HOST and the network",
+            )
+        )
+        return out  # nothing else can be checked
+    server = (
+        email.utils.parsedate_to_datetime(r.headers["Date"]).timestamp()
+        if "Date" in r.headers
+        else None
+    )
+    if server is None:
+        out.append(Check("clock", True, "the server sends no Date header", warn=True))
+    else:
+        skew = time.time() - server
+        ok = abs(skew) < 120  # bearer tokens are valid +-300 s: keep a wide margin
+        out.append(
+            Check(
+                "clock",
+                ok,
+                f"local clock {skew:+.0f} s from the server's",
+                "" if ok else "sync the clock (chrony / systemd-timesyncd)",
+                warn=ok and abs(skew) > 30,
+            )
+        )
+    if signer is not None:
+        kid, secret = sec.api_key_id, sec.api_private_key
+        if not (kid and secret) and register:
+            try:
+                kid, secret = ex.register_api_key()
+                save_api_credentials(env_file, kid, secret)
+                out.append(Check("credentials", True, f"registered and saved to {env_file}"))
+            except (ConfigError, ExchangeError) as e:
+                out.append(Check("credentials", False, str(e)[:160], "see README 'Running live'"))
+                kid = secret = ""
+        if kid and secret:
+            try:
+                ex.auth = BearerAuth(kid, secret)
+                open_orders = ex.orders(None, "open")
+                if not any(c.name == "credentials" for c in out):
+                    out.append(Check("credentials", True, f"authenticated read ok ({kid})"))
+                out.append(
+                    Check(
+                        "wallet",
+                        True,
+                        "no open orders"
+                        if not open_orders
+                        else f"{len(open_orders)} open orders: another bot may be using "
+                        "this wallet (one wallet per bot)",
+                        warn=bool(open_orders),
+                    )
+                )
+            except (ConfigError, ExchangeError) as e:
+                out.append(
+                    Check(
+                        "credentials",
+                        False,
+                        f"rejected: {str(e)[:120]}",
+                        f"restore {ENV_API_KEY_ID}/{ENV_API_PRIVATE_KEY} in {env_file}",
+                    )
+                )
+    try:
+        qm = ex.quick_market()
+        book = ex.orderbook(qm.market_id, time.time())
+        default = CHAINS[cfg.chain_id]["settlement"]
+        same = qm.settlement.lower() == default.lower()
+        out.append(
+            Check(
+                "contracts",
+                same,
+                f"chain {cfg.chain_id} settlement {qm.settlement}",
+                ""
+                if same
+                else f"the market's settlement differs from {default}: wrong --chain-id?",
+            )
+        )
+        left = qm.end - time.time()
+        out.append(
+            Check(
+                "market",
+                True,
+                f"{cfg.asset} {cfg.interval_min}m {qm.market_id[:12]}"
+                f" ends in {left:.0f} s; book {len(book.bids)} bids / "
+                f"{len(book.asks)} asks",
+            )
+        )
+    except ExchangeError as e:
+        out.append(
+            Check(
+                "market",
+                False,
+                f"quick market or book unreadable: {e}",
+                "check --asset / --interval-min",
+            )
+        )
+    if signer is not None:
+        try:
+            balance, allowance = ex.balances()
+            # the most one market can tie up (a full position plus both quotes), plus the
+            # day's loss limit: what a day of quoting needs at once
+            need = (cfg.max_position + 2 * cfg.order_size) * 1.01 + cfg.max_loss_per_day
+            ok = balance / 1e6 >= need
+            out.append(
+                Check(
+                    "balance",
+                    ok,
+                    f"{balance / 1e6:.2f} USDC (a day needs ~{need:.0f})",
+                    "" if ok else "fund the wallet or lower max_position/order_size",
+                )
+            )
+            if cfg.permit_mode == "max":
+                ok = allowance >= 2**255 or allowance / 1e6 >= need
+                out.append(
+                    Check(
+                        "allowance",
+                        ok,
+                        f"standing allowance {allowance / 1e6:.2f}",
+                        ""
+                        if ok
+                        else "start the bot once with --permit-mode max (it "
+                        "signs the one-time permit) or use per_order",
+                    )
+                )
+            else:
+                out.append(
+                    Check("allowance", True, "per-order permits (no standing allowance needed)")
+                )
+        except ExchangeError as e:
+            out.append(Check("balance", False, f"balances unreadable: {e}", ""))
+    for label, path in (
+        ("log file", cfg.log_file),
+        ("state file", cfg.state_file),
+        ("record file", record),
+    ):
+        if not path or path == "-":
+            continue
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.access(d, os.W_OK):
+            out.append(Check(label, False, f"{path}: directory not writable", "choose another"))
+        elif not file_lock_free(path):
+            out.append(
+                Check(
+                    label,
+                    False,
+                    f"{path} is in use by another running bot",
+                    "give each bot its own --log-file and --state-file",
+                )
+            )
+        else:
+            out.append(Check(label, True, f"{path} writable, not in use"))
+    return out
+
+
+def preflight_cli(argv: list[str], base: Config | None = None) -> int:
+    ap = build_parser(base)
+    ap.prog += " preflight"
+    a = ap.parse_args(argv)
+    try:
+        environ = {**read_env_file(a.env_file), **os.environ}
+        cfg, sec = load_config(vars(a), environ, base)
+    except ConfigError as e:
+        print(f"FAIL config       {e}")
+        return 2
+    checks = preflight(cfg, sec, a.env_file, a.record)
+    for c in checks:
+        print(c.line())
+    bad = [c for c in checks if not c.ok]
+    print(f"preflight: {'all checks pass' if not bad else f'{len(bad)} check(s) failed'}")
+    return 0 if not bad else 1
 
 
 # -- replay: the engine, unchanged, over a recording -------------------------------------------
@@ -3570,6 +3825,8 @@ def main(argv: list[str] | None = None) -> int:
         return report_cli(args[1:])
     if args and args[0] == "replay":
         return replay_cli(args[1:])
+    if args and args[0] == "preflight":
+        return preflight_cli(args[1:])
     if args and args[0] == "run":
         args = args[1:]
     return run_cli(args)

@@ -443,8 +443,9 @@ def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(
         wait_until(lambda: '"event":"params_reloaded"' in log.read_text(), 20)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
-        assert [o for o in sim.state()["open_orders"] if o["trader"] == addr] == []
+        assert proc.returncode == 0, err[-2000:]
+        left = [o for o in sim.state()["open_orders"] if o["trader"] == addr]
+        assert left == [], (left, log.read_text()[-3000:])
         text = env_file.read_text()
         assert "# test wallet" in text and "SPIKE_ORDER_SIZE=2" in text
         assert "TURBINE_API_KEY_ID=" in text
@@ -453,7 +454,7 @@ def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(
         assert key[2:] not in everything and api_secret not in everything
         assert "status" not in err.lower() or "Traceback" not in err
         assert '"event":"shutdown"' in log.read_text()
-        assert "QUOTING" in out
+        assert "] BTC 0x" in out, out[-1000:]  # the status line
     finally:
         if proc.poll() is None:
             proc.kill()

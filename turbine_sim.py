@@ -33,6 +33,7 @@ import asyncio
 import base64
 import bisect
 import collections
+import email.utils
 import json
 import logging
 import math
@@ -1312,6 +1313,9 @@ class SimApp:
             resp = _err(e.status, e.message)
         except json.JSONDecodeError:
             resp = _err(400, "invalid JSON body")
+        if "clock_skew" in f.active:  # the server's clock, as a client sees it in Date
+            skew = float(f.active["clock_skew"].get("seconds", 0.0))
+            resp.headers["Date"] = email.utils.formatdate(time.time() + skew, usegmt=True)
         self.flush()
         return resp
 
@@ -1437,9 +1441,10 @@ class SimApp:
                 continue
             try:
                 self.sync()
+                # at most 50 heartbeats a real second, however fast simulated time runs
                 hb = (
                     self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
-                    and time.monotonic() - self.last_heartbeat_real >= 0.1
+                    and time.monotonic() - self.last_heartbeat_real >= 0.02
                 )
                 if hb:
                     self.last_heartbeat = self.ex.t

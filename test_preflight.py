@@ -1,0 +1,135 @@
+"""preflight against the simulator, passing and failing; the one-bot-per-file lock."""
+
+from __future__ import annotations
+
+import pathlib
+import socket
+from typing import Any
+
+import pytest
+from eth_account import Account
+
+import spike_bot as sb
+import turbine_sim as ts
+from harness import BotHarness
+
+
+def run_preflight(
+    sim_url: str, tmp: pathlib.Path, env: str, *extra: str, capsys: Any
+) -> tuple[int, str]:
+    (tmp / ".env").write_text(env)
+    code = sb.main(
+        [
+            "preflight",
+            "--env-file",
+            str(tmp / ".env"),
+            "--host",
+            sim_url,
+            "--log-file",
+            str(tmp / "bot.log"),
+            "--state-file",
+            str(tmp / "s.json"),
+            *extra,
+        ]
+    )
+    return code, capsys.readouterr().out
+
+
+def verdict(out: str, name: str) -> str:
+    line = next(x for x in out.splitlines() if x[5:].startswith(name))
+    return line[:4]
+
+
+@pytest.fixture
+def rsim() -> Any:
+    s = ts.start_sim(ts.SimConfig(seed=3, participants=True))
+    yield s
+    s.stop()
+
+
+def test_preflight_passes_on_the_simulator(
+    rsim: ts.Sim, tmp_path: pathlib.Path, capsys: Any
+) -> None:
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    code, out = run_preflight(
+        rsim.base_url, tmp_path, f"TURBINE_PRIVATE_KEY={key}\n", capsys=capsys
+    )
+    assert code == 0, out
+    for name in (
+        "key",
+        "host",
+        "clock",
+        "credentials",
+        "wallet",
+        "contracts",
+        "market",
+        "balance",
+        "allowance",
+        "log file",
+        "state file",
+    ):
+        assert verdict(out, name) == "PASS", (name, out)
+    assert (
+        "registered and saved" in out and "TURBINE_API_KEY_ID=" in (tmp_path / ".env").read_text()
+    )
+    assert key[2:] not in out
+    # a second run reuses the saved credentials
+    code, out = run_preflight(
+        rsim.base_url, tmp_path, (tmp_path / ".env").read_text(), capsys=capsys
+    )
+    assert code == 0 and "authenticated read ok" in out
+
+
+def test_preflight_failures(rsim: ts.Sim, tmp_path: pathlib.Path, capsys: Any) -> None:
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    code, out = run_preflight(
+        rsim.base_url, tmp_path, "TURBINE_PRIVATE_KEY=0x1234\n", capsys=capsys
+    )
+    assert code == 1 and verdict(out, "key") == "FAIL" and "32-byte" in out
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    code, out = run_preflight(dead, tmp_path, f"TURBINE_PRIVATE_KEY={key}\n", capsys=capsys)
+    assert code == 1 and verdict(out, "host") == "FAIL" and "unreachable" in out
+    rsim.fault("clock_skew", seconds=400)
+    code, out = run_preflight(
+        rsim.base_url, tmp_path, f"TURBINE_PRIVATE_KEY={key}\n", capsys=capsys
+    )
+    assert code == 1 and verdict(out, "clock") == "FAIL" and "sync the clock" in out
+    rsim.clear_fault("clock_skew")
+    env = (tmp_path / ".env").read_text()
+    code, out = run_preflight(rsim.base_url, tmp_path, env, "--permit-mode", "max", capsys=capsys)
+    assert code == 1 and verdict(out, "allowance") == "FAIL" and "permit-mode max" in out
+    lock = sb.hold_file_lock(str(tmp_path / "s.json"))  # another bot holds the state file
+    try:
+        code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+        assert code == 1 and verdict(out, "state file") == "FAIL" and "in use" in out
+    finally:
+        lock.close()
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    assert code == 0, out
+
+
+def test_second_bot_on_the_same_files_stops_without_touching_orders(tmp_path: pathlib.Path) -> None:
+    from harness import quiet_sim_cfg
+
+    sim = ts.start_sim(quiet_sim_cfg())
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    h = BotHarness(sim, tmp_path, key=key).start()
+    try:
+        before = {o["orderHash"] for o in h.open_orders()}
+        h2 = BotHarness(sim, tmp_path, key=key)
+        sb2 = h2.sb
+        bot2 = sb2.Bot(
+            h2.cfg,
+            h2.make_exchange(),
+            sim.clock,
+            sb2.EventLog(str(tmp_path / "other.log"), "spike_bot"),
+            h2.metrics,
+        )
+        with pytest.raises(sb.ConfigError, match="in use by another running bot"):
+            bot2.run()
+        assert {o["orderHash"] for o in h.open_orders()} == before
+    finally:
+        h.stop()
+        sim.stop()
