@@ -3639,9 +3639,9 @@ def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--duration",
-        type=float,
+        type=parse_duration,
         default=None,
-        help="stop cleanly after this many wall seconds (orders cancelled)",
+        help="stop cleanly after this much wall time: seconds, or 90m, 24h (orders cancelled)",
     )
     g = ap.add_argument_group("settings (also .env: SPIKE_<NAME>)")
     for f in dataclasses.fields(Config):
@@ -3654,6 +3654,19 @@ def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
             help=f"{f.metadata['help']} (default: {getattr(defaults, f.name)}; env {env_name(f)})",
         )
     return ap
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '3600', '90m', '24h' or '45s' (argparse type)."""
+    t = text.strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(t[-1:], None)
+    try:
+        v = float(t[:-1]) * mult if mult else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r} (e.g. 3600, 90m, 24h)") from None
+    if v <= 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError("--duration must be > 0")
+    return v
 
 
 def read_env_file(path: str) -> dict[str, str]:

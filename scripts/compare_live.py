@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Start the side-by-side live run: spike_bot and official_spike_bot in one tmux session.
+
+    python scripts/compare_live.py --spike-env spike.env --official-env official.env \\
+        [--duration 24h] [--out compare-YYYYmmdd-HHMM] [--session spike-compare] \\
+        [--host URL] [--spike-port 9108] [--official-port 9109] [--report-every 300]
+
+Checks first and refuses to start (exit 2) when: an env file is missing, both name the same
+file or the same wallet, the ports are equal, a tmux session of that name exists, or a running
+bot holds one of the state or log files. Then both preflights must pass (exit 3 otherwise).
+Window `spike` and window `official` run the bots (own env file, state file, log file and
+metrics port; `--duration`, then a clean stop); window `report` refreshes the side-by-side
+report every few minutes and, once both bots have stopped, writes the final report and charts
+to the output folder (report.txt, *.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import spike_bot as sb  # noqa: E402 -- after the sys.path line
+
+
+class Refused(Exception):
+    """A reason not to start, printed as one line."""
+
+
+def plan(a: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """Validate the arguments and return each bot's files; raise Refused."""
+    for f in (a.spike_env, a.official_env):
+        if not os.path.isfile(f):
+            raise Refused(f"no such env file: {f}")
+    if os.path.realpath(a.spike_env) == os.path.realpath(a.official_env):
+        raise Refused("each bot needs its own env file (and wallet)")
+    keys = [
+        sb.read_env_file(f).get(sb.ENV_PRIVATE_KEY, "").lower().removeprefix("0x")
+        for f in (a.spike_env, a.official_env)
+    ]
+    if keys[0] and keys[0] == keys[1]:
+        raise Refused(
+            "both env files hold the same wallet: each bot cancels the wallet's "
+            "open orders at start, so give each its own wallet"
+        )
+    if a.spike_port == a.official_port and a.spike_port != 0:  # 0: metrics off
+        raise Refused("--spike-port and --official-port must differ")
+    out = pathlib.Path(a.out)
+    bots = {
+        "spike": {
+            "script": "spike_bot.py",
+            "env": a.spike_env,
+            "port": str(a.spike_port),
+            "log": str(out / "spike_bot.log"),
+            "state": str(out / "spike_state.json"),
+        },
+        "official": {
+            "script": "official_spike_bot.py",
+            "env": a.official_env,
+            "port": str(a.official_port),
+            "log": str(out / "official_spike_bot.log"),
+            "state": str(out / "official_spike_state.json"),
+        },
+    }
+    for b in bots.values():
+        for path in (b["log"], b["state"]):
+            if os.path.exists(sb.lock_path(path)) and not sb.file_lock_free(path):
+                raise Refused(f"{path} is in use by a running bot")
+    if (
+        shutil.which("tmux")
+        and subprocess.run(
+            ["tmux", "has-session", "-t", a.session], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        raise Refused(f"a tmux session named {a.session!r} is already running")
+    return bots
+
+
+def bot_command(b: dict[str, str], a: argparse.Namespace, python: str) -> list[str]:
+    cmd = [
+        python,
+        str(ROOT / b["script"]),
+        "--env-file",
+        b["env"],
+        "--log-file",
+        b["log"],
+        "--state-file",
+        b["state"],
+        "--metrics-port",
+        b["port"],
+        "--duration",
+        str(a.duration),
+    ]
+    if a.host:
+        cmd += ["--host", a.host]
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spike-env", required=True)
+    ap.add_argument("--official-env", required=True)
+    ap.add_argument("--duration", type=sb.parse_duration, default=24 * 3600.0)
+    ap.add_argument("--out", default=time.strftime("compare-%Y%m%d-%H%M"))
+    ap.add_argument("--session", default="spike-compare")
+    ap.add_argument("--host", default=None, help="API host for both (default: their env)")
+    ap.add_argument("--spike-port", type=int, default=9108)
+    ap.add_argument("--official-port", type=int, default=9109)
+    ap.add_argument("--report-every", type=float, default=300.0, help="seconds")
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument(
+        "--check-only",
+        action="store_true",
+        help="run the checks and both preflights, start nothing",
+    )
+    a = ap.parse_args(argv)
+    try:
+        bots = plan(a)
+    except Refused as e:
+        print(f"compare_live: refused: {e}", file=sys.stderr)
+        return 2
+    if not shutil.which("tmux") and not a.check_only:
+        print("compare_live: refused: tmux is not installed (apt install tmux)", file=sys.stderr)
+        return 2
+    os.makedirs(a.out, exist_ok=True)
+    for name, b in bots.items():
+        pre = [
+            a.python,
+            str(ROOT / b["script"]),
+            "preflight",
+            "--env-file",
+            b["env"],
+            "--log-file",
+            b["log"],
+            "--state-file",
+            b["state"],
+        ]
+        if a.host:
+            pre += ["--host", a.host]
+        r = subprocess.run(pre, capture_output=True, text=True, check=False)
+        print(f"-- preflight {name}\n{r.stdout.rstrip()}")
+        if r.returncode != 0:
+            print(f"compare_live: {name} preflight failed: nothing started", file=sys.stderr)
+            return 3
+    if a.check_only:
+        return 0
+    q = shlex.join
+    logs = [bots["spike"]["log"], bots["official"]["log"]]
+    done = {n: str(pathlib.Path(a.out) / f".{n}.done") for n in bots}
+    for f in done.values():
+        if os.path.exists(f):
+            os.unlink(f)
+    report = [a.python, str(ROOT / "spike_bot.py"), "report", *logs]
+    final = [*report, "--plot", a.out]
+    watcher = (
+        f"while [ ! -e {shlex.quote(done['spike'])} ] || "
+        f"[ ! -e {shlex.quote(done['official'])} ]; do clear; date; "
+        f"{q(report)} 2>/dev/null || echo 'waiting for logs'; "
+        f"sleep {a.report_every:g}; done; "
+        f"{q(final)} | tee {shlex.quote(str(pathlib.Path(a.out) / 'report.txt'))}; "
+        "echo; echo 'final report written; both bots have stopped'; read -r _"
+    )
+    first = True
+    for name, b in bots.items():
+        cmd = f"{q(bot_command(b, a, a.python))}; echo $? > {shlex.quote(done[name])}; read -r _"
+        if first:
+            subprocess.run(
+                ["tmux", "new-session", "-d", "-s", a.session, "-n", name, cmd], check=True
+            )
+            first = False
+        else:
+            subprocess.run(["tmux", "new-window", "-t", a.session, "-n", name, cmd], check=True)
+    subprocess.run(["tmux", "new-window", "-t", a.session, "-n", "report", watcher], check=True)
+    print(
+        f"started tmux session {a.session!r} (windows: spike, official, report); "
+        f"results in {a.out}/. Attach: tmux attach -t {a.session}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
