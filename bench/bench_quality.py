@@ -65,6 +65,8 @@ def main() -> int:
                     "baseline_pnl_per_market_usdc": base["pnl_per_market_usdc"],
                     "baseline_fill_rate": base["fill_rate"],
                     "baseline_markout_60s": base["markout_60s"],
+                    "rss_growth_mb": ours["rss_growth_mb"],
+                    "orders_left_after_rollover": ours["orders_left_after_rollover"],
                 }
             )
         )
