@@ -7,6 +7,7 @@ independently of the bot it will judge.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from typing import Any
@@ -674,3 +675,48 @@ def test_deterministic_for_seed() -> None:
             s.stop()
 
     assert run() == run()
+
+
+def test_several_quick_markets_with_independent_paths() -> None:
+    """BTC:15, BTC:60 and ETH:15 at once: each rolls on its own schedule; the two assets'
+    price paths are independent."""
+    import math
+
+    from conftest import SIM_START
+
+    sim = ts.start_sim(
+        ts.SimConfig(
+            manual_clock=True,
+            start_time=SIM_START,
+            seed=2,
+            assets=("BTC", "ETH"),
+            intervals=(15, 60),
+        )
+    )
+    try:
+        first = {k: v["marketId"] for k, v in sim.state()["markets"].items()}
+        assert set(first) == {"BTC:15", "BTC:60", "ETH:15", "ETH:60"}
+        sim.advance(16 * 60)
+        st = sim.state()["markets"]
+        assert st["BTC:15"]["marketId"] != first["BTC:15"]
+        assert st["ETH:15"]["marketId"] != first["ETH:15"]
+        assert st["BTC:60"]["marketId"] == first["BTC:60"]  # not yet
+        sim.advance(45 * 60)
+        assert sim.state()["markets"]["BTC:60"]["marketId"] != first["BTC:60"]
+        q = requests.get(
+            f"{sim.base_url}/api/v1/quick-markets/ETH", params={"interval": 60}, timeout=5
+        ).json()["quickMarket"]
+        assert q["asset"] == "ETH" and q["intervalMinutes"] == 60
+
+        def returns(asset: str) -> list[float]:
+            hist = sim.call(lambda: [p for _, p in sim.app.ex.price_hist[asset]])
+            return [math.log(b / a) for a, b in itertools.pairwise(hist)]
+
+        rb, re_ = returns("BTC"), returns("ETH")
+        mb, me = sum(rb) / len(rb), sum(re_) / len(re_)
+        cov = sum((x - mb) * (y - me) for x, y in zip(rb, re_, strict=True))
+        corr = cov / math.sqrt(sum((x - mb) ** 2 for x in rb) * sum((y - me) ** 2 for y in re_))
+        assert abs(corr) < 0.1 and len(rb) > 3000
+        assert sim.state()["invariants_ok"]
+    finally:
+        sim.stop()
