@@ -161,11 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             os.unlink(f)
     report = [a.python, str(ROOT / "spike_bot.py"), "report", *logs]
     final = [*report, "--plot", a.out]
+    # check for the end every 2 s; refresh the report every --report-every seconds
+    every = max(2, int(a.report_every))
     watcher = (
-        f"while [ ! -e {shlex.quote(done['spike'])} ] || "
-        f"[ ! -e {shlex.quote(done['official'])} ]; do clear; date; "
-        f"{q(report)} 2>/dev/null || echo 'waiting for logs'; "
-        f"sleep {a.report_every:g}; done; "
+        f"n=0; while [ ! -e {shlex.quote(done['spike'])} ] || "
+        f"[ ! -e {shlex.quote(done['official'])} ]; do "
+        f"if [ $((n % {every})) -lt 2 ]; then clear; date; "
+        f"{q(report)} 2>/dev/null || echo 'waiting for logs'; fi; "
+        "n=$((n + 2)); sleep 2; done; "
         f"{q(final)} | tee {shlex.quote(str(pathlib.Path(a.out) / 'report.txt'))}; "
         "echo; echo 'final report written; both bots have stopped'; read -r _"
     )
