@@ -106,14 +106,6 @@ class OfficialExchange:
         self._market: dict[str, tuple[str, str]] = {}  # market id -> (contract, settlement)
         self._stream: OfficialStream | None = None
 
-    @property
-    def feed_ok(self) -> Callable[[], bool]:
-        return self.gate.feed_ok
-
-    @feed_ok.setter
-    def feed_ok(self, fn: Callable[[], bool]) -> None:
-        self.gate.feed_ok = fn
-
     def _sdk(self, endpoint: str, fn: Callable[[], Any], retries: int | None = None) -> Any:
         return self.policy.call(endpoint, lambda: _translate(fn), retries)
 

@@ -812,7 +812,7 @@ class Exchange(Protocol):
 
     address: str
     policy: CallPolicy
-    feed_ok: Callable[[], bool]
+    gate: OrderGate  # the firewall: the engine sets gate.feed_ok
 
     def quick_market(self) -> QuickMarket: ...
     def asset_price(self) -> float | None: ...
@@ -933,14 +933,6 @@ class TurbineExchange:
         self.gate = OrderGate(cfg, signer)
         self._stream: TurbineStream | None = None
         self._settlement: dict[str, str] = {}
-
-    @property
-    def feed_ok(self) -> Callable[[], bool]:
-        return self.gate.feed_ok
-
-    @feed_ok.setter
-    def feed_ok(self, fn: Callable[[], bool]) -> None:
-        self.gate.feed_ok = fn
 
     # -- transport ------------------------------------------------------------------------------
     def _raw(
@@ -1971,7 +1963,7 @@ class Bot:
         self.metrics = metrics
         self.dry_run = dry_run
         self.feed = Feed(clock)
-        self.ex.feed_ok = self.feed_fresh
+        self.ex.gate.feed_ok = self.feed_fresh
         self.log.clock = clock.now
         self.stop_event = threading.Event()
         self.m: MarketState | None = None
@@ -2847,6 +2839,7 @@ class Bot:
             self.recorder.close()
         r, u = self.pnl_now()
         ticks = sorted(self.tick_times)
+        self.orders_left_ok = left_ok
         self.log.event(
             "shutdown",
             orders_left_ok=left_ok,
@@ -3339,14 +3332,6 @@ class ReplayExchange:
         self._stream = ReplayStream()
         self._seq = 0
 
-    @property
-    def feed_ok(self) -> Callable[[], bool]:
-        return self.gate.feed_ok
-
-    @feed_ok.setter
-    def feed_ok(self, fn: Callable[[], bool]) -> None:
-        self.gate.feed_ok = fn
-
     # recorded inputs
     def quick_market(self) -> QuickMarket:
         now = self.clock.now()
@@ -3801,6 +3786,13 @@ def run_cli(
     code = 0
     try:
         bot.run(a.duration)
+        if not getattr(bot, "orders_left_ok", True):
+            print(
+                f"{name}: could not confirm every order cancelled; they expire within "
+                f"{cfg.order_refresh_s + cfg.expiry_grace_s:.0f} s",
+                file=sys.stderr,
+            )
+            code = 1
     except (ConfigError, ExchangeError) as e:
         print(f"{name}: stopped: {e}", file=sys.stderr)
         code = 2 if isinstance(e, ConfigError) else 1

@@ -536,7 +536,7 @@ def test_firewall_refuses_orders_on_a_stale_feed(
 ) -> None:
     h = BotHarness(qsim, tmp_path, exchange_kind=kind)
     ex = h.make_exchange()
-    ex.feed_ok = lambda: False
+    ex.gate.feed_ok = lambda: False
     qm = ex.quick_market()
     with pytest.raises(h.sb.ExchangeError) as e:
         ex.place(

@@ -106,7 +106,8 @@ def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path) -> N
     import turbine_sim as ts
     from harness import BotHarness, quiet_sim_cfg
 
-    sim = ts.start_sim(quiet_sim_cfg())
+    # a flat price: the quotes depend on the book alone, not on when a step ran
+    sim = ts.start_sim(quiet_sim_cfg(annual_vol=1e-9))
     rec = tmp_path / "rec.jsonl"
     h = BotHarness(sim, tmp_path, record=rec).start()
     try:
@@ -145,13 +146,7 @@ def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path) -> N
         for e in sb.read_events(str(out))[0]
         if e["event"] == "fill"
     ]
-    # the same fills: sides and sizes exactly; prices within a cent (under load the live
-    # run's steps can fall a moment later against the stream than the replay's)
-    assert [(x[0], x[2]) for x in replayed] == [(x[0], x[2]) for x in live], (replayed, live)
-    assert all(abs(a[1] - b[1]) <= 0.01 for a, b in zip(replayed, live, strict=True)), (
-        replayed,
-        live,
-    )
+    assert replayed == live, (replayed, live)  # the same fills: side, price, size
     assert s["fills"] == 2 and s["errors"] == 0
 
 
