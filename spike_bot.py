@@ -1704,7 +1704,9 @@ class EventLog:
         if self.echo is not None and event in ECHO_EVENTS:
             self.echo(
                 f"{event:>14} "
-                + " ".join(f"{k}={v}" for k, v in fields.items() if k not in ("order_hash",))
+                + " ".join(
+                    f"{k}={v}" for k, v in fields.items() if k not in ("order_hash", "config")
+                )
             )
 
     def close(self) -> None:
