@@ -256,8 +256,6 @@ class OfficialStream:
         self._ws: Any = None  # the SDK's WSStream while connected
         self._thread: threading.Thread | None = None
         self._connected = False
-        self.reconnects = 0
-        self.last_error = ""
 
     @property
     def connected(self) -> bool:
@@ -304,6 +302,7 @@ class OfficialStream:
         client = TurbineWSClient(self.cfg.host, reconnect=False)
         backoff = 0.25
         while not self._stop.is_set():
+            reason = ""
             try:
                 async with client.connect() as ws:
                     with self._lock:
@@ -316,16 +315,15 @@ class OfficialStream:
                     backoff = 0.25
                     await self._read(ws, handler)
             except Exception as e:  # noqa: BLE001 -- any failure: reconnect, never die
-                self.last_error = f"{type(e).__name__}: {str(e)[:80]}"
+                reason = f"{type(e).__name__}: {str(e)[:80]}"
             finally:
                 with self._lock:
                     self._ws = None
                 if self._connected:
                     self._connected = False
-                    handler.on_status(False)
+                    handler.on_status(False, reason)
             if self._stop.is_set():
                 break
-            self.reconnects += 1
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 10.0)
 

@@ -841,7 +841,7 @@ class StreamHandler(Protocol):
     def on_trade(self, market_id: str, trade: dict[str, Any]) -> None: ...
     def on_market(self, qm: dict[str, Any]) -> None: ...
     def on_order_cancelled(self, market_id: str, data: dict[str, Any]) -> None: ...
-    def on_status(self, connected: bool) -> None: ...
+    def on_status(self, connected: bool, reason: str = "") -> None: ...
     def on_bad_frame(self, why: str) -> None: ...
 
 
@@ -1276,8 +1276,6 @@ class TurbineStream:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = False
-        self.reconnects = 0
-        self.last_error = ""
 
     @property
     def connected(self) -> bool:
@@ -1322,6 +1320,7 @@ class TurbineStream:
         backoff = 0.25
         while not self._stop.is_set():
             ws = None
+            reason = ""
             try:
                 ws = websocket.create_connection(self.url, timeout=self.cfg.http_timeout_s)
                 with self._lock:
@@ -1348,7 +1347,7 @@ class TurbineStream:
                         frame = frame.decode("utf-8", "replace")
                     dispatch_frame(frame, handler, self.clock())
             except Exception as e:  # noqa: BLE001 -- any failure: reconnect, never die
-                self.last_error = f"{type(e).__name__}: {str(e)[:80]}"
+                reason = f"{type(e).__name__}: {str(e)[:80]}"
             finally:
                 with self._lock:
                     self._ws = None
@@ -1357,10 +1356,9 @@ class TurbineStream:
                         ws.close()
                 if self._connected:
                     self._connected = False
-                    handler.on_status(False)
+                    handler.on_status(False, reason)
             if self._stop.is_set():
                 break
-            self.reconnects += 1
             self._stop.wait(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 10.0)
 
@@ -1590,7 +1588,6 @@ class Feed:
         self.cancelled: set[str] = set()  # order hashes the stream saw die
         self.bad_frames = 0
         self.closing = False  # set by the engine before stop()
-        self.trades: list[dict[str, Any]] = []  # recent trades (bounded)
 
 
 class FeedHandler:
@@ -1633,9 +1630,6 @@ class FeedHandler:
         if self.recorder is not None:
             self.recorder.write("trade", {**trade, "marketId": market_id})
         with f.lock:
-            if market_id.lower() == f.market_id.lower():
-                f.trades.append({**trade, "_rx": f.clock.now()})
-                del f.trades[:-500]
             if mine:
                 f.own_trade = True
         if mine:
@@ -1656,13 +1650,14 @@ class FeedHandler:
             with self.feed.lock:
                 self.feed.cancelled.add(h)
 
-    def on_status(self, connected: bool) -> None:
+    def on_status(self, connected: bool, reason: str = "") -> None:
         with self.feed.lock:
             self.feed.connected = connected
         closing = self.feed.closing  # our own shutdown closes it: not a warning
         self.log.event(
             "stream_connected" if connected else "stream_disconnected",
             level="INFO" if connected or closing else "WARNING",
+            **({"reason": reason} if reason and not connected else {}),
         )
         self.feed.wake.set()
 
@@ -2362,7 +2357,6 @@ class Bot:
         with self.feed.lock:
             self.feed.market_id = qm.market_id
             self.feed.book = Book()
-            self.feed.trades.clear()
         if self.stream is not None:
             self.stream.subscribe(qm.market_id)
         self._poll_book_if_needed(force=True)

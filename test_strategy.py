@@ -413,7 +413,7 @@ def test_dispatch_frame_survives_garbage() -> None:
         def on_order_cancelled(self, mid: str, d: dict[str, Any]) -> None:
             got.append(("cancelled", d.get("orderHash")))
 
-        def on_status(self, c: bool) -> None: ...
+        def on_status(self, c: bool, reason: str = "") -> None: ...
 
         def on_bad_frame(self, why: str) -> None:
             got.append(("bad", why.split(":", maxsplit=1)[0]))
