@@ -655,13 +655,15 @@ def test_live_tuning_reload_applies_valid_and_keeps_old_on_invalid(
         h.tick_until(lambda: h.events("params_reloaded"))
         ev = h.events("params_reloaded")[-1]
         assert ev["changed"] == {"base_spread": [0.4, 0.3]} and ev["needs_restart"] == ["tick_s"]
-        h.tick_until(
-            lambda: (
-                len(h.open_orders()) == 2
-                and abs((bot_quotes(h)[1]["price"] - bot_quotes(h)[0]["price"]) / 1e6 - 0.30)
-                < 0.002
-            )
-        )
+
+        def spread() -> float | None:
+            oo = h.open_orders()  # one read: the bot may requote between two
+            sides = {o["side"]: o["price"] for o in oo}
+            if len(oo) != 2 or set(sides) != {ts.BUY, ts.SELL}:
+                return None
+            return (sides[ts.SELL] - sides[ts.BUY]) / 1e6
+
+        h.tick_until(lambda: (sp := spread()) is not None and abs(sp - 0.30) < 0.002)
         env.write_text("SPIKE_BASE_SPREAD=2.5\n")  # invalid: keep 0.30
         h.bot.request_reload()
         h.tick(2)
