@@ -720,3 +720,13 @@ def test_several_quick_markets_with_independent_paths() -> None:
         assert sim.state()["invariants_ok"]
     finally:
         sim.stop()
+
+
+def test_chain_tables_agree_with_the_bot_and_the_vectors(vectors: dict[str, Any]) -> None:
+    import spike_bot
+
+    assert ts.CHAINS == spike_bot.CHAINS
+    v = vectors["orders"][0]
+    assert ts.CHAINS[137]["settlement"] == v["verifying_contract"]
+    assert vectors["usdc_permits"][0]["domain"]["verifyingContract"] == ts.CHAINS[137]["usdc"]
+    assert vectors["redemption"]["domain"]["verifyingContract"] == ts.CHAINS[137]["ctf"]

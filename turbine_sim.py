@@ -66,6 +66,8 @@ YES, NO = 0, 1
 MAX_UINT = 2**256 - 1
 ZERO_ADDRESS = "0x" + "00" * 20
 BEARER_VALIDITY_S = 300
+# Transcribed from the spec independently of spike_bot (the simulator must not share the code
+# it judges); test_turbine_sim checks the two transcriptions agree.
 CHAINS: dict[int, dict[str, str]] = {
     137: {
         "settlement": "0xdB96C91d9e5930fE3Ed1604603CfA4ece454725c",
