@@ -1984,6 +1984,7 @@ class Bot:
         self.stream: Stream | None = None
         self.recorder: Recorder | None = None  # --record
         # live tuning: SIGHUP sets the flag; the loop re-reads settings through `reloader`
+        self.fresh_state = False  # --sim: start without the previous run's state
         self.reloader: Callable[[], Config] | None = None
         self.reload_requested = threading.Event()
 
@@ -2655,6 +2656,9 @@ class Bot:
         self._locks = [
             hold_file_lock(p) for p in (self.cfg.state_file, self.cfg.log_file) if p != "-"
         ]
+        if self.fresh_state:  # --sim: a new simulated world; the last one's claims mean nothing
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.cfg.state_file)
         try:
             self.startup()
             while not self.stop_event.is_set():
@@ -3760,6 +3764,7 @@ def run_cli(
             ex = factory(cfg, sec.private_key, kid, secret, metrics)
         log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
         bot = Bot(cfg, ex, clock, log, metrics, dry_run=a.dry_run)
+        bot.fresh_state = a.sim
         if a.record:
             bot.recorder = Recorder(a.record, clock.now)
     except (ConfigError, ExchangeError) as e:

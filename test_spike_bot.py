@@ -673,3 +673,33 @@ def test_live_tuning_reload_applies_valid_and_keeps_old_on_invalid(
         assert len(h.open_orders()) == 2
     finally:
         h.stop()
+
+
+def test_sim_runs_start_from_a_fresh_state(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    """Each --sim run is a new simulated world: it must not inherit claims or PnL."""
+    import json
+
+    h = BotHarness(qsim, tmp_path)
+    h.state_path.write_text(
+        json.dumps({"claims": {"0x" + "99" * 32: "0x" + "98" * 20}, "realized_total": 12.5})
+    )
+    h.start(wait_quotes=False)
+    h.bot.stop()
+    h.thread.join(10)
+    assert h.events("start")[0]["pending_claims"] == 1  # a live run keeps its state
+    h2 = BotHarness(qsim, tmp_path)
+    h2.state_path.write_text(
+        json.dumps({"claims": {"0x" + "99" * 32: "0x" + "98" * 20}, "realized_total": 12.5})
+    )
+    log = h2.sb.EventLog(str(h2.log_path), "spike_bot")
+    bot = h2.sb.Bot(h2.cfg, h2.make_exchange(), qsim.clock, log, h2.metrics)
+    bot.fresh_state = True
+    import threading
+
+    th = threading.Thread(target=bot.run, daemon=True)
+    th.start()
+    wait_until(lambda: bot.m is not None)
+    bot.stop()
+    th.join(10)
+    log.close()
+    assert h2.events("start")[-1]["pending_claims"] == 0 and bot.realized_total == 0.0
