@@ -2377,10 +2377,7 @@ class Bot:
         """REST book when the stream is down (or at once after a rollover)."""
         with self.feed.lock:
             connected = self.feed.connected
-            have = self.feed.book.ts > 0
-        if self.m is None or (connected and have and not force):
-            return
-        if connected and not force:
+        if self.m is None or (connected and not force):
             return
         try:
             book = self.ex.orderbook(self.m.qm.market_id, self.clock.now())
