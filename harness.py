@@ -109,9 +109,9 @@ class BotHarness:
             self.bot.recorder = sb.Recorder(str(self.record), self.sim.clock.now)
         self.thread = threading.Thread(target=self.bot.run, name="bot-under-test", daemon=True)
         self.thread.start()
-        wait_until(lambda: self.bot.m is not None, 10)
+        wait_until(lambda: all(s.m is not None for s in self.bot.slots), 10)
         if wait_quotes:
-            self.tick_until(lambda: len(self.open_orders()) == 2)
+            self.tick_until(lambda: len(self.open_orders()) == 2 * len(self.bot.slots))
         return self
 
     def stop(self) -> None:
@@ -167,8 +167,13 @@ class BotHarness:
                 out.append(e)
         return out
 
-    def market_id(self) -> str:
-        return self.sim.state()["markets"][f"BTC:{self.cfg.interval_min}"]["marketId"]
+    @property
+    def slot(self) -> Any:
+        """The first (in single-market tests: the only) market slot."""
+        return self.bot.slots[0]
+
+    def market_id(self, key: str | None = None) -> str:
+        return self.sim.state()["markets"][key or self.cfg.markets.split(",")[0]]["marketId"]
 
 
 def quiet_sim_cfg(**kw: Any) -> turbine_sim.SimConfig:

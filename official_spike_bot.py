@@ -110,11 +110,11 @@ class OfficialExchange:
         return self.policy.call(endpoint, lambda: _translate(fn), retries)
 
     # -- reads ----------------------------------------------------------------------------------
-    def quick_market(self) -> sb.QuickMarket:
+    def quick_market(self, key: sb.MarketKey) -> sb.QuickMarket:
         from turbine_client.constants import ENDPOINTS
         from turbine_client.types import QuickMarket
 
-        asset, iv = self.cfg.asset, self.cfg.interval_min
+        asset, iv = key.asset, key.interval
         if iv == 15:
             q = self._sdk("quick_market", lambda: self.client.get_quick_market(asset))
         else:
@@ -126,7 +126,9 @@ class OfficialExchange:
         if q.market_id not in self._market:
             m = self._sdk("market", lambda: self.client.get_market(q.market_id), retries=1)
             settlement = m.settlement_address or sb.CHAINS[self.cfg.chain_id]["settlement"]
-            self._market = {q.market_id: (m.contract_address, settlement)}
+            if len(self._market) >= 64:  # only the current markets matter
+                self._market.pop(next(iter(self._market)))
+            self._market[q.market_id] = (m.contract_address, settlement)
         contract, settlement = self._market[q.market_id]
         # startPrice is USD x 1e6 per the spec (the SDK's comment says 8 decimals: spec wins)
         return sb.QuickMarket(
@@ -140,8 +142,11 @@ class OfficialExchange:
             settlement=settlement,
         )
 
-    def asset_price(self) -> float | None:
-        return self.own.asset_price()  # not in the PyPI SDK
+    def asset_price(self, asset: str) -> float | None:
+        return self.own.asset_price(asset)  # not in the PyPI SDK
+
+    def balances(self) -> tuple[int, int]:
+        return self.own.balances()  # not in the PyPI SDK
 
     def orderbook(self, market_id: str, now: float) -> sb.Book:
         ob = self._sdk("orderbook", lambda: self.client.get_orderbook(market_id))
@@ -194,7 +199,7 @@ class OfficialExchange:
         from turbine_client.constants import ENDPOINTS
         from turbine_client.types import OrderArgs, Outcome, Side
 
-        self.gate.check()
+        self.gate.check(market.market_id)
         args = OrderArgs(
             market_id=market.market_id,
             side=Side(side),

@@ -91,8 +91,10 @@ class Config:
     chain_id: int = _f(
         137, "chain: 137 Polygon, 43114 Avalanche, 84532 Base Sepolia", env="TURBINE_CHAIN_ID"
     )
-    asset: str = _f("BTC", "quick-market asset")
-    interval_min: int = _f(15, "quick-market interval (minutes)", 1, 1440)
+    markets: str = _f(
+        "BTC:15",
+        "quick markets to quote, ASSET:MINUTES comma-separated (e.g. BTC:15,BTC:60,ETH:15)",
+    )
     # -- quoting ---------------------------------------------------------------------------------
     order_size: float = _f(5.0, "shares per quote", 0.000001, 1e6)
     base_spread: float = _f(
@@ -130,8 +132,22 @@ class Config:
         25.0, "kill switch: stop quoting a market past this loss (USDC)", 0, 1e9
     )
     max_loss_per_day: float = _f(
-        100.0, "kill switch: stop for the UTC day past this loss (USDC)", 0, 1e9
+        100.0, "kill switch: stop every market for the UTC day past this loss (USDC)", 0, 1e9
     )
+    # -- portfolio (all markets together) -------------------------------------------------------
+    max_open_notional: float = _f(
+        200.0, "most USDC our open orders could cost if all filled, all markets", 0, 1e9
+    )
+    max_net_exposure: float = _f(
+        150.0, "most net position value at fair, USDC, all markets (long YES +, short -)", 0, 1e9
+    )
+    capital_usdc: float = _f(
+        0.0, "USDC split between the markets' budgets (0: the wallet's balance)", 0, 1e12
+    )
+    capital_split: str = _f(
+        "", "budget weights, e.g. BTC:15=2,BTC:60=1 (empty: equal; unlisted: 0)"
+    )
+    balance_s: float = _f(300.0, "re-read the USDC balance for the budgets (s)", 5, 86400)
     fee_bps: float = _f(0.0, "assumed maker fee, bps of size (undocumented; sim: 0)", 0, 1000)
     # -- T-minus ---------------------------------------------------------------------------------
     tminus_widen_s: float = _f(120.0, "widen and cut size this long before expiry (s)", 0, 86400)
@@ -170,6 +186,9 @@ class Config:
     status_every_s: float = _f(2.0, "status line period, wall seconds (0: off)", 0, 3600)
     bot_name: str = _f(BOT_NAME, "`bot` field in logs and metrics")
 
+    def market_keys(self) -> list[MarketKey]:
+        return parse_markets(self.markets)
+
 
 # Settings a SIGHUP may change while running: the strategy and its limits. The rest
 # (connection, files, schedule, I/O) needs a restart.
@@ -192,6 +211,10 @@ TUNABLE = frozenset(
         "max_open_orders",
         "max_loss_per_market",
         "max_loss_per_day",
+        "max_open_notional",
+        "max_net_exposure",
+        "capital_usdc",
+        "capital_split",
         "fee_bps",
         "tminus_widen_s",
         "tminus_widen_mult",
@@ -209,6 +232,63 @@ ENV_API_PRIVATE_KEY = "TURBINE_API_PRIVATE_KEY"
 
 class ConfigError(Exception):
     """A bad setting: printed as one line, exit code 2."""
+
+
+@dataclass(frozen=True, order=True)
+class MarketKey:
+    """One quick-market series: an asset and an interval. Its markets follow each other."""
+
+    asset: str
+    interval: int  # minutes
+
+    def __str__(self) -> str:
+        return f"{self.asset}:{self.interval}"
+
+
+def parse_markets(text: str) -> list[MarketKey]:
+    """"BTC:15,btc:60, ETH:15" -> [BTC:15, BTC:60, ETH:15]; ConfigError on anything else."""
+    keys: list[MarketKey] = []
+    for part in text.split(","):
+        asset, sep, iv = part.strip().partition(":")
+        asset = asset.strip().upper()
+        try:
+            interval = int(iv.strip()) if sep else 0
+        except ValueError:
+            interval = 0
+        if not asset.isalnum() or not 1 <= interval <= 1440:
+            raise ConfigError(
+                f"markets: expected ASSET:MINUTES like BTC:15 (got {part.strip()!r})"
+            )
+        k = MarketKey(asset, interval)
+        if k in keys:
+            raise ConfigError(f"markets: {k} is listed twice")
+        keys.append(k)
+    return keys
+
+
+def parse_split(text: str, keys: list[MarketKey]) -> dict[MarketKey, float]:
+    """Budget weights per market, normalised to sum 1. Empty text: equal weights."""
+    if not text.strip():
+        return {k: 1.0 / len(keys) for k in keys}
+    raw: dict[MarketKey, float] = {}
+    for part in text.split(","):
+        name, sep, w = part.strip().partition("=")
+        try:
+            (k,) = parse_markets(name)
+            weight = float(w) if sep else -1.0
+        except (ConfigError, ValueError):
+            k, weight = None, -1.0
+        if k is None or not math.isfinite(weight) or weight < 0:
+            raise ConfigError(
+                f"capital_split: expected MARKET=WEIGHT like BTC:15=2 (got {part.strip()!r})"
+            )
+        if k not in keys:
+            raise ConfigError(f"capital_split: {k} is not in markets ({', '.join(map(str, keys))})")
+        raw[k] = weight
+    total = sum(raw.values())
+    if total <= 0:
+        raise ConfigError("capital_split: the weights add up to 0")
+    return {k: raw.get(k, 0.0) / total for k in keys}
 
 
 @dataclass
@@ -259,16 +339,16 @@ def validate(cfg: Config, sources: dict[str, str] | None = None) -> Config:
         raise ConfigError(f"host must start with http:// or https:// (got {cfg.host!r})")
     if cfg.chain_id not in CHAINS:
         raise ConfigError(f"chain_id must be one of {sorted(CHAINS)} (got {cfg.chain_id})")
-    if not cfg.asset.isalnum():
-        raise ConfigError(f"asset must be a symbol like BTC (got {cfg.asset!r})")
+    keys = parse_markets(cfg.markets)
+    parse_split(cfg.capital_split, keys)
     if cfg.order_size > cfg.max_order_size:
         raise ConfigError(
             f"order_size {cfg.order_size} exceeds max_order_size {cfg.max_order_size}"
         )
     if cfg.tminus_pull_s > cfg.tminus_reduce_only_s:
         raise ConfigError("tminus_pull_s must be <= tminus_reduce_only_s")
-    if cfg.tminus_pull_s >= cfg.interval_min * 60:
-        raise ConfigError("tminus_pull_s must be shorter than the market interval")
+    if cfg.tminus_pull_s >= min(k.interval for k in keys) * 60:
+        raise ConfigError("tminus_pull_s must be shorter than the shortest market interval")
     return cfg
 
 
@@ -287,7 +367,10 @@ def load_config(
             flag = "--" + f.name.replace("_", "-")
             setattr(cfg, f.name, _coerce(f, args[f.name], flag))
             sources[f.name] = flag
-    cfg.asset = cfg.asset.upper()
+    for old in ("SPIKE_ASSET", "SPIKE_INTERVAL_MIN"):
+        if environ.get(old, "").strip():
+            raise ConfigError(f"{old} was replaced by SPIKE_MARKETS (e.g. SPIKE_MARKETS=BTC:15)")
+    cfg.markets = ",".join(str(k) for k in parse_markets(cfg.markets))  # canonical: BTC:15
     cfg.host = cfg.host.rstrip("/")
     sec = Secrets(
         private_key=environ.get(ENV_PRIVATE_KEY, "").strip(),
@@ -814,8 +897,8 @@ class Exchange(Protocol):
     policy: CallPolicy
     gate: OrderGate  # the firewall: the engine sets gate.feed_ok
 
-    def quick_market(self) -> QuickMarket: ...
-    def asset_price(self) -> float | None: ...
+    def quick_market(self, key: MarketKey) -> QuickMarket: ...
+    def asset_price(self, asset: str) -> float | None: ...
     def orderbook(self, market_id: str, now: float) -> Book: ...
     def prepare(self) -> None: ...
     def place(
@@ -832,6 +915,7 @@ class Exchange(Protocol):
     def cancel_market(self, market_id: str) -> None: ...
     def orders(self, market_id: str | None, status: str | None) -> list[OrderInfo]: ...
     def position(self, market: QuickMarket) -> tuple[int, int]: ...
+    def balances(self) -> tuple[int, int]: ...
     def claim(self, markets: list[tuple[str, str]], now: float) -> list[ClaimResult]: ...
     def stream(self) -> Stream: ...
 
@@ -857,18 +941,19 @@ class Stream(Protocol):
 class OrderGate:
     """The adapter-level firewall and permit bookkeeping shared by both adapters.
 
-    Every order-placing call passes `check()`: no fresh feed, no order. Permit nonces are read
+    Every order-placing call passes `check(market_id)`: no fresh book for that market, no
+    order. Permit nonces are read
     from the exchange once and counted up locally, resynced after a permit failure.
     """
 
     def __init__(self, cfg: Config, signer: Signer | None) -> None:
         self.cfg = cfg
         self.signer = signer
-        self.feed_ok: Callable[[], bool] = lambda: False
+        self.feed_ok: Callable[[str], bool] = lambda market_id: False
         self.permit_nonce: int | None = None
 
-    def check(self) -> None:
-        if not self.feed_ok():
+    def check(self, market_id: str) -> None:
+        if not self.feed_ok(market_id):
             raise ExchangeError("stale_feed", "order refused: the book feed is stale")
 
     def permit_for(
@@ -983,12 +1068,12 @@ class TurbineExchange:
         return self.policy.call(endpoint, lambda: self._raw(method, path, **kw), retries)
 
     # -- reads ----------------------------------------------------------------------------------
-    def quick_market(self) -> QuickMarket:
+    def quick_market(self, key: MarketKey) -> QuickMarket:
         d = self._call(
             "quick_market",
             "GET",
-            f"/api/v1/quick-markets/{self.cfg.asset}",
-            params={"interval": self.cfg.interval_min},
+            f"/api/v1/quick-markets/{key.asset}",
+            params={"interval": key.interval},
         )
         qm = QuickMarket.parse(d)
         return dataclasses.replace(qm, settlement=self.settlement_for(qm.market_id))
@@ -1007,11 +1092,13 @@ class TurbineExchange:
                 hit = ""
             if not (hit.startswith("0x") and len(hit) == 42):
                 hit = self.chain["settlement"]
-            self._settlement = {market_id: hit}  # only the current market matters
+            if len(self._settlement) >= 64:  # only the current markets matter
+                self._settlement.pop(next(iter(self._settlement)))
+            self._settlement[market_id] = hit
         return hit
 
-    def asset_price(self) -> float | None:
-        d = self._call("price", "GET", f"/api/v1/quick-markets/{self.cfg.asset}/price")
+    def asset_price(self, asset: str) -> float | None:
+        d = self._call("price", "GET", f"/api/v1/quick-markets/{asset}/price")
         try:
             p = float(d["price"])
         except (KeyError, TypeError, ValueError):
@@ -1106,7 +1193,7 @@ class TurbineExchange:
         expiration: int,
         now: float,
     ) -> str:
-        self.gate.check()
+        self.gate.check(market.market_id)
         if self.signer is None:
             raise ExchangeError("auth", "no signing key")
         so = self.signer.sign_order(
@@ -1542,6 +1629,89 @@ def plan(
     return cancels, places
 
 
+# -- portfolio limits and capital budgets --------------------------------------------------------
+# New risk-adding quotes must fit with this much of their own cost to spare; a side already
+# resting only has to fit. Without it a quote at the edge of a limit would be placed and
+# cancelled on alternate ticks as the fair value wiggles.
+LIMIT_HYSTERESIS = 0.25
+
+
+def exposure(position: float, fair: float) -> float:
+    """Signed value at fair of a net YES-equivalent position (USDC): long YES shares are worth
+    `fair` each (lost if NO wins), short ones (NO held) `1 - fair` each (lost if YES wins)."""
+    return position * fair if position >= 0 else position * (1.0 - fair)
+
+
+def position_cost(position: float, avg: float) -> float:
+    """USDC tied up in a position until it is sold or resolves: YES bought at `avg`, or the
+    collateral left after selling YES not held at `avg` (1 - avg per NO share)."""
+    return position * avg if position >= 0 else -position * (1.0 - avg)
+
+
+def order_cost(side: int, price: int, size: int) -> float:
+    """USDC an order costs if it fills: a BUY pays its price, a SELL of YES not held is
+    collateralised by a split (1 per share) and receives the price."""
+    p, sh = price / PRICE_SCALE, size / SIZE_SCALE
+    return sh * (p if side == BUY else 1.0 - p)
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """What one market may still add (USDC), given the rest of the portfolio. inf: no limit."""
+
+    budget: float = math.inf  # its capital budget left after its position
+    notional: float = math.inf  # open-order cost the portfolio may add (all markets)
+    long: float = math.inf  # net exposure the portfolio may add upward (BUY fills)
+    short: float = math.inf  # ... downward (SELL fills)
+
+
+def limit_quotes(
+    desired: Iterable[Quote],
+    inventory: float,
+    fair: float,
+    room: Headroom,
+    resting_sides: set[int],
+) -> tuple[list[Quote], dict[int, str]]:
+    """Cut desired quotes to the limits: (quotes, {side: limit that blocked it}).
+
+    The inventory-reducing part of a quote (a SELL up to the YES held, a BUY up to the NO held)
+    always passes: limits stop the sides that add risk, never the way out. The risk-adding part
+    passes whole or not at all (a size that followed the headroom would be re-placed on every
+    tick): within the market's budget, the portfolio's open-notional room, and the net exposure
+    room in its direction (a BUY fill raises net exposure, a SELL fill lowers it)."""
+    out: list[Quote] = []
+    blocked: dict[int, str] = {}
+    budget, notional = room.budget, room.notional
+    for q in sorted(desired, key=lambda x: x.side):
+        held = max(0.0, -inventory) if q.side == BUY else max(0.0, inventory)
+        reduce_units = min(q.size, round(held * SIZE_SCALE))
+        add_units = q.size - reduce_units
+        if add_units <= 0:
+            out.append(q)
+            continue
+        slack = 1.0 if q.side in resting_sides else 1.0 + LIMIT_HYSTERESIS
+        add_cost = order_cost(q.side, q.price, add_units) * slack
+        shares = q.size / SIZE_SCALE
+        after = inventory + shares if q.side == BUY else inventory - shares
+        move = (exposure(after, fair) - exposure(inventory, fair)) * slack
+        why = ""
+        if add_cost > budget + 1e-9:
+            why = "budget"
+        elif order_cost(q.side, q.price, q.size) * slack > notional + 1e-9:
+            why = "open_notional"
+        elif (move > room.long + 1e-9) if q.side == BUY else (-move > room.short + 1e-9):
+            why = "net_exposure"
+        if not why:
+            out.append(q)
+            budget -= add_cost / slack
+            notional -= order_cost(q.side, q.price, q.size)
+            continue
+        blocked[q.side] = why
+        if reduce_units > 0:  # the reducing part alone
+            out.append(Quote(q.side, q.outcome, q.price, reduce_units))
+    return out, blocked
+
+
 # =============================================================================================
 # 5. ENGINE: the Bot and its observability.
 #
@@ -1580,11 +1750,10 @@ class Feed:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.clock = clock
-        self.market_id = ""
-        self.book = Book()
+        self.books: dict[str, Book] = {}  # market id (lower case) -> book: the markets we quote
         self.connected = False
-        self.new_market: dict[str, Any] | None = None  # rollover hint from the stream
-        self.own_trade = False  # our address traded: poll fills now
+        self.hints: dict[MarketKey, dict[str, Any]] = {}  # rollover hints from the stream
+        self.own_trades: set[str] = set()  # market ids where our address traded: poll fills
         self.cancelled: set[str] = set()  # order hashes the stream saw die
         self.bad_frames = 0
         self.closing = False  # set by the engine before stop()
@@ -1597,15 +1766,13 @@ class FeedHandler:
         self,
         feed: Feed,
         address: str,
-        asset: str,
-        interval: int,
+        keys: list[MarketKey],
         log: EventLog,
         recorder: Recorder | None = None,
     ) -> None:
         self.feed = feed
         self.address = address.lower()
-        self.asset = asset
-        self.interval = interval
+        self.keys = keys
         self.log = log
         self.recorder = recorder
 
@@ -1614,11 +1781,13 @@ class FeedHandler:
         book = Book(book.bids, book.asks, f.clock.now())  # freshness = when we heard it
         if self.recorder is not None:
             self.recorder.book(market_id, book)
+        mid = market_id.lower()
         with f.lock:
-            if market_id.lower() != f.market_id.lower():
-                return
-            material = (book.best_bid, book.best_ask) != (f.book.best_bid, f.book.best_ask)
-            f.book = book
+            old = f.books.get(mid)
+            if old is None:
+                return  # not a market we quote (any more)
+            material = (book.best_bid, book.best_ask) != (old.best_bid, old.best_ask)
+            f.books[mid] = book
         if material:
             f.wake.set()
 
@@ -1629,25 +1798,32 @@ class FeedHandler:
         }
         if self.recorder is not None:
             self.recorder.write("trade", {**trade, "marketId": market_id})
-        with f.lock:
-            if mine:
-                f.own_trade = True
         if mine:
+            with f.lock:
+                f.own_trades.add(market_id.lower())  # "" (no id): every market checks
             f.wake.set()
 
     def on_market(self, qm: dict[str, Any]) -> None:
-        if str(qm.get("asset", self.asset)).upper() != self.asset:
-            return
-        if int(qm.get("intervalMinutes") or self.interval) != self.interval:
+        asset = str(qm.get("asset", "")).upper()
+        try:
+            interval = int(qm.get("intervalMinutes") or 0)
+        except (TypeError, ValueError):
+            interval = 0
+        # a hint without an interval may be any of the asset's series: each one polls
+        hit = [k for k in self.keys if k.asset == asset and interval in (0, k.interval)]
+        if not hit:
             return
         with self.feed.lock:
-            self.feed.new_market = qm
+            for k in hit:
+                self.feed.hints[k] = qm
         self.feed.wake.set()
 
     def on_order_cancelled(self, market_id: str, data: dict[str, Any]) -> None:
         h = str(data.get("orderHash", "")).lower()
         if h:
             with self.feed.lock:
+                if len(self.feed.cancelled) > 10_000:  # hashes no slot ever read back
+                    self.feed.cancelled.clear()
                 self.feed.cancelled.add(h)
 
     def on_status(self, connected: bool, reason: str = "") -> None:
@@ -1700,7 +1876,9 @@ class EventLog:
             self.echo(
                 f"{event:>14} "
                 + " ".join(
-                    f"{k}={v}" for k, v in fields.items() if k not in ("order_hash", "config")
+                    f"{k}={v}"
+                    for k, v in fields.items()
+                    if k not in ("order_hash", "config", "markets") or not isinstance(v, dict)
                 )
             )
 
@@ -1788,44 +1966,82 @@ class Recorder:
         self._log.removeHandler(self._handler)
 
 
+@dataclass
+class MarketMetrics:
+    """One market's children of the labelled metrics (labels bot, market)."""
+
+    orders: Any
+    cancels: Any
+    fills: Any
+    placed_size: Any
+    filled_size: Any
+    fill_ratio: Any
+    pnl_realized: Any
+    pnl_unrealized: Any
+    inventory: Any
+    feed_age: Any
+    quoting: Any
+    budget: Any
+    budget_used: Any
+
+
 class Metrics:
     """Prometheus metrics (prometheus-client), one registry per bot; optional HTTP server.
-    The same names for both bots, told apart by the `bot` label."""
+    The same names for both bots, told apart by the `bot` label; per-market series carry a
+    `market` label (BTC:15): sum over it for the portfolio."""
 
     def __init__(self, bot: str, port: int = 0) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = r = CollectorRegistry()
-        lb = ["bot"]
-        self.orders = Counter("spike_orders_placed", "orders placed", lb, registry=r).labels(bot)
-        self.cancels = Counter("spike_orders_cancelled", "orders cancelled", lb, registry=r).labels(
-            bot
-        )
-        self.fills = Counter("spike_fills", "fills", lb, registry=r).labels(bot)
-        self.placed_size = Counter("spike_placed_shares", "shares placed", lb, registry=r).labels(
-            bot
-        )
-        self.filled_size = Counter("spike_filled_shares", "shares filled", lb, registry=r).labels(
-            bot
-        )
-        self.fill_ratio = Gauge("spike_fill_ratio", "filled / placed size", lb, registry=r).labels(
-            bot
-        )
-        self.pnl_realized = Gauge("spike_pnl_realized_usdc", "realized PnL", lb, registry=r).labels(
-            bot
-        )
-        self.pnl_unrealized = Gauge(
-            "spike_pnl_unrealized_usdc", "unrealized PnL at fair", lb, registry=r
+        lb = ["bot", "market"]
+        self._per_market = {
+            "orders": Counter("spike_orders_placed", "orders placed", lb, registry=r),
+            "cancels": Counter("spike_orders_cancelled", "orders cancelled", lb, registry=r),
+            "fills": Counter("spike_fills", "fills", lb, registry=r),
+            "placed_size": Counter("spike_placed_shares", "shares placed", lb, registry=r),
+            "filled_size": Counter("spike_filled_shares", "shares filled", lb, registry=r),
+            "fill_ratio": Gauge("spike_fill_ratio", "filled / placed size", lb, registry=r),
+            "pnl_realized": Gauge("spike_pnl_realized_usdc", "realized PnL", lb, registry=r),
+            "pnl_unrealized": Gauge(
+                "spike_pnl_unrealized_usdc", "unrealized PnL at fair", lb, registry=r
+            ),
+            "inventory": Gauge(
+                "spike_inventory_shares", "net YES-equivalent shares", lb, registry=r
+            ),
+            "feed_age": Gauge("spike_feed_age_seconds", "age of the book", lb, registry=r),
+            "quoting": Gauge(
+                "spike_quoting", "1 when quoting, 0 when failed closed", lb, registry=r
+            ),
+            "budget": Gauge("spike_budget_usdc", "capital budget of the market", lb, registry=r),
+            "budget_used": Gauge(
+                "spike_budget_used_usdc", "USDC tied in the market's position", lb, registry=r
+            ),
+        }
+        self.open_notional = Gauge(
+            "spike_portfolio_open_notional_usdc",
+            "USDC our open orders cost if all filled",
+            ["bot"],
+            registry=r,
         ).labels(bot)
-        self.inventory = Gauge(
-            "spike_inventory_shares", "net YES-equivalent shares", lb, registry=r
+        self.net_exposure = Gauge(
+            "spike_portfolio_net_exposure_usdc",
+            "net position value at fair, all markets",
+            ["bot"],
+            registry=r,
         ).labels(bot)
-        self.feed_age = Gauge("spike_feed_age_seconds", "age of the book", lb, registry=r).labels(
-            bot
+        self.day_pnl = Gauge(
+            "spike_portfolio_day_pnl_usdc", "PnL of the UTC day, all markets", ["bot"], registry=r
+        ).labels(bot)
+        self.capital = Gauge(
+            "spike_capital_usdc", "USDC split between the budgets", ["bot"], registry=r
+        ).labels(bot)
+        self._limited = Gauge(
+            "spike_risk_limited",
+            "sides held back by a limit, by limit",
+            ["bot", "limit"],
+            registry=r,
         )
-        self.quoting = Gauge(
-            "spike_quoting", "1 when quoting, 0 when failed closed", lb, registry=r
-        ).labels(bot)
         self._latency = Histogram(
             "spike_request_seconds",
             "request latency",
@@ -1848,6 +2064,14 @@ class Metrics:
             from prometheus_client import start_http_server
 
             start_http_server(port, addr="127.0.0.1", registry=r)
+
+    def market(self, key: MarketKey) -> MarketMetrics:
+        kids = {k: m.labels(self.bot, str(key)) for k, m in self._per_market.items()}
+        return MarketMetrics(**kids)
+
+    def limited(self, counts: dict[str, int]) -> None:
+        for limit in ("budget", "open_notional", "net_exposure"):
+            self._limited.labels(self.bot, limit).set(counts.get(limit, 0))
 
     def request_done(self, endpoint: str, seconds: float, outcome: str) -> None:
         self._latency.labels(self.bot, endpoint).observe(seconds)
@@ -1927,6 +2151,8 @@ class MarketState:
 
 @dataclass
 class Counters:
+    """Run counters; the engine keeps one per market and one for the total."""
+
     orders: int = 0
     cancels: int = 0
     fills: int = 0
@@ -1941,8 +2167,44 @@ class Counters:
     ticks: int = 0
 
 
+@dataclass
+class Slot:
+    """One quick-market series the bot quotes (BTC:15, ...): its current market, schedule,
+    quoting state, budget and counters. Owned by the engine thread; its book lives in Feed."""
+
+    key: MarketKey
+    weight: float  # share of the capital (capital_split)
+    metrics: MarketMetrics
+    m: MarketState | None = None
+    c: Counters = field(default_factory=Counters)
+    realized: float = 0.0  # realized PnL of this series' finished markets
+    quoting: bool = False
+    closed_reason: str | None = "starting"
+    closed_since: float | None = None
+    need_resync: bool = False
+    due: dict[str, float] = field(default_factory=dict)
+    budget: float = 0.0  # USDC; 0 until the balance is known: only reducing quotes
+    blocked: dict[int, str] = field(default_factory=dict)  # side -> limit holding it back
+
+    @property
+    def name(self) -> str:
+        return str(self.key)
+
+
+def _due(table: dict[str, float], name: str, period: float, now: float) -> bool:
+    if now >= table.get(name, 0.0):
+        table[name] = now + period
+        return True
+    return False
+
+
+def _side(side: int) -> str:
+    return "BUY" if side == BUY else "SELL"
+
+
 class Bot:
-    """The engine: one main loop on the calling thread; the stream thread only touches Feed."""
+    """The engine: one main loop on the calling thread quoting every Slot; the stream thread
+    only touches Feed. Portfolio limits and the day's loss span all slots."""
 
     def __init__(
         self,
@@ -1963,22 +2225,22 @@ class Bot:
         self.ex.gate.feed_ok = self.feed_fresh
         self.log.clock = clock.now
         self.stop_event = threading.Event()
-        self.m: MarketState | None = None
+        keys = cfg.market_keys()
+        split = parse_split(cfg.capital_split, keys)
+        self.slots = [Slot(k, split[k], metrics.market(k)) for k in keys]
         self.claims: dict[str, str] = {}  # market id -> contract, until claimed or lost
         self.strikes: dict[str, int] = {}  # market id -> consecutive "unknown market" answers
-        self.settled: dict[str, dict[str, Any]] = {}  # market id -> pnl record, for resolution
-        self.c = Counters()
+        self.settled: dict[str, dict[str, Any]] = {}  # market id -> position, for resolution
+        self.restored: dict[str, PnL] = {}  # market id -> PnL carried over a restart
+        self.c = Counters()  # totals over the slots
         self.realized_total = 0.0
         self.day = ""
         self.day_pnl = 0.0
         self.day_killed = False
-        self.quoting = False
-        self.closed_reason: str | None = "starting"
-        self.closed_since: float | None = None
-        self.need_resync = False
+        self.capital: float | None = None  # USDC split between the budgets; None: unknown
         self.due: dict[str, float] = {}
         self.tick_times: list[float] = []
-        self.asset_px: float | None = None
+        self.asset_px: dict[str, float | None] = {}
         self.started = clock.now()
         self.last_status = 0.0
         self.stream: Stream | None = None
@@ -1987,6 +2249,13 @@ class Bot:
         self.fresh_state = False  # --sim: start without the previous run's state
         self.reloader: Callable[[], Config] | None = None
         self.reload_requested = threading.Event()
+
+    def slot_of(self, market_id: str) -> Slot | None:
+        return next((s for s in self.slots if s.m and s.m.qm.market_id == market_id), None)
+
+    def _count(self, s: Slot, name: str, v: float = 1) -> None:
+        for c in (s.c, self.c):
+            setattr(c, name, getattr(c, name) + v)
 
     # -- state file -----------------------------------------------------------------------------
     def load_state(self) -> None:
@@ -2004,8 +2273,18 @@ class Bot:
             for k, v in st.get("counters", {}).items():
                 if hasattr(self.c, k):
                     setattr(self.c, k, type(getattr(self.c, k))(v))
-            if st.get("market") and st.get("market_pnl"):
-                self._restored = (str(st["market"]), PnL(**st["market_pnl"]))
+            if st.get("market") and st.get("market_pnl"):  # the single-market format
+                self.restored[str(st["market"])] = PnL(**st["market_pnl"])
+            for s in self.slots:
+                rec = st.get("markets", {}).get(s.name)
+                if not rec:
+                    continue
+                s.realized = float(rec.get("realized", 0.0))
+                for k, v in rec.get("counters", {}).items():
+                    if hasattr(s.c, k):
+                        setattr(s.c, k, type(getattr(s.c, k))(v))
+                if rec.get("market") and rec.get("pnl"):
+                    self.restored[str(rec["market"])] = PnL(**rec["pnl"])
         except (OSError, ValueError, TypeError, AttributeError) as e:
             raise ConfigError(
                 f"state file {path} is unreadable ({type(e).__name__}); "
@@ -2023,8 +2302,15 @@ class Bot:
             "day": self.day,
             "day_pnl": self.day_pnl,
             "counters": dataclasses.asdict(self.c),
-            "market": self.m.qm.market_id if self.m else None,
-            "market_pnl": dataclasses.asdict(self.m.pnl) if self.m else None,
+            "markets": {
+                s.name: {
+                    "market": s.m.qm.market_id if s.m else None,
+                    "pnl": dataclasses.asdict(s.m.pnl) if s.m else None,
+                    "realized": s.realized,
+                    "counters": dataclasses.asdict(s.c),
+                }
+                for s in self.slots
+            },
         }
         d = os.path.dirname(os.path.abspath(self.cfg.state_file))
         fd, tmp = tempfile.mkstemp(prefix=".spike_state.", dir=d)
@@ -2040,22 +2326,25 @@ class Bot:
             raise
 
     # -- feed -----------------------------------------------------------------------------------
-    def feed_age(self) -> float:
+    def feed_age(self, market_id: str) -> float:
         with self.feed.lock:
-            ts = self.feed.book.ts
-        return self.clock.now() - ts if ts else float("inf")
+            b = self.feed.books.get(market_id.lower())
+        return self.clock.now() - b.ts if b is not None and b.ts else float("inf")
 
-    def feed_fresh(self) -> bool:
-        return self.feed_age() <= self.cfg.stale_after_s
+    def feed_fresh(self, market_id: str) -> bool:
+        """The firewall's question (also asked by the adapters before every order)."""
+        return self.feed_age(market_id) <= self.cfg.stale_after_s
 
-    def book_excluding_own(self) -> Book:
+    def book_excluding_own(self, s: Slot) -> Book:
         """The market without our own orders, so we neither clamp to nor price off ourselves."""
+        m = s.m
+        assert m is not None
         with self.feed.lock:
-            book = self.feed.book
-        if self.m is None or not self.m.live:
+            book = self.feed.books.get(m.qm.market_id.lower(), Book())
+        if not m.live:
             return book
         own: dict[tuple[int, int], int] = {}
-        for o in self.m.live.values():
+        for o in m.live.values():
             k = (o.side, o.price)
             own[k] = own.get(k, 0) + o.remaining
 
@@ -2070,11 +2359,11 @@ class Bot:
         return Book(strip(book.bids, BUY), strip(book.asks, SELL), book.ts)
 
     # -- orders ---------------------------------------------------------------------------------
-    def _place(self, q: Quote, now: float) -> None:
+    def _place(self, s: Slot, q: Quote, now: float) -> None:
         """The one function that places orders: kill switch, limits and freshness first."""
-        m = self.m
+        m = s.m
         assert m is not None
-        if m.killed or self.day_killed or not self.feed_fresh():
+        if m.killed or self.day_killed or not self.feed_fresh(m.qm.market_id):
             return
         if len(m.live) >= self.cfg.max_open_orders:
             return
@@ -2082,14 +2371,14 @@ class Bot:
             return
         exp = int(min(now + self.cfg.order_refresh_s + self.cfg.expiry_grace_s, m.qm.end))
         shares, px = q.size / SIZE_SCALE, q.price / PRICE_SCALE
+        common = {"slot": s.name, "market": m.qm.market_id, "side": _side(q.side)}
         if self.dry_run:
             m.dry_seq += 1
             h = f"dry-{m.dry_seq}"
             m.live[h] = LiveOrder(h, q.side, q.outcome, q.price, q.size, q.size, now)
             self.log.event(
                 "dry_run_quote",
-                market=m.qm.market_id,
-                side="BUY" if q.side == BUY else "SELL",
+                **common,
                 outcome="YES" if q.outcome == YES else "NO",
                 price=px,
                 size=shares,
@@ -2098,33 +2387,31 @@ class Bot:
         try:
             h = self.ex.place(m.qm, q.side, q.outcome, q.price, q.size, exp, now)
         except ExchangeError as e:
-            self.c.rejects += 1
+            self._count(s, "rejects")
             self.log.event(
                 "order_rejected",
                 level="WARNING",
-                market=m.qm.market_id,
-                side="BUY" if q.side == BUY else "SELL",
+                **common,
                 price=px,
                 size=shares,
                 kind=e.kind,
                 reason=e.message[:160],
             )
             if "closed" in e.message or e.kind == "not_found":
-                self.due["rollover"] = 0.0  # the market ended under us: roll now
+                s.due["rollover"] = 0.0  # the market ended under us: roll now
             if e.kind not in ("rejected", "stale_feed"):
-                self.need_resync = True  # unsure whether it landed: read back
+                s.need_resync = True  # unsure whether it landed: read back
             return
         m.live[h] = LiveOrder(h, q.side, q.outcome, q.price, q.size, q.size, now)
         m.meta[h] = (q.side, q.price)
         m.filled.setdefault(h, 0)
-        self.c.orders += 1
-        self.c.placed_size += shares
-        self.metrics.orders.inc()
-        self.metrics.placed_size.inc(shares)
+        self._count(s, "orders")
+        self._count(s, "placed_size", shares)
+        s.metrics.orders.inc()
+        s.metrics.placed_size.inc(shares)
         self.log.event(
             "order_placed",
-            market=m.qm.market_id,
-            side="BUY" if q.side == BUY else "SELL",
+            **common,
             outcome="YES" if q.outcome == YES else "NO",
             price=px,
             size=shares,
@@ -2132,8 +2419,8 @@ class Bot:
             expiration=exp,
         )
 
-    def _cancel(self, o: LiveOrder, reason: str) -> None:
-        m = self.m
+    def _cancel(self, s: Slot, o: LiveOrder, reason: str) -> None:
+        m = s.m
         assert m is not None
         if self.dry_run:
             m.live.pop(o.order_hash, None)
@@ -2144,31 +2431,36 @@ class Bot:
             if e.kind == "not_found":
                 # filled, expired or already cancelled: the exchange is the truth; read back
                 m.live.pop(o.order_hash, None)
-                self.need_resync = True
+                s.need_resync = True
                 return
-            self.need_resync = True
+            s.need_resync = True
             self.log.event(
                 "error",
                 level="WARNING",
                 kind="cancel_failed",
+                slot=s.name,
                 reason=e.message[:160],
                 order_hash=o.order_hash,
             )
             return
         m.live.pop(o.order_hash, None)
-        self.c.cancels += 1
-        self.metrics.cancels.inc()
+        self._count(s, "cancels")
+        s.metrics.cancels.inc()
         self.log.event(
-            "order_cancelled", market=m.qm.market_id, order_hash=o.order_hash, reason=reason
+            "order_cancelled",
+            slot=s.name,
+            market=m.qm.market_id,
+            order_hash=o.order_hash,
+            reason=reason,
         )
 
-    def cancel_all(self, reason: str, market_id: str | None = None) -> bool:
-        """Cancel every open order of ours in a market (default: the current one) and verify
-        by reading back. Returns True when none is left."""
-        mid = market_id or (self.m.qm.market_id if self.m else None)
+    def cancel_all(self, s: Slot, reason: str, market_id: str | None = None) -> bool:
+        """Cancel every open order of ours in a market (default: the slot's current one) and
+        verify by reading back. Returns True when none is left."""
+        mid = market_id or (s.m.qm.market_id if s.m else None)
         if mid is None or self.dry_run:
-            if self.m:
-                self.m.live.clear()
+            if s.m:
+                s.m.live.clear()
             return True
         try:
             self.ex.cancel_market(mid)
@@ -2178,6 +2470,7 @@ class Bot:
                 level="WARNING",
                 kind="cancel_market_failed",
                 reason=e.message[:160],
+                slot=s.name,
                 market=mid,
             )
         left = self._read_open(mid)
@@ -2186,13 +2479,15 @@ class Bot:
                 self.ex.cancel(o.order_hash, mid, o.side)
         if left:
             left = self._read_open(mid)
-        if self.m and self.m.qm.market_id == mid:
-            for h in list(self.m.live):
-                self.c.cancels += 1
-                self.metrics.cancels.inc()
-                self.log.event("order_cancelled", market=mid, order_hash=h, reason=reason)
-            self.m.live.clear()
-            self.need_resync = True  # count fills that raced the cancels
+        if s.m and s.m.qm.market_id == mid:
+            for h in list(s.m.live):
+                self._count(s, "cancels")
+                s.metrics.cancels.inc()
+                self.log.event(
+                    "order_cancelled", slot=s.name, market=mid, order_hash=h, reason=reason
+                )
+            s.m.live.clear()
+            s.need_resync = True  # count fills that raced the cancels
         return left == []
 
     def _read_open(self, mid: str) -> list[OrderInfo] | None:
@@ -2205,10 +2500,10 @@ class Bot:
             return None
 
     # -- fills, positions, PnL ------------------------------------------------------------------
-    def sync_orders(self) -> None:
-        """Read our orders on the current market back from the exchange (the truth): count
-        new fills once per order hash, drop orders that are gone, adopt unknown open ones."""
-        m = self.m
+    def sync_orders(self, s: Slot) -> None:
+        """Read our orders on the slot's market back from the exchange (the truth): count new
+        fills once per order hash, drop orders that are gone, adopt unknown open ones."""
+        m = s.m
         if m is None or self.dry_run:
             return
         rows = self.ex.orders(m.qm.market_id, None)
@@ -2224,7 +2519,7 @@ class Bot:
                 counted = o.filled
                 m.meta[h] = (o.side, o.price)
             if o.filled > counted:
-                self._on_fill(h, o.side, o.price, o.filled - counted)
+                self._on_fill(s, h, o.side, o.price, o.filled - counted)
                 m.filled[h] = o.filled
             if o.status == "open":
                 seen_open.add(h)
@@ -2242,27 +2537,28 @@ class Bot:
             if h not in seen_open:
                 m.live.pop(h, None)
         with self.feed.lock:
-            self.feed.cancelled.clear()
-            self.feed.own_trade = False
-        self.need_resync = False
+            self.feed.cancelled -= set(m.filled)
+            self.feed.own_trades.discard(m.qm.market_id.lower())
+        s.need_resync = False
 
-    def _on_fill(self, h: str, side: int, price: int, size: int) -> None:
-        m = self.m
+    def _on_fill(self, s: Slot, h: str, side: int, price: int, size: int) -> None:
+        m = s.m
         assert m is not None
         shares, px = size / SIZE_SCALE, price / PRICE_SCALE
         fee = shares * self.cfg.fee_bps / 10_000
         m.pnl.fill(side, px, shares, fee)
-        self.c.fills += 1
-        self.c.filled_size += shares
-        self.metrics.fills.inc()
-        self.metrics.filled_size.inc(shares)
-        if self.c.placed_size:
-            self.metrics.fill_ratio.set(self.c.filled_size / self.c.placed_size)
+        self._count(s, "fills")
+        self._count(s, "filled_size", shares)
+        s.metrics.fills.inc()
+        s.metrics.filled_size.inc(shares)
+        if s.c.placed_size:
+            s.metrics.fill_ratio.set(s.c.filled_size / s.c.placed_size)
         self.log.event(
             "fill",
+            slot=s.name,
             market=m.qm.market_id,
             order_hash=h,
-            side="BUY" if side == BUY else "SELL",
+            side=_side(side),
             price=px,
             size=shares,
             position=round(m.pnl.position, 6),
@@ -2271,8 +2567,8 @@ class Bot:
             fee=round(fee, 6),
         )
 
-    def poll_positions(self) -> None:
-        m = self.m
+    def poll_positions(self, s: Slot) -> None:
+        m = s.m
         if m is None or self.dry_run:
             return
         yes, no = self.ex.position(m.qm)
@@ -2280,12 +2576,12 @@ class Bot:
         m.exch_yes, m.exch_no = yes, no
         now = self.clock.now()
         with self.feed.lock:
-            own_trade = self.feed.own_trade
+            own = bool({"", m.qm.market_id.lower()} & self.feed.own_trades)
         # Orders are read back when something happened (a position change, a trade of ours on
         # the stream, a doubt) and at least every orders_sync_s: a calm market costs one
         # positions read per period, not two reads.
-        if changed or own_trade or self.need_resync or now >= m.next_orders_sync:
-            self.sync_orders()
+        if changed or own or s.need_resync or now >= m.next_orders_sync:
+            self.sync_orders(s)
             m.next_orders_sync = now + self.cfg.orders_sync_s
         exch_inv = (yes - no) / SIZE_SCALE
         if abs(exch_inv - m.pnl.position) <= 1e-6:
@@ -2303,6 +2599,7 @@ class Bot:
         self.log.event(
             "position_reconciled",
             level="WARNING",
+            slot=s.name,
             market=m.qm.market_id,
             exchange=exch_inv,
             tracked=m.pnl.position,
@@ -2311,59 +2608,74 @@ class Bot:
         m.pnl.fill(BUY if diff > 0 else SELL, px, abs(diff))
         m.mismatch = None
 
-    def inventory(self) -> float:
-        return self.m.pnl.position if self.m else 0.0
+    def inventory(self, s: Slot | None = None) -> float:
+        """Net YES-equivalent shares of one slot, or summed over all."""
+        return sum(x.m.pnl.position for x in ([s] if s else self.slots) if x.m)
 
-    def pnl_now(self) -> tuple[float, float]:
-        """(realized over the run incl. settled markets, unrealized on the current market)."""
-        if self.m is None:
-            return self.realized_total, 0.0
-        return self.realized_total + self.m.pnl.realized, self.m.pnl.unrealized(self.m.fair)
+    def pnl_now(self, s: Slot | None = None) -> tuple[float, float]:
+        """(realized over the run incl. settled markets, unrealized on the current markets),
+        of one slot or of the whole portfolio."""
+        if s is not None:
+            if s.m is None:
+                return s.realized, 0.0
+            return s.realized + s.m.pnl.realized, s.m.pnl.unrealized(s.m.fair)
+        live = [x.m for x in self.slots if x.m]
+        return (
+            self.realized_total + sum(m.pnl.realized for m in live),
+            sum(m.pnl.unrealized(m.fair) for m in live),
+        )
 
     # -- market lifecycle -----------------------------------------------------------------------
-    def check_market(self) -> None:
-        """Roll to the current quick market when it changed (poll, or the stream's hint)."""
+    def check_market(self, s: Slot) -> None:
+        """Roll the slot to its current quick market when it changed (poll, or a hint)."""
         # a stream hint only says "poll now": the adapter's record carries what the hint
         # lacks (contract, settlement address), and a forged or stale hint changes nothing
-        qm = self.ex.quick_market()
-        if self.m is not None and qm.market_id.lower() == self.m.qm.market_id.lower():
+        qm = self.ex.quick_market(s.key)
+        if s.m is not None and qm.market_id.lower() == s.m.qm.market_id.lower():
             return
-        if self.m is not None and qm.start < self.m.qm.start:
+        if s.m is not None and qm.start < s.m.qm.start:
             return  # a stale hint
-        self.rollover(qm)
+        self.rollover(s, qm)
 
-    def rollover(self, qm: QuickMarket) -> None:
-        old = self.m
+    def rollover(self, s: Slot, qm: QuickMarket) -> None:
+        old = s.m
         t0 = time.perf_counter()
         if old is not None:
-            self.cancel_all("rollover", old.qm.market_id)
+            self.cancel_all(s, "rollover", old.qm.market_id)
             with contextlib.suppress(ExchangeError):
-                self.sync_orders()  # fills that landed before the end
+                self.sync_orders(s)  # fills that landed before the end
             self.claims[old.qm.market_id] = old.qm.contract or old.qm.market_id
-            self.settled[old.qm.market_id] = {"position": old.pnl.position, "avg": old.pnl.avg}
+            self.settled[old.qm.market_id] = {
+                "position": old.pnl.position,
+                "avg": old.pnl.avg,
+                "slot": s.name,
+            }
             self.realized_total += old.pnl.realized
             self.day_pnl += old.pnl.realized
+            s.realized += old.pnl.realized
             if self.stream is not None:
                 self.stream.unsubscribe(old.qm.market_id)
-            self.c.rollovers += 1
-        self.m = MarketState(qm)
+            self._count(s, "rollovers")
+        s.m = MarketState(qm)
+        s.blocked = {}
         if self.recorder is not None:
             self.recorder.market(qm)
-        restored = getattr(self, "_restored", None)
-        if restored is not None and restored[0] == qm.market_id:
-            self.m.pnl = restored[1]  # restarted mid-market: carry the position on
+        restored = self.restored.pop(qm.market_id, None)
+        if restored is not None:
+            s.m.pnl = restored  # restarted mid-market: carry the position on
             self.claims.pop(qm.market_id, None)
             self.settled.pop(qm.market_id, None)
-        self._restored = None
         with self.feed.lock:
-            self.feed.market_id = qm.market_id
-            self.feed.book = Book()
+            if old is not None:
+                self.feed.books.pop(old.qm.market_id.lower(), None)
+            self.feed.books[qm.market_id.lower()] = Book()
         if self.stream is not None:
             self.stream.subscribe(qm.market_id)
-        self._poll_book_if_needed(force=True)
+        self._poll_book_if_needed(s, force=True)
         if old is not None:
             self.log.event(
                 "rollover",
+                slot=s.name,
                 old_market=old.qm.market_id,
                 old_end=old.qm.end,
                 new_market=qm.market_id,
@@ -2373,23 +2685,26 @@ class Bot:
             )
         self.save_state()
 
-    def _poll_book_if_needed(self, force: bool = False) -> None:
+    def _poll_book_if_needed(self, s: Slot, force: bool = False) -> None:
         """REST book when the stream is down (or at once after a rollover)."""
         with self.feed.lock:
             connected = self.feed.connected
-        if self.m is None or (connected and not force):
+        if s.m is None or (connected and not force):
             return
+        mid = s.m.qm.market_id
         try:
-            book = self.ex.orderbook(self.m.qm.market_id, self.clock.now())
+            book = self.ex.orderbook(mid, self.clock.now())
         except ExchangeError as e:
-            self.log.event("error", level="WARNING", kind="book_poll_failed", reason=e.message)
+            self.log.event(
+                "error", level="WARNING", kind="book_poll_failed", slot=s.name, reason=e.message
+            )
             return
         if self.recorder is not None:
-            self.recorder.book(self.m.qm.market_id, book)
+            self.recorder.book(mid, book)
         with self.feed.lock:
-            if self.feed.market_id == self.m.qm.market_id and (force or not self.feed.connected):
-                if book.ts >= self.feed.book.ts:
-                    self.feed.book = book
+            cur = self.feed.books.get(mid.lower())
+            if cur is not None and (force or not self.feed.connected) and book.ts >= cur.ts:
+                self.feed.books[mid.lower()] = book
 
     def do_claims(self) -> None:
         if not self.claims or self.dry_run:
@@ -2407,6 +2722,7 @@ class Bot:
                 results = self._claim_one_by_one(pairs)
         changed = False
         for r in results:
+            slot = str((self.settled.get(r.market_id) or {}).get("slot", ""))
             if r.status == "unknown" or r.market_id in self.strikes:
                 n = self.strikes.pop(r.market_id, 0) + 1 if r.status == "unknown" else 0
                 if n >= 3:  # three rounds in a row: not a blip; stop asking
@@ -2416,6 +2732,7 @@ class Bot:
                     self.log.event(
                         "claim_dropped",
                         level="WARNING",
+                        slot=slot,
                         market=r.market_id,
                         reason="unknown to the exchange (3 checks)",
                     )
@@ -2426,22 +2743,31 @@ class Bot:
                 settled = self._settle_pnl(self.settled.pop(r.market_id, None), r.yes_won)
                 changed = True
                 if r.status == "claimed":
+                    amount = r.amount / SIZE_SCALE
                     self.c.claims += 1
-                    self.c.claimed_usdc += r.amount / SIZE_SCALE
+                    self.c.claimed_usdc += amount
+                    s = next((x for x in self.slots if x.name == slot), None)
+                    if s is not None:
+                        s.c.claims += 1
+                        s.c.claimed_usdc += amount
                     self.log.event(
                         "claim",
+                        slot=slot,
                         market=r.market_id,
-                        amount=r.amount / SIZE_SCALE,
+                        amount=amount,
                         tx=r.tx,
                         settled_pnl=round(settled, 6),
                     )
                 else:
-                    self.log.event("claim_none", market=r.market_id, settled_pnl=round(settled, 6))
+                    self.log.event(
+                        "claim_none", slot=slot, market=r.market_id, settled_pnl=round(settled, 6)
+                    )
             elif r.status == "failed":
                 self.log.event(
                     "error",
                     level="WARNING",
                     kind="claim_failed",
+                    slot=slot,
                     market=r.market_id,
                     reason=r.tx[:160],
                 )
@@ -2468,114 +2794,232 @@ class Bot:
         v = pnl.settle(yes_won)
         self.realized_total += v
         self.day_pnl += v
+        for s in self.slots:
+            if s.name == rec.get("slot"):
+                s.realized += v
         return v
 
+    # -- capital and portfolio limits -----------------------------------------------------------
+    def refresh_capital(self) -> None:
+        """Capital = the wallet's USDC plus what our current positions tie up (a fill moves
+        USDC into a position, not out of the portfolio), capped by capital_usdc; each slot's
+        budget is its capital_split share. Until the balance is known budgets are 0 (only
+        reducing quotes), except in a dry run with no wallet, which only logs quotes."""
+        cap = self.cfg.capital_usdc
+        try:
+            balance = self.ex.balances()[0] / SIZE_SCALE
+        except ExchangeError as e:
+            if self.dry_run:
+                balance = cap if cap > 0 else math.inf
+            else:
+                self.log.event(
+                    "error", level="WARNING", kind="balance_failed", reason=e.message[:160]
+                )
+                if self.capital is None:
+                    self.due["balance"] = self.clock.now() + 10  # sooner than the slow timer
+                return
+        tied = sum(position_cost(s.m.pnl.position, s.m.pnl.avg) for s in self.slots if s.m)
+        base = balance + tied
+        capital = min(cap, base) if cap > 0 else base
+        first = self.capital is None
+        self.capital = capital
+        split = parse_split(self.cfg.capital_split, [s.key for s in self.slots])
+        for s in self.slots:
+            s.weight = split[s.key]
+            s.budget = capital * s.weight
+        if first or abs(capital - (self._logged_capital or 0)) > 0.05 * max(1.0, capital):
+            self._logged_capital = capital
+            self.log.event(
+                "capital",
+                balance=round(balance, 6) if math.isfinite(balance) else None,
+                tied=round(tied, 6),
+                capital=round(capital, 6) if math.isfinite(capital) else None,
+                budgets={s.name: round(s.budget, 2) for s in self.slots},
+            )
+
+    _logged_capital: float | None = None
+
+    def portfolio(self) -> tuple[float, float]:
+        """(open-order notional, net exposure at fair), USDC, over every slot."""
+        notional = sum(
+            order_cost(o.side, o.price, o.remaining)
+            for s in self.slots
+            if s.m
+            for o in s.m.live.values()
+        )
+        net = sum(
+            exposure(s.m.pnl.position, s.m.fair if s.m.fair is not None else 0.5)
+            for s in self.slots
+            if s.m
+        )
+        return notional, net
+
+    def headroom(self, s: Slot) -> Headroom:
+        """What slot `s` may add. Other slots' resting orders count as if filled: the limits
+        hold even when everything on the book fills at once. The slot's own orders do not
+        count: its desired quotes replace them."""
+        m = s.m
+        assert m is not None
+        notional = 0.0
+        up = down = 0.0  # other slots' worst-case exposure moves
+        net = 0.0
+        for x in self.slots:
+            if x.m is None:
+                continue
+            f = x.m.fair if x.m.fair is not None else 0.5
+            pos = x.m.pnl.position
+            net += exposure(pos, f)
+            if x is s:
+                continue
+            bids = sum(o.remaining for o in x.m.live.values() if o.side == BUY) / SIZE_SCALE
+            asks = sum(o.remaining for o in x.m.live.values() if o.side == SELL) / SIZE_SCALE
+            up += exposure(pos + bids, f) - exposure(pos, f)
+            down += exposure(pos, f) - exposure(pos - asks, f)
+            notional += sum(order_cost(o.side, o.price, o.remaining) for o in x.m.live.values())
+        cfg = self.cfg
+        return Headroom(
+            budget=s.budget - position_cost(m.pnl.position, m.pnl.avg),
+            notional=cfg.max_open_notional - notional,
+            long=cfg.max_net_exposure - net - up,
+            short=cfg.max_net_exposure + net - down,
+        )
+
+    def _note_limits(self, s: Slot, blocked: dict[int, str]) -> None:
+        """Log each change of what a limit holds back (once per change, not per tick)."""
+        if blocked == s.blocked:
+            return
+        notional, net = self.portfolio()
+        for side in (BUY, SELL):
+            was, now_ = s.blocked.get(side), blocked.get(side)
+            if was == now_:
+                continue
+            self.log.event(
+                "risk_limit",
+                level="WARNING" if now_ else "INFO",
+                slot=s.name,
+                side=_side(side),
+                limit=now_ or was,
+                state="on" if now_ else "off",
+                open_notional=round(notional, 4),
+                net_exposure=round(net, 4),
+                budget=round(s.budget, 4),
+                inventory=s.m.pnl.position if s.m else 0.0,
+            )
+        s.blocked = dict(blocked)
+        counts: dict[str, int] = {}
+        for x in self.slots:
+            for why in x.blocked.values():
+                counts[why] = counts.get(why, 0) + 1
+        self.metrics.limited(counts)
+
     # -- safety ---------------------------------------------------------------------------------
-    def fail_closed(self, reason: str) -> None:
-        """Stop quoting and cancel everything; logged once per reason change."""
-        changed = reason != self.closed_reason
+    def fail_closed(self, s: Slot, reason: str) -> None:
+        """Stop quoting the slot and cancel its orders; logged once per reason change."""
+        changed = reason != s.closed_reason
         if changed:
-            self.c.fail_closed += 1
-            self.closed_since = self.clock.now()
+            self._count(s, "fail_closed")
+            s.closed_since = self.clock.now()
             self.log.event(
                 "fail_closed",
                 level="WARNING",
+                slot=s.name,
                 reason=reason,
-                market=self.m.qm.market_id if self.m else None,
-                feed_age=round(min(self.feed_age(), 1e9), 2),
+                market=s.m.qm.market_id if s.m else None,
+                feed_age=round(min(self.feed_age(s.m.qm.market_id) if s.m else 1e9, 1e9), 2),
             )
-        self.quoting = False
-        self.closed_reason = reason
-        self.metrics.quoting.set(0)
-        if self.m is not None and (changed or self.m.live):
-            self.cancel_all(reason)
+        s.quoting = False
+        s.closed_reason = reason
+        s.metrics.quoting.set(0)
+        if s.m is not None and (changed or s.m.live):
+            self.cancel_all(s, reason)
 
-    def resume(self) -> None:
-        if not self.quoting:
-            if self.closed_reason not in (None, "starting"):
+    def resume(self, s: Slot) -> None:
+        if not s.quoting:
+            if s.closed_reason not in (None, "starting"):
                 self.log.event(
                     "resumed",
-                    after=self.closed_reason,
-                    closed_s=round(self.clock.now() - (self.closed_since or 0), 2),
+                    slot=s.name,
+                    after=s.closed_reason,
+                    closed_s=round(self.clock.now() - (s.closed_since or 0), 2),
                 )
-            self.quoting = True
-            self.closed_reason = None
-            self.metrics.quoting.set(1)
+            s.quoting = True
+            s.closed_reason = None
+            s.metrics.quoting.set(1)
 
-    def check_kill_switches(self, now: float) -> str | None:
+    def check_kill_switches(self, now: float) -> None:
+        """The day's loss over every market, and each market's own loss."""
         day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
         if day != self.day:
             self.day, self.day_pnl, self.day_killed = day, 0.0, False
-        m = self.m
-        if m is None:
-            return None
-        mkt = m.pnl.realized + m.pnl.unrealized(m.fair)
-        if not m.killed and mkt < -self.cfg.max_loss_per_market:
-            m.killed = True
-            self.log.event(
-                "kill_switch",
-                level="ERROR",
-                scope="market",
-                pnl=round(mkt, 4),
-                market=m.qm.market_id,
-            )
-        if not self.day_killed and self.day_pnl + mkt < -self.cfg.max_loss_per_day:
+        open_pnl = 0.0
+        for s in self.slots:
+            m = s.m
+            if m is None:
+                continue
+            mkt = m.pnl.realized + m.pnl.unrealized(m.fair)
+            open_pnl += mkt
+            if not m.killed and mkt < -self.cfg.max_loss_per_market:
+                m.killed = True
+                self.log.event(
+                    "kill_switch",
+                    level="ERROR",
+                    scope="market",
+                    slot=s.name,
+                    pnl=round(mkt, 4),
+                    market=m.qm.market_id,
+                )
+        if not self.day_killed and self.day_pnl + open_pnl < -self.cfg.max_loss_per_day:
             self.day_killed = True
             self.log.event(
-                "kill_switch", level="ERROR", scope="day", pnl=round(self.day_pnl + mkt, 4)
+                "kill_switch", level="ERROR", scope="day", pnl=round(self.day_pnl + open_pnl, 4)
             )
-        if self.day_killed:
-            return "day_loss_limit"
-        if m.killed:
-            return "market_loss_limit"
-        return None
 
     # -- the quote step -------------------------------------------------------------------------
-    def quote(self) -> None:
-        m = self.m
+    def quote(self, s: Slot) -> None:
+        m = s.m
         if m is None:
             return
         now = self.clock.now()
-        self._poll_book_if_needed()
-        if not self.feed_fresh():
-            self.fail_closed("stale_feed")
+        self._poll_book_if_needed(s)
+        if not self.feed_fresh(m.qm.market_id):
+            self.fail_closed(s, "stale_feed")
             return
-        killed = self.check_kill_switches(now)
-        if killed:
-            self.fail_closed(killed)
+        if self.day_killed:
+            self.fail_closed(s, "day_loss_limit")
+            return
+        if m.killed:
+            self.fail_closed(s, "market_loss_limit")
             return
         if now >= m.qm.end:
-            self.due["rollover"] = 0.0  # T-minus already pulled the orders: roll
+            s.due["rollover"] = 0.0  # T-minus already pulled the orders: roll
             return
         with self.feed.lock:
             dead = self.feed.cancelled & set(m.live)
-        if dead or self.need_resync:
-            self.sync_orders()
-        book = self.book_excluding_own()
+        if dead or s.need_resync:
+            self.sync_orders(s)
+        book = self.book_excluding_own(s)
         left = m.qm.end - now
-        m.fair = fair_value(book, self.asset_px, m.qm.strike, left, self.cfg)
+        m.fair = fair_value(book, self.asset_px.get(s.key.asset), m.qm.strike, left, self.cfg)
         if m.fair is None:
-            self.fail_closed("no_fair_value")
+            self.fail_closed(s, "no_fair_value")
             return
-        self.resume()
+        self.resume(s)
         desired = quotes(m.fair, m.pnl.position, book, left, self.cfg)
+        resting = {o.side for o in m.live.values()}
+        desired, blocked = limit_quotes(desired, m.pnl.position, m.fair, self.headroom(s), resting)
+        self._note_limits(s, blocked)
         tol = round(self.cfg.requote_tolerance * PRICE_SCALE)
         cancels, places = plan(desired, m.live.values(), tol, now, self.cfg.order_refresh_s)
         # cancel first: never more exposure on the book than the plan allows
         for o in cancels:
-            self._cancel(o, "requote")
+            self._cancel(s, o, "requote")
         for q in places:
-            self._place(q, now)
+            self._place(s, q, now)
 
     # -- the loop -------------------------------------------------------------------------------
-    def _due(self, name: str, period: float, now: float) -> bool:
-        if now >= self.due.get(name, 0.0):
-            self.due[name] = now + period
-            return True
-        return False
-
-    def _job(self, name: str, fn: Callable[[], None]) -> None:
-        """Run a periodic job; an exception is logged with context and never kills the loop."""
+    def _job(self, name: str, fn: Callable[[], None], s: Slot | None = None) -> None:
+        """Run a job; an exception is logged with context and never kills the loop."""
+        where = {"slot": s.name} if s is not None else {}
         try:
             fn()
         except ExchangeError as e:
@@ -2585,6 +3029,7 @@ class Bot:
                 level="WARNING",
                 kind=e.kind,
                 job=name,
+                **where,
                 reason=e.message[:200],
                 status=e.status,
             )
@@ -2596,11 +3041,12 @@ class Bot:
                 level="ERROR",
                 kind="exception",
                 job=name,
+                **where,
                 error=f"{type(e).__name__}: {str(e)[:200]}",
             )
-            if name == "quote":
+            if name == "quote" and s is not None:
                 with contextlib.suppress(Exception):
-                    self.fail_closed("exception")
+                    self.fail_closed(s, "exception")
 
     def startup(self) -> None:
         self.load_state()
@@ -2608,6 +3054,7 @@ class Bot:
             "start",
             address=getattr(self.ex, "address", ""),
             dry_run=self.dry_run,
+            markets=[s.name for s in self.slots],
             config={k: v for k, v in dataclasses.asdict(self.cfg).items()},
             pending_claims=len(self.claims),
         )
@@ -2618,13 +3065,18 @@ class Bot:
         handler = FeedHandler(
             self.feed,
             getattr(self.ex, "address", ""),
-            self.cfg.asset,
-            self.cfg.interval_min,
+            [s.key for s in self.slots],
             self.log,
             self.recorder,
         )
         self.stream.start(handler)
-        self.check_market()
+        for s in self.slots:
+            try:
+                self.check_market(s)
+            except ExchangeError as e:
+                raise ExchangeError(e.kind, f"market {s.name}: {e.message}", e.status) from None
+        self.refresh_capital()
+        self.due["balance"] = self.clock.now() + self.cfg.balance_s
 
     def cancel_leftovers(self) -> None:
         """Orders a previous run left behind (crash, kill -9) are cancelled before quoting."""
@@ -2672,7 +3124,7 @@ class Bot:
                     fh.close()
 
     def step(self) -> None:
-        """One pass: settings reload, due jobs, then quoting, then the status line."""
+        """One pass: settings reload, due jobs, kill switches, each slot's quotes, status."""
         t0 = time.perf_counter()
         if self.reload_requested.is_set():
             self.reload_requested.clear()
@@ -2680,21 +3132,32 @@ class Bot:
         now = self.clock.now()
         cfg = self.cfg
         with self.feed.lock:
-            hint, self.feed.new_market = self.feed.new_market, None
-            own_trade = self.feed.own_trade
-        if hint is not None:
-            self._job("rollover", self.check_market)
-        if self._due("rollover", cfg.rollover_s, now) or (self.m and now >= self.m.qm.end):
-            self._job("rollover", self.check_market)
-        if cfg.fair_source in ("model", "blend") and self._due("price", cfg.price_s, now):
-            self._job("price", self._read_price)
-        if self._due("positions", cfg.positions_s, now) or own_trade:
-            self._job("positions", self.poll_positions)
-        if self._due("claims", cfg.claim_s, now):
+            hints, self.feed.hints = self.feed.hints, {}
+            own = set(self.feed.own_trades)
+        for s in self.slots:
+            if (
+                s.key in hints
+                or _due(s.due, "rollover", cfg.rollover_s, now)
+                or (s.m and now >= s.m.qm.end)
+            ):
+                self._job("rollover", lambda s=s: self.check_market(s), s)
+        if cfg.fair_source in ("model", "blend"):
+            for asset in dict.fromkeys(s.key.asset for s in self.slots):
+                if _due(self.due, "price:" + asset, cfg.price_s, now):
+                    self._job("price", lambda a=asset: self._read_price(a))
+        for s in self.slots:
+            mine = s.m is not None and bool({"", s.m.qm.market_id.lower()} & own)
+            if _due(s.due, "positions", cfg.positions_s, now) or mine:
+                self._job("positions", lambda s=s: self.poll_positions(s), s)
+        if _due(self.due, "claims", cfg.claim_s, now):
             self._job("claims", self.do_claims)
-        if self._due("pnl", cfg.pnl_snapshot_s, now) and self.c.ticks:
+        if _due(self.due, "balance", cfg.balance_s, now):
+            self._job("balance", self.refresh_capital)
+        if _due(self.due, "pnl", cfg.pnl_snapshot_s, now) and self.c.ticks:
             self._job("pnl", self.pnl_snapshot)
-        self._job("quote", self.quote)
+        self._job("kill_switches", lambda: self.check_kill_switches(now))
+        for s in self.slots:
+            self._job("quote", lambda s=s: self.quote(s), s)
         self.c.ticks += 1
         self.tick_times.append(time.perf_counter() - t0)
         del self.tick_times[:-1000]
@@ -2711,7 +3174,8 @@ class Bot:
 
     def reload_params(self) -> None:
         """Re-read the settings; apply the tunable ones if all of them validate, log the diff,
-        keep the old values on any error. Connection, files and schedule need a restart."""
+        keep the old values on any error. Connection, files, markets and schedule need a
+        restart."""
         if self.reloader is None:
             return
         try:
@@ -2739,30 +3203,60 @@ class Bot:
         )  # --sim rewrites these
         self.cfg = dataclasses.replace(self.cfg, **{k: v[1] for k, v in diff.items()})
         self.log.event("params_reloaded", changed=diff, needs_restart=ignored)
+        if {"capital_usdc", "capital_split"} & set(diff):
+            self.due["balance"] = 0.0  # new budgets on the next step
 
-    def _read_price(self) -> None:
-        self.asset_px = self.ex.asset_price()
-        if self.recorder is not None and self.asset_px is not None:
-            self.recorder.write("price", self.asset_px)
+    def _read_price(self, asset: str) -> None:
+        px = self.ex.asset_price(asset)
+        self.asset_px[asset] = px
+        if self.recorder is not None and px is not None:
+            self.recorder.write("price", {"a": asset, "p": px})
 
     def update_gauges(self) -> None:
-        r, u = self.pnl_now()
-        self.metrics.pnl_realized.set(r)
-        self.metrics.pnl_unrealized.set(u)
-        self.metrics.inventory.set(self.inventory())
-        age = self.feed_age()
-        self.metrics.feed_age.set(age if math.isfinite(age) else -1)
+        for s in self.slots:
+            r, u = self.pnl_now(s)
+            mm = s.metrics
+            mm.pnl_realized.set(r)
+            mm.pnl_unrealized.set(u)
+            mm.inventory.set(self.inventory(s))
+            age = self.feed_age(s.m.qm.market_id) if s.m else math.inf
+            mm.feed_age.set(age if math.isfinite(age) else -1)
+            mm.budget.set(s.budget if math.isfinite(s.budget) else -1)
+            mm.budget_used.set(position_cost(s.m.pnl.position, s.m.pnl.avg) if s.m else 0.0)
+        notional, net = self.portfolio()
+        self.metrics.open_notional.set(notional)
+        self.metrics.net_exposure.set(net)
+        self.metrics.day_pnl.set(self.day_pnl + sum(self.pnl_now(s)[1] for s in self.slots))
+        if self.capital is not None and math.isfinite(self.capital):
+            self.metrics.capital.set(self.capital)
+
+    def market_summary(self) -> dict[str, dict[str, Any]]:
+        """Per-slot figures for the pnl_snapshot and shutdown lines (the report reads them)."""
+        out = {}
+        for s in self.slots:
+            r, u = self.pnl_now(s)
+            out[s.name] = {
+                "realized": round(r, 6),
+                "unrealized": round(u, 6),
+                "inventory": round(self.inventory(s), 6),
+                "fills": s.c.fills,
+                "orders": s.c.orders,
+                "claimed_usdc": round(s.c.claimed_usdc, 6),
+                "budget": round(s.budget, 2) if math.isfinite(s.budget) else None,
+            }
+        return out
 
     def pnl_snapshot(self) -> None:
         r, u = self.pnl_now()
         placed = self.c.placed_size
+        notional, net = self.portfolio()
         self.log.event(
             "pnl_snapshot",
             realized=round(r, 6),
             unrealized=round(u, 6),
             total=round(r + u, 6),
-            inventory=self.inventory(),
-            fees=round(self.m.pnl.fees if self.m else 0.0, 6),
+            inventory=round(self.inventory(), 6),
+            fees=round(sum(s.m.pnl.fees for s in self.slots if s.m), 6),
             fills=self.c.fills,
             orders=self.c.orders,
             cancels=self.c.cancels,
@@ -2771,28 +3265,46 @@ class Bot:
             errors=dict(self.metrics.errors_by_kind),
             claimed_usdc=round(self.c.claimed_usdc, 6),
             fail_closed=self.c.fail_closed,
+            open_notional=round(notional, 4),
+            net_exposure=round(net, 4),
+            markets=self.market_summary(),
         )
         self.save_state()
 
     def status_line(self) -> str:
-        m = self.m
+        """One line: each market's state, then the portfolio."""
+        parts = []
+        for s in self.slots:
+            m = s.m
+            if m is None:
+                parts.append(f"{s.name} no market yet")
+                continue
+            bid = next((o for o in m.live.values() if o.side == BUY), None)
+            ask = next((o for o in m.live.values() if o.side == SELL), None)
+
+            def fmt(o: LiveOrder | None) -> str:
+                return f"{o.price / PRICE_SCALE:.3f}x{o.remaining / SIZE_SCALE:g}" if o else "-"
+
+            state = "QUOTING" if s.quoting else f"CLOSED({s.closed_reason})"
+            if s.blocked:
+                state += " LIMIT(" + ",".join(
+                    f"{_side(k)}:{v}" for k, v in sorted(s.blocked.items())
+                ) + ")"
+            age = self.feed_age(m.qm.market_id)
+            parts.append(
+                f"{s.name} {m.qm.market_id[:10]} T-{max(0, m.qm.end - self.clock.now()):.0f}s "
+                f"fair={m.fair if m.fair is not None else float('nan'):.3f} bid={fmt(bid)} "
+                f"ask={fmt(ask)} inv={m.pnl.position:+g} "
+                f"feed={age if math.isfinite(age) else -1:.1f}s {state}"
+            )
         r, u = self.pnl_now()
-        age = self.feed_age()
-        if m is None:
-            return f"[{self.cfg.bot_name}] no market yet"
-        bid = next((o for o in m.live.values() if o.side == BUY), None)
-        ask = next((o for o in m.live.values() if o.side == SELL), None)
-
-        def fmt(o: LiveOrder | None) -> str:
-            return f"{o.price / PRICE_SCALE:.3f}x{o.remaining / SIZE_SCALE:g}" if o else "-"
-
-        state = "QUOTING" if self.quoting else f"CLOSED({self.closed_reason})"
+        notional, net = self.portfolio()
         return (
-            f"[{self.cfg.bot_name}] {m.qm.asset} {m.qm.market_id[:10]} "
-            f"T-{max(0, m.qm.end - self.clock.now()):.0f}s "
-            f"fair={m.fair if m.fair is not None else float('nan'):.3f} bid={fmt(bid)} "
-            f"ask={fmt(ask)} inv={m.pnl.position:+g} pnl={r + u:+.2f} (r{r:+.2f} u{u:+.2f}) "
-            f"feed={age if math.isfinite(age) else -1:.1f}s fills={self.c.fills} {state}"
+            f"[{self.cfg.bot_name}] "
+            + " | ".join(parts)
+            + f" | pnl={r + u:+.2f} (r{r:+.2f} u{u:+.2f}) expo={net:+.1f}"
+            f"/{self.cfg.max_net_exposure:g} open={notional:.1f}/{self.cfg.max_open_notional:g}"
+            f" fills={self.c.fills}" + (" DAY-KILLED" if self.day_killed else "")
         )
 
     def stop(self) -> None:
@@ -2807,8 +3319,9 @@ class Bot:
         left_ok = True
         if not self.dry_run:
             try:
-                if self.m is not None:
-                    left_ok = self.cancel_all("shutdown")
+                for s in self.slots:
+                    if s.m is not None:
+                        left_ok = self.cancel_all(s, "shutdown") and left_ok
                 rest = self.ex.orders(None, "open")
                 for o in rest:
                     with contextlib.suppress(ExchangeError):
@@ -2825,11 +3338,13 @@ class Bot:
         if self.stream is not None:
             self.feed.closing = True
             self.stream.stop()
-        if self.m is not None:
-            self.claims.setdefault(self.m.qm.market_id, self.m.qm.contract or self.m.qm.market_id)
-            self.settled.setdefault(
-                self.m.qm.market_id, {"position": self.m.pnl.position, "avg": self.m.pnl.avg}
-            )
+        for s in self.slots:
+            if s.m is not None:
+                mid = s.m.qm.market_id
+                self.claims.setdefault(mid, s.m.qm.contract or mid)
+                self.settled.setdefault(
+                    mid, {"position": s.m.pnl.position, "avg": s.m.pnl.avg, "slot": s.name}
+                )
         with contextlib.suppress(OSError):
             self.save_state()
         if self.recorder is not None:
@@ -2846,6 +3361,7 @@ class Bot:
             orders=self.c.orders,
             requests=self.metrics.requests_total,
             tick_p50_ms=round(ticks[len(ticks) // 2] * 1000, 3) if ticks else None,
+            markets=self.market_summary(),
         )
 
 
@@ -3151,53 +3667,62 @@ def preflight(
                         f"restore {ENV_API_KEY_ID}/{ENV_API_PRIVATE_KEY} in {env_file}",
                     )
                 )
-    try:
-        qm = ex.quick_market()
-        book = ex.orderbook(qm.market_id, time.time())
+    keys = cfg.market_keys()
+    for key in keys:
+        try:
+            qm = ex.quick_market(key)
+            book = ex.orderbook(qm.market_id, time.time())
+        except ExchangeError as e:
+            out.append(
+                Check(
+                    f"market {key}",
+                    False,
+                    f"quick market or book unreadable: {e}",
+                    "check --markets (ASSET:MINUTES of a listed quick market)",
+                )
+            )
+            continue
         default = CHAINS[cfg.chain_id]["settlement"]
         same = qm.settlement.lower() == default.lower()
-        out.append(
-            Check(
-                "contracts",
-                same,
-                f"chain {cfg.chain_id} settlement {qm.settlement}",
-                ""
-                if same
-                else f"the market's settlement differs from {default}: wrong --chain-id?",
+        if not same or key == keys[0]:
+            out.append(
+                Check(
+                    "contracts",
+                    same,
+                    f"chain {cfg.chain_id} settlement {qm.settlement}",
+                    ""
+                    if same
+                    else f"the market's settlement differs from {default}: wrong --chain-id?",
+                )
             )
-        )
-        left = qm.end - time.time()
         out.append(
             Check(
-                "market",
+                f"market {key}",
                 True,
-                f"{cfg.asset} {cfg.interval_min}m {qm.market_id[:12]}"
-                f" ends in {left:.0f} s; book {len(book.bids)} bids / "
-                f"{len(book.asks)} asks",
-            )
-        )
-    except ExchangeError as e:
-        out.append(
-            Check(
-                "market",
-                False,
-                f"quick market or book unreadable: {e}",
-                "check --asset / --interval-min",
+                f"{qm.market_id[:12]} ends in {qm.end - time.time():.0f} s; book "
+                f"{len(book.bids)} bids / {len(book.asks)} asks",
             )
         )
     if signer is not None:
         try:
             balance, allowance = ex.balances()
-            # the most one market can tie up (a full position plus both quotes), plus the
-            # day's loss limit: what a day of quoting needs at once
-            need = (cfg.max_position + 2 * cfg.order_size) * 1.01 + cfg.max_loss_per_day
-            ok = balance / 1e6 >= need
+            # the most each market can tie up (a full position plus both quotes), plus the
+            # day's loss limit: what a day of quoting needs at once. Budgets cap the use
+            # below that when the wallet is smaller, so a shortfall is a warning.
+            need = len(keys) * (cfg.max_position + 2 * cfg.order_size) * 1.01
+            need += cfg.max_loss_per_day
+            usable = balance / 1e6
+            if cfg.capital_usdc > 0:
+                usable = min(usable, cfg.capital_usdc)
+            split = parse_split(cfg.capital_split, keys)
+            budgets = ", ".join(f"{k} {usable * w:.0f}" for k, w in split.items())
             out.append(
                 Check(
                     "balance",
-                    ok,
-                    f"{balance / 1e6:.2f} USDC (a day needs ~{need:.0f})",
-                    "" if ok else "fund the wallet or lower max_position/order_size",
+                    usable > 0,
+                    f"{balance / 1e6:.2f} USDC; budgets {budgets} (full limits need ~{need:.0f})",
+                    "fund the wallet" if usable <= 0 else "",
+                    warn=0 < usable < need,
                 )
             )
             if cfg.permit_mode == "max":
@@ -3322,7 +3847,7 @@ class ReplayExchange:
         self.policy = CallPolicy(cfg)
         self.gate = OrderGate(cfg, None)
         self.markets: list[QuickMarket] = []
-        self.prices: list[tuple[float, float]] = []
+        self.prices: dict[str, list[tuple[float, float]]] = {}  # asset -> (time, price)
         self.books: dict[str, Book] = {}
         self.orders_: dict[str, _ReplayOrder] = {}
         self.pos: dict[str, list[int]] = {}
@@ -3330,17 +3855,25 @@ class ReplayExchange:
         self._seq = 0
 
     # recorded inputs
-    def quick_market(self) -> QuickMarket:
+    def quick_market(self, key: MarketKey) -> QuickMarket:
         now = self.clock.now()
-        live = [m for m in self.markets if m.start <= now] or self.markets[:1]
+        series = [
+            m
+            for m in self.markets
+            if m.asset.upper() == key.asset and m.end - m.start == key.interval * 60
+        ]
+        live = [m for m in series if m.start <= now] or series[:1]
         if not live:
-            raise ExchangeError("not_found", "the recording holds no market yet")
+            raise ExchangeError("not_found", f"the recording holds no {key} market")
         return live[-1]
 
-    def asset_price(self) -> float | None:
+    def asset_price(self, asset: str) -> float | None:
         now = self.clock.now()
-        past = [p for t, p in self.prices if t <= now]
+        past = [p for t, p in self.prices.get(asset, []) if t <= now]
         return past[-1] if past else None
+
+    def balances(self) -> tuple[int, int]:
+        return 10**6 * SIZE_SCALE, 0  # replay studies quoting: capital_usdc caps it if set
 
     def orderbook(self, market_id: str, now: float) -> Book:
         b = self.books.get(market_id, Book())
@@ -3363,7 +3896,7 @@ class ReplayExchange:
         expiration: int,
         now: float,
     ) -> str:
-        self.gate.check()
+        self.gate.check(market.market_id)
         if now >= market.end:
             raise ExchangeError("rejected", "market is closed")
         self._seq += 1
@@ -3398,7 +3931,8 @@ class ReplayExchange:
         out = []
         for mid, contract in markets:
             m = next((x for x in self.markets if x.market_id == mid), None)
-            px = [p for t, p in self.prices if m is not None and t <= m.end]
+            hist = self.prices.get(m.asset.upper(), []) if m is not None else []
+            px = [p for t, p in hist if m is not None and t <= m.end]
             if m is None or now < m.end + 30 or not px:
                 out.append(ClaimResult(mid, contract, "pending"))
                 continue
@@ -3471,6 +4005,17 @@ def read_recording(path: str) -> list[dict[str, Any]]:
     return recs
 
 
+def recording_markets(recs: list[dict[str, Any]]) -> list[str]:
+    """The series (BTC:15, ...) of the quick markets in a recording, in order of appearance."""
+    out: dict[str, None] = {}
+    for r in recs:
+        if r["k"] == "market":
+            d = r["d"]
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                out[f"{str(d['asset']).upper()}:{(int(d['end']) - int(d['start'])) // 60}"] = None
+    return list(out)
+
+
 def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[str, Any]:
     """Run the engine over a recording: the driver sets the clock to each recorded receive
     time, feeds the message through the same handler the stream thread uses, and steps the
@@ -3482,10 +4027,12 @@ def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[s
     for r in recs:
         if r["k"] == "market":
             ex.markets.append(QuickMarket(**r["d"]))
-        elif r["k"] == "price":
-            ex.prices.append((float(r["r"]), float(r["d"])))
     if not ex.markets:
         raise ConfigError("the recording holds no quick market")
+    for r in recs:
+        if r["k"] == "price":  # {"a": asset, "p": price}; a bare number: the first asset
+            d = r["d"] if isinstance(r["d"], dict) else {"a": ex.markets[0].asset, "p": r["d"]}
+            ex.prices.setdefault(str(d["a"]).upper(), []).append((float(r["r"]), float(d["p"])))
     ex.markets.sort(key=lambda m: m.start)
     metrics = Metrics(cfg.bot_name)
     log = EventLog(log_path, cfg.bot_name)
@@ -3561,10 +4108,13 @@ def replay_cli(argv: list[str]) -> int:
         if not os.path.isfile(a.file):
             raise ConfigError(f"no such recording: {a.file}")
         recs = read_recording(a.file)
+        given = dict(fixed)
+        if "markets" not in fixed:  # default: every series the recording holds
+            fixed["markets"] = ",".join(recording_markets(recs)) or "BTC:15"
         tmp = tempfile.mkdtemp(prefix="replay-")
         runs = []
         for i, g in enumerate(grid):
-            label = ",".join(f"{k}={v}" for k, v in {**fixed, **g}.items()) or "defaults"
+            label = ",".join(f"{k}={v}" for k, v in {**given, **g}.items()) or "defaults"
             cfg, _ = load_config({**fixed, **g}, {})
             cfg = dataclasses.replace(
                 cfg,
@@ -3713,7 +4263,10 @@ def start_sim(cfg: Config, speed: float, seed: int) -> tuple[Any, str, str, str]
 
     sim = turbine_sim.start_sim(
         turbine_sim.SimConfig(
-            speed=speed, seed=seed, intervals=(cfg.interval_min,), assets=(cfg.asset,)
+            speed=speed,
+            seed=seed,
+            intervals=tuple(sorted({k.interval for k in cfg.market_keys()})),
+            assets=tuple(dict.fromkeys(k.asset for k in cfg.market_keys())),
         )
     )
     cfg.host = sim.base_url

@@ -57,7 +57,7 @@ def no_orphans(h: BotHarness) -> None:
     """What the exchange holds for the bot is exactly what the bot thinks it holds."""
     h.tick(2)
     on_exchange = {o["orderHash"] for o in h.open_orders()}
-    assert on_exchange == set(h.bot.m.live), (on_exchange, set(h.bot.m.live))
+    assert on_exchange == set(h.slot.m.live), (on_exchange, set(h.slot.m.live))
     assert len(on_exchange) <= h.cfg.max_open_orders
 
 
@@ -88,7 +88,7 @@ def test_fill_changes_inventory_skews_quotes_and_pnl(
     h = BotHarness(qsim, tmp_path, exchange_kind=kind, skew_factor=0.2, max_position=10).start()
     try:
         bid, ask = bot_quotes(h)
-        fair0 = h.bot.m.fair
+        fair0 = h.slot.m.fair
         assert abs((bid["price"] + ask["price"]) / 2e6 - fair0) < 0.031
         take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
         fill = h.tick_until(lambda: h.events("fill"))[0]
@@ -99,10 +99,10 @@ def test_fill_changes_inventory_skews_quotes_and_pnl(
         bid2, ask2 = bot_quotes(h)
         centre = (bid2["price"] + ask2["price"]) / 2e6
         # long 5 of 10: skew -0.1 moves both quotes down from fair
-        assert centre - h.bot.m.fair == pytest.approx(-0.1, abs=0.031)
+        assert centre - h.slot.m.fair == pytest.approx(-0.1, abs=0.031)
         assert bid2["size"] == 5_000_000
         _, u = h.bot.pnl_now()
-        assert u == pytest.approx(5 * (h.bot.m.fair - fill["price"]), abs=1e-6)
+        assert u == pytest.approx(5 * (h.slot.m.fair - fill["price"]), abs=1e-6)
         pos = requests.get(f"{qsim.base_url}/sim/state", timeout=5).json()
         assert pos["invariants_ok"]
     finally:
@@ -308,7 +308,7 @@ def test_malformed_frames_are_skipped(qsim: ts.Sim, tmp_path: pathlib.Path, kind
         h.tick(2)
         bad = [e for e in h.events("error") if e.get("kind") == "bad_frame"]
         assert bad
-        assert len(h.open_orders()) == 2 and h.bot.quoting
+        assert len(h.open_orders()) == 2 and h.slot.quoting
         no_orphans(h)
     finally:
         h.stop()
@@ -343,7 +343,7 @@ def test_dry_run_places_nothing(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
     h.thread = threading.Thread(target=h.bot.run, daemon=True)
     h.thread.start()
     try:
-        wait_until(lambda: h.bot.m is not None)
+        wait_until(lambda: h.slot.m is not None)
         h.tick_until(lambda: len(h.events("dry_run_quote")) >= 2)
         assert qsim.state()["open_orders"] == []
         assert not h.events("order_placed")
@@ -454,7 +454,7 @@ def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(
         assert key[2:] not in everything and api_secret not in everything
         assert "status" not in err.lower() or "Traceback" not in err
         assert '"event":"shutdown"' in log.read_text()
-        assert "] BTC 0x" in out, out[-1000:]  # the status line
+        assert "] BTC:15 0x" in out, out[-1000:]  # the status line
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -536,8 +536,8 @@ def test_firewall_refuses_orders_on_a_stale_feed(
 ) -> None:
     h = BotHarness(qsim, tmp_path, exchange_kind=kind)
     ex = h.make_exchange()
-    ex.gate.feed_ok = lambda: False
-    qm = ex.quick_market()
+    ex.gate.feed_ok = lambda market_id: False
+    qm = ex.quick_market(h.sb.MarketKey("BTC", 15))
     with pytest.raises(h.sb.ExchangeError) as e:
         ex.place(
             qm, ts.BUY, ts.YES, 100_000, 1_000_000, int(qsim.clock.now()) + 60, qsim.clock.now()
@@ -635,7 +635,7 @@ def test_metrics_endpoint(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
             "spike_inventory_shares",
         ):
             assert name in text
-        assert 'spike_orders_placed_total{bot="spike_bot"} 2.0' in text
+        assert 'spike_orders_placed_total{bot="spike_bot",market="BTC:15"} 2.0' in text
     finally:
         h.stop()
 
@@ -698,7 +698,7 @@ def test_sim_runs_start_from_a_fresh_state(qsim: ts.Sim, tmp_path: pathlib.Path)
 
     th = threading.Thread(target=bot.run, daemon=True)
     th.start()
-    wait_until(lambda: bot.m is not None)
+    wait_until(lambda: all(s.m for s in bot.slots))
     bot.stop()
     th.join(10)
     log.close()

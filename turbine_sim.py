@@ -1377,8 +1377,9 @@ class SimApp:
         return variants[self._malformed_i % len(variants)]
 
     def _send_all(self, frames: dict[web.WebSocketResponse, list[str]]) -> None:
-        if "ws_freeze" in self.faults.active:
-            return
+        freeze = self.faults.active.get("ws_freeze")
+        if freeze is not None and not freeze.get("market"):
+            return  # the whole stream is frozen (with a market: only that one, in flush)
         malformed = "malformed_ws" in self.faults.active
         for ws, msgs in frames.items():
             if ws.closed or not msgs:
@@ -1405,8 +1406,11 @@ class SimApp:
             ex.events.clear()
             return
         frames: dict[web.WebSocketResponse, list[str]] = {ws: [] for ws in self.sockets}
+        frozen = str(self.faults.active.get("ws_freeze", {}).get("market", "")).lower()
         for ev in ex.events:
             all_ = ev.pop("_all", False)
+            if frozen and str(ev.get("marketId", "")).lower() == frozen:
+                continue
             text = json.dumps(ev, separators=(",", ":"))
             for ws, subs in self.sockets.items():
                 if all_ or ev["marketId"] in subs:
@@ -1427,7 +1431,7 @@ class SimApp:
                 separators=(",", ":"),
             )
             for mid in mids
-            if mid in ex.markets
+            if mid in ex.markets and mid.lower() != frozen
         }
         for ws, subs in self.sockets.items():
             for mid in subs:

@@ -175,7 +175,7 @@ def run_day(
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     th.start()
-    while bot.m is None:
+    while not all(s.m for s in bot.slots):
         time.sleep(0.001)
     left_after_rollover: list[int] = []
     rss0 = rss_mb()
@@ -193,7 +193,8 @@ def run_day(
             old = [
                 o
                 for o in sim.state()["open_orders"]
-                if o["trader"] == addr and o["marketId"] != bot.m.qm.market_id
+                if o["trader"] == addr
+                and o["marketId"] not in {s.m.qm.market_id for s in bot.slots if s.m}
             ]
             left_after_rollover.append(len(old))
         if i == int(steps * 0.05):  # skip start-up for the steady-state rate
