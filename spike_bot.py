@@ -2855,33 +2855,25 @@ class Bot:
         return notional, net
 
     def headroom(self, s: Slot) -> Headroom:
-        """What slot `s` may add. Other slots' resting orders count as if filled: the limits
-        hold even when everything on the book fills at once. The slot's own orders do not
-        count: its desired quotes replace them."""
+        """What slot `s` may add. Open notional counts the other slots' resting orders (the
+        slot's own are replaced by its desired quotes). Net exposure counts positions, what
+        has filled, plus the quote being checked: other slots' resting orders are bounded by
+        max_open_notional, which is therefore the most a burst of fills can overshoot it by."""
         m = s.m
         assert m is not None
-        notional = 0.0
-        up = down = 0.0  # other slots' worst-case exposure moves
-        net = 0.0
+        notional, net = 0.0, 0.0
         for x in self.slots:
             if x.m is None:
                 continue
-            f = x.m.fair if x.m.fair is not None else 0.5
-            pos = x.m.pnl.position
-            net += exposure(pos, f)
-            if x is s:
-                continue
-            bids = sum(o.remaining for o in x.m.live.values() if o.side == BUY) / SIZE_SCALE
-            asks = sum(o.remaining for o in x.m.live.values() if o.side == SELL) / SIZE_SCALE
-            up += exposure(pos + bids, f) - exposure(pos, f)
-            down += exposure(pos, f) - exposure(pos - asks, f)
-            notional += sum(order_cost(o.side, o.price, o.remaining) for o in x.m.live.values())
+            net += exposure(x.m.pnl.position, x.m.fair if x.m.fair is not None else 0.5)
+            if x is not s:
+                notional += sum(order_cost(o.side, o.price, o.remaining) for o in x.m.live.values())
         cfg = self.cfg
         return Headroom(
             budget=s.budget - position_cost(m.pnl.position, m.pnl.avg),
             notional=cfg.max_open_notional - notional,
-            long=cfg.max_net_exposure - net - up,
-            short=cfg.max_net_exposure + net - down,
+            long=cfg.max_net_exposure - net,
+            short=cfg.max_net_exposure + net,
         )
 
     def _note_limits(self, s: Slot, blocked: dict[int, str]) -> None:
@@ -3459,7 +3451,51 @@ def summarize(events: list[dict[str, Any]], bad_lines: int = 0) -> dict[str, Any
         ),
         "rollover_latency_s": round(sum(roll) / len(roll), 2) if roll else None,
         "claim_latency_s": round(sum(claim_lat) / len(claim_lat), 1) if claim_lat else None,
+        "per_market": per_market(by, finals[-1] if finals else None),
     }
+
+
+def per_market(
+    by: dict[str, list[dict[str, Any]]], final: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """The figures of each market series (the events' `slot`), PnL from the last snapshot."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def row(slot: str) -> dict[str, Any]:
+        return out.setdefault(
+            slot,
+            {
+                "orders_placed": 0,
+                "fills": 0,
+                "markets": 1,
+                "claims": 0,
+                "claimed_usdc": 0.0,
+                "fail_closed": 0,
+                "realized_pnl": 0.0,
+                "unrealized_pnl": 0.0,
+            },
+        )
+
+    for ev, key in (
+        ("order_placed", "orders_placed"),
+        ("fill", "fills"),
+        ("rollover", "markets"),
+        ("claim", "claims"),
+        ("fail_closed", "fail_closed"),
+    ):
+        for e in by.get(ev, []):
+            if e.get("slot"):
+                row(str(e["slot"]))[key] += 1
+    for e in by.get("claim", []):
+        if e.get("slot"):
+            r = row(str(e["slot"]))
+            r["claimed_usdc"] = round(r["claimed_usdc"] + float(e.get("amount", 0)), 4)
+    for slot, v in ((final or {}).get("markets") or {}).items():
+        if isinstance(v, dict):
+            r = row(str(slot))
+            r["realized_pnl"] = round(float(v.get("realized", 0.0)), 4)
+            r["unrealized_pnl"] = round(float(v.get("unrealized", 0.0)), 4)
+    return out
 
 
 def report(paths: list[str], plot_dir: str | None = None, out: Any = None) -> list[dict[str, Any]]:
@@ -3469,7 +3505,8 @@ def report(paths: list[str], plot_dir: str | None = None, out: Any = None) -> li
     for p in paths:
         events, bad = read_events(p)
         runs.append({"log": os.path.basename(p), **summarize(events, bad), "_events": events})
-    keys = [k for k in runs[0] if not k.startswith("_") and k != "log"] if runs else []
+    keys = [k for k in runs[0] if not k.startswith("_") and k not in ("log", "per_market")]
+    keys = keys if runs else []
     width = max([24] + [len(r["log"]) + 2 for r in runs])
     print(f"{'':26}" + "".join(f"{r['log']:>{width}}" for r in runs), file=out)
     for k in keys:
@@ -3480,6 +3517,15 @@ def report(paths: list[str], plot_dir: str | None = None, out: Any = None) -> li
                 v = ",".join(f"{a}:{b}" for a, b in sorted(v.items())) or "-"
             cells.append(f"{'-' if v is None else v!s:>{width}}")
         print(f"{k:26}" + "".join(cells), file=out)
+    # each market series, when a run quoted more than one (or logged the `slot` field)
+    slots = sorted({m for r in runs for m in r.get("per_market", {})})
+    for slot in slots:
+        print(f"-- {slot}", file=out)
+        fields = next(iter(r["per_market"][slot] for r in runs if slot in r["per_market"]))
+        for k in fields:
+            vals = [r.get("per_market", {}).get(slot, {}).get(k, "-") for r in runs]
+            cells = [f"{v!s:>{width}}" for v in vals]
+            print(f"  {k:24}" + "".join(cells), file=out)
     if plot_dir:
         write_plots(runs, plot_dir, out)
     return runs

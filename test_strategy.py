@@ -232,6 +232,122 @@ def test_plan_sends_only_the_difference() -> None:
     assert [o.order_hash for o in cancels] == ["c"]  # one per quote
 
 
+# -- portfolio limits and budgets ------------------------------------------------------------------
+TWO = [Quote(BUY, YES, 400_000, 5 * S), Quote(SELL, YES, 600_000, 5 * S)]
+
+
+def test_exposure_and_costs() -> None:
+    assert sb.exposure(10, 0.6) == pytest.approx(6.0)  # long YES: lost if NO wins
+    assert sb.exposure(-10, 0.6) == pytest.approx(-4.0)  # NO held: lost if YES wins
+    assert sb.position_cost(10, 0.3) == pytest.approx(3.0)
+    assert sb.position_cost(-10, 0.3) == pytest.approx(7.0)  # collateral left after the split
+    assert sb.order_cost(BUY, 400_000, 5 * S) == pytest.approx(2.0)
+    assert sb.order_cost(SELL, 400_000, 5 * S) == pytest.approx(3.0)
+
+
+def test_limit_quotes_passes_everything_with_room() -> None:
+    out, blocked = sb.limit_quotes(TWO, 0.0, 0.5, sb.Headroom(), set())
+    assert out == TWO and blocked == {}
+    # exactly enough room: the new quotes need their cost x (1 + hysteresis)
+    h = 1 + sb.LIMIT_HYSTERESIS
+    out, blocked = sb.limit_quotes(TWO, 0.0, 0.5, sb.Headroom(budget=5.0 * h), set())
+    assert out == TWO and blocked == {}
+
+
+def test_budget_exhausted_quotes_only_the_reducing_side() -> None:
+    # long 3 YES, no budget left: the SELL (reducing) keeps 3 of its 5 shares, the BUY goes
+    out, blocked = sb.limit_quotes(TWO, 3.0, 0.5, sb.Headroom(budget=0.0), set())
+    assert out == [Quote(SELL, YES, 600_000, 3 * S)]
+    assert blocked == {BUY: "budget", SELL: "budget"}
+    # short 8 (NO held): the BUY reduces whole, the SELL adds and is held back
+    out, blocked = sb.limit_quotes(TWO, -8.0, 0.5, sb.Headroom(budget=0.0), set())
+    assert out == [TWO[0]] and blocked == {SELL: "budget"}
+
+
+def test_budget_is_shared_by_the_two_sides() -> None:
+    # room for one side (BUY 2.0 x 1.25 = 2.5) but not both (+ SELL 2.0 x 1.25)
+    out, blocked = sb.limit_quotes(TWO, 0.0, 0.5, sb.Headroom(budget=3.0), set())
+    assert out == [TWO[0]] and blocked == {SELL: "budget"}
+
+
+def test_net_exposure_room_stops_the_side_that_adds_to_it() -> None:
+    # the portfolio may only move 1 USDC further long: BUYs (which add) are held back, SELLs pass
+    out, blocked = sb.limit_quotes(TWO, 0.0, 0.5, sb.Headroom(long=1.0), set())
+    assert out == [TWO[1]] and blocked == {BUY: "net_exposure"}
+    out, blocked = sb.limit_quotes(TWO, 0.0, 0.5, sb.Headroom(short=-3.0), set())
+    assert out == [TWO[0]] and blocked == {SELL: "net_exposure"}
+
+
+def test_open_notional_room() -> None:
+    out, blocked = sb.limit_quotes(TWO, 0.0, 0.5, sb.Headroom(notional=0.5), set())
+    assert out == [] and blocked == {BUY: "open_notional", SELL: "open_notional"}
+
+
+def test_limit_hysteresis_keeps_a_resting_side() -> None:
+    # 2.2 USDC of budget: a new BUY (2.0 x 1.25) does not fit, a resting one (2.0) does
+    room = sb.Headroom(budget=2.2)
+    assert sb.limit_quotes(TWO[:1], 0.0, 0.5, room, set())[0] == []
+    assert sb.limit_quotes(TWO[:1], 0.0, 0.5, room, {BUY})[0] == TWO[:1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    inv=st.floats(-60, 60),
+    fair=st.floats(0.01, 0.99),
+    budget=st.floats(-10, 50),
+    notional=st.floats(-10, 50),
+    up=st.floats(-10, 50),
+    down=st.floats(-10, 50),
+)
+def test_limit_quotes_never_add_past_a_limit(
+    inv: float, fair: float, budget: float, notional: float, up: float, down: float
+) -> None:
+    room = sb.Headroom(budget, notional, up, down)
+    out, _ = sb.limit_quotes(TWO, inv, fair, room, set())
+    spent = 0.0
+    for q in out:
+        held = max(0.0, -inv) if q.side == BUY else max(0.0, inv)
+        add = q.size / S - min(q.size / S, held)
+        if add <= 1e-6:
+            continue  # reducing only: always allowed
+        assert q.size == 5 * S  # the adding part passes whole or not at all
+        spent += sb.order_cost(q.side, q.price, q.size)
+        assert spent <= notional + 1e-6 and spent <= budget + 1e-6
+        after = inv + 5 if q.side == BUY else inv - 5
+        move = sb.exposure(after, fair) - sb.exposure(inv, fair)
+        assert (move <= up + 1e-6) if q.side == BUY else (-move <= down + 1e-6)
+
+
+def test_markets_and_split_parsing() -> None:
+    keys = sb.parse_markets("BTC:15, btc:60,ETH:15")
+    assert [str(k) for k in keys] == ["BTC:15", "BTC:60", "ETH:15"]
+    assert sb.parse_split("", keys) == {k: pytest.approx(1 / 3) for k in keys}
+    split = sb.parse_split("BTC:15=2,ETH:15=2", keys)
+    assert [split[k] for k in keys] == [0.5, 0.0, 0.5]
+    for bad, msg in (
+        ("BTC", "expected ASSET:MINUTES"),
+        ("BTC:0", "expected ASSET:MINUTES"),
+        ("BTC:15,BTC:15", "listed twice"),
+        ("B-TC:15", "expected ASSET:MINUTES"),
+    ):
+        with pytest.raises(sb.ConfigError, match=msg):
+            sb.parse_markets(bad)
+    for bad, msg in (
+        ("BTC:15=x", "expected MARKET=WEIGHT"),
+        ("BTC:15=-1", "expected MARKET=WEIGHT"),
+        ("SOL:15=1", "not in markets"),
+        ("BTC:15=0", "add up to 0"),
+    ):
+        with pytest.raises(sb.ConfigError, match=msg):
+            sb.parse_split(bad, keys)
+    c, _ = sb.load_config({"markets": "eth:60,btc:15", "tminus_pull_s": "20"}, {})
+    assert c.markets == "ETH:60,BTC:15"
+    with pytest.raises(sb.ConfigError, match="replaced by SPIKE_MARKETS"):
+        sb.load_config({}, {"SPIKE_ASSET": "ETH"})
+    with pytest.raises(sb.ConfigError, match="capital_split"):
+        sb.load_config({"capital_split": "ETH:15=1"}, {})
+
+
 # -- PnL -----------------------------------------------------------------------------------------
 def test_pnl_average_cost_and_settlement() -> None:
     p = sb.PnL()

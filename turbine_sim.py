@@ -1910,6 +1910,8 @@ class SimApp:
             for (asset, iv), mid in list(self.ex.current.items()):
                 if params.get("asset") and params["asset"].upper() != asset:
                     continue
+                if params.get("interval") and int(params["interval"]) != iv:
+                    continue
                 m = self.ex.markets[mid]
                 self.ex.rollover(asset, iv, math.ceil(self.ex.t))
                 self.ex.resolve(m)
