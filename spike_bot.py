@@ -1899,6 +1899,8 @@ ECHO_EVENTS = {
     "pnl_snapshot",
     "order_rejected",
     "kill_switch",
+    "risk_limit",
+    "capital",
 }
 
 

@@ -231,3 +231,42 @@ def test_both_adapters_quote_several_markets(
         assert h.bot.asset_px["ETH"] < h.bot.asset_px["BTC"] / 10  # each its own price
     finally:
         h.stop()
+
+
+def test_day_loss_across_markets_stops_every_market(msim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    h = BotHarness(msim, tmp_path, markets=THREE, max_loss_per_day=0.3).start()
+    try:
+        bid = quote_of(h, "BTC:15", ts.BUY)
+        take(msim, h.market_id("BTC:15"), ts.SELL, bid["price"], bid["size"])
+        h.tick_until(lambda: h.events("fill"))
+        # BTC falls 20%: the long BTC:15 position is now worth far less; ETH is untouched
+        msim.call(lambda: msim.app.ex.prices.__setitem__("BTC", msim.app.ex.prices["BTC"] * 0.8))
+        h.tick_until(lambda: h.events("kill_switch"))
+        assert h.events("kill_switch")[0]["scope"] == "day"
+        h.tick(2)
+        assert h.open_orders() == []
+        closed = {e["slot"]: e["reason"] for e in h.events("fail_closed")}
+        assert closed == {k: "day_loss_limit" for k in THREE.split(",")}
+        assert "DAY-KILLED" in h.bot.status_line()
+    finally:
+        h.stop()
+
+
+def test_restart_carries_each_markets_position(msim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    from eth_account import Account
+
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    h = BotHarness(msim, tmp_path, key=key, markets="BTC:15,BTC:60").start()
+    bid = quote_of(h, "BTC:60", ts.BUY)
+    take(msim, h.market_id("BTC:60"), ts.SELL, bid["price"], bid["size"])
+    h.tick_until(lambda: h.events("fill"))
+    h.stop()
+    h2 = BotHarness(msim, tmp_path, key=key, markets="BTC:15,BTC:60").start()
+    try:
+        h2.tick(5)
+        pos = {s.name: s.m.pnl.position for s in h2.bot.slots}
+        assert pos == {"BTC:15": 0.0, "BTC:60": bid["size"] / 1e6}
+        assert not h2.events("position_reconciled")  # carried over, not rediscovered
+        assert h2.bot.slots[1].c.fills == 1  # the per-market counters too
+    finally:
+        h2.stop()

@@ -100,16 +100,18 @@ def test_report_plots_are_written(tmp_path: pathlib.Path) -> None:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("markets", ["BTC:15", "BTC:15,ETH:15"])
+def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path, markets: str) -> None:
     """Record a live run on the simulator where takers hit the bot; replaying the recording
-    with the same settings runs the same engine and gets the same fills."""
+    with the same settings runs the same engine and gets the same fills (with two markets
+    recorded, both are replayed)."""
     import turbine_sim as ts
     from harness import BotHarness, quiet_sim_cfg
 
     # a flat price: the quotes depend on the book alone, not on when a step ran
-    sim = ts.start_sim(quiet_sim_cfg(annual_vol=1e-9))
+    sim = ts.start_sim(quiet_sim_cfg(annual_vol=1e-9, assets=("BTC", "ETH")))
     rec = tmp_path / "rec.jsonl"
-    h = BotHarness(sim, tmp_path, record=rec).start()
+    h = BotHarness(sim, tmp_path, record=rec, markets=markets).start()
     try:
         for side in (ts.SELL, ts.BUY):  # hit the bid, then lift the ask
             oo = h.open_orders(h.market_id())
@@ -148,6 +150,9 @@ def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path) -> N
     ]
     assert replayed == live, (replayed, live)  # the same fills: side, price, size
     assert s["fills"] == 2 and s["errors"] == 0
+    assert sb.recording_markets(recs) == markets.split(",")
+    assert set(s["per_market"]) == set(markets.split(","))
+    assert s["per_market"]["BTC:15"]["fills"] == 2
 
 
 def test_replay_cli_grid_and_bad_input(tmp_path: pathlib.Path, capsys: Any) -> None:
