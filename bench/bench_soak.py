@@ -48,13 +48,14 @@ def markouts(ex: ts.Exchange, addr: str) -> tuple[float, float]:
     import bisect
     import math
 
-    hist = list(ex.price_hist["BTC"])
-    times = [t for t, _ in hist]
+    hists = {a: list(h) for a, h in ex.price_hist.items()}  # each asset its own path
+    times = {a: [t for t, _ in h] for a, h in hists.items()}
 
     def truth(m: ts.Market, t: float) -> float:
         if t >= m.end:
             return 1.0 if (m.final_price or 0) > m.strike else 0.0
-        s = hist[max(0, bisect.bisect_right(times, t) - 1)][1]
+        hist = hists[m.asset]
+        s = hist[max(0, bisect.bisect_right(times[m.asset], t) - 1)][1]
         d = math.log(s / m.strike) / (ex.sigma_s * math.sqrt(m.end - t))
         return 0.5 * (1 + math.erf(d / math.sqrt(2)))
 

@@ -51,6 +51,7 @@ def main() -> int:
         ("requests", "bench_requests.py"),
         ("quality", "bench_quality.py"),
         ("sim", "bench_sim.py"),
+        ("markets", "bench_markets.py"),
     ):
         print(f"== {script}", flush=True)
         r[name] = run(script, a.quick)
@@ -75,6 +76,8 @@ def main() -> int:
         "markout_60s": r["quality"].get("markout_60s"),
         "sim_order_posts_per_s": r["sim"].get("posts_order_posts_per_s"),
         "sim_day_wall_s": r["sim"].get("day_wall_s_per_24h"),
+        "markets_request_ratio_3_vs_1": r["markets"].get("markets_request_ratio_3_vs_1"),
+        "markets_errors": r["markets"].get("three_markets_errors"),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     goals = [
@@ -89,6 +92,8 @@ def main() -> int:
         ("soak_errors", "==", 0),
         ("sim_order_posts_per_s", ">=", 500),
         ("sim_day_wall_s", "<", 120),
+        ("markets_request_ratio_3_vs_1", "<", 3),
+        ("markets_errors", "==", 0),
     ]
     ops = {
         ">=": lambda x, y: x >= y,
