@@ -2859,10 +2859,10 @@ class Bot:
     def headroom(self, s: Slot) -> Headroom:
         """What slot `s` may add. Open notional counts the other slots' resting orders (the
         slot's own are replaced by its desired quotes). Net exposure counts positions, what
-        has filled, plus the quote being checked; other slots' resting quotes are not counted
-        (each one would have to fit alone, so worst-case counting would halve what three
-        markets can quote), so a burst of fills, or the fair value moving, can carry it past
-        the limit, and then every side that adds to it stops until it is back inside."""
+        has filled, plus the quote being checked. Other slots' resting quotes are not counted
+        (max_open_notional bounds them), so a burst of fills, or the fair value moving, can
+        carry it past the limit; then every side that adds to it stops until it is back
+        inside."""
         m = s.m
         assert m is not None
         notional, net = 0.0, 0.0
