@@ -1146,7 +1146,13 @@ class TurbineExchange:
             f"/api/v1/users/{self.address}/balances",
             params={"chain_id": self.cfg.chain_id},
         )
-        return int(d.get("balance", 0)), int(d.get("allowance", 0))
+        try:
+            balance, allowance = int(d.get("balance", 0)), int(d.get("allowance", 0))
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ExchangeError("invalid", f"balances: {type(e).__name__}") from None
+        if balance < 0 or allowance < 0:
+            raise ExchangeError("invalid", "balances: negative")
+        return balance, allowance
 
     def _permit_nonce(self) -> int:
         d = self._call(
@@ -3071,8 +3077,8 @@ class Bot:
                 self.check_market(s)
             except ExchangeError as e:
                 raise ExchangeError(e.kind, f"market {s.name}: {e.message}", e.status) from None
-        self.refresh_capital()
-        self.due["balance"] = self.clock.now() + self.cfg.balance_s
+        self.refresh_capital()  # a failure schedules its own retry, sooner than balance_s
+        self.due.setdefault("balance", self.clock.now() + self.cfg.balance_s)
 
     def cancel_leftovers(self) -> None:
         """Orders a previous run left behind (crash, kill -9) are cancelled before quoting."""
@@ -4208,6 +4214,14 @@ def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--speed", type=float, default=60.0, help="--sim: simulated s per real s")
     ap.add_argument("--seed", type=int, default=7, help="--sim: simulator seed")
     ap.add_argument(
+        "--sim-start",
+        type=float,
+        default=None,
+        metavar="UNIX_S",
+        help="--sim: simulated start time (default: now, on a market boundary); e.g. a minute "
+        "before an hour to watch every series roll at once",
+    )
+    ap.add_argument(
         "--dry-run",
         action="store_true",
         help="read the live API and log the quotes it would place; sign nothing",
@@ -4307,7 +4321,9 @@ def live_credentials(cfg: Config, sec: Secrets, env_file: str) -> tuple[str, str
     return kid, secret
 
 
-def start_sim(cfg: Config, speed: float, seed: int) -> tuple[Any, str, str, str]:
+def start_sim(
+    cfg: Config, speed: float, seed: int, start: float | None = None
+) -> tuple[Any, str, str, str]:
     """--sim: turbine_sim in-process, a fresh key, credentials registered through the API."""
     import turbine_sim
 
@@ -4315,6 +4331,7 @@ def start_sim(cfg: Config, speed: float, seed: int) -> tuple[Any, str, str, str]
         turbine_sim.SimConfig(
             speed=speed,
             seed=seed,
+            start_time=start,
             intervals=tuple(sorted({k.interval for k in cfg.market_keys()})),
             assets=tuple(dict.fromkeys(k.asset for k in cfg.market_keys())),
         )
@@ -4350,7 +4367,7 @@ def run_cli(
         metrics = Metrics(cfg.bot_name, cfg.metrics_port)
         clock: Clock = SystemClock()
         if a.sim:
-            sim, key, kid, secret = start_sim(cfg, a.speed, a.seed)
+            sim, key, kid, secret = start_sim(cfg, a.speed, a.seed, a.sim_start)
             clock = sim.clock
             print(f"simulator on {cfg.host} (speed {a.speed:g}x, seed {a.seed})", flush=True)
             ex = factory(cfg, key, kid, secret, metrics)

@@ -14,7 +14,7 @@ import pytest
 
 import turbine_sim as ts
 from conftest import BotHarness, quiet_sim_cfg
-from test_spike_bot import take
+from test_spike_bot import _run, take
 
 THREE = "BTC:15,BTC:60,ETH:15"
 
@@ -227,6 +227,7 @@ def test_both_adapters_quote_several_markets(
     try:
         ids = {h.market_id("BTC:60"), h.market_id("ETH:15")}
         assert set(by_market(h)) == ids and all(len(v) == 2 for v in by_market(h).values())
+        assert msim.state()["ws_clients"] == 1  # one connection, a subscription per market
         assert h.bot.asset_px.keys() == {"BTC", "ETH"}
         assert h.bot.asset_px["ETH"] < h.bot.asset_px["BTC"] / 10  # each its own price
     finally:
@@ -270,3 +271,72 @@ def test_restart_carries_each_markets_position(msim: ts.Sim, tmp_path: pathlib.P
         assert h2.bot.slots[1].c.fills == 1  # the per-market counters too
     finally:
         h2.stop()
+
+
+def test_unknown_balance_means_no_risk_adding_quotes(msim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    """Budgets come from the balance: until it has been read, nothing that adds risk is
+    quoted; the read is retried every 10 s, not every balance_s."""
+    import spike_bot as sb
+
+    h = BotHarness(msim, tmp_path, markets="BTC:15,ETH:15", balance_s=10)
+    fails = [2]
+
+    class NoBalance(sb.TurbineExchange):
+        def balances(self) -> tuple[int, int]:
+            if fails[0] > 0:
+                fails[0] -= 1
+                raise sb.ExchangeError("retryable", "balances unavailable", 503)
+            return super().balances()
+
+    h.make_exchange = lambda: NoBalance(  # type: ignore[method-assign]
+        h.cfg, sb.Signer(h.key, 137), sb.BearerAuth(h.kid, h.secret), h.metrics
+    )
+    h.start(wait_quotes=False)
+    try:
+        h.tick(8)  # 16 s: the first read and one retry failed
+        assert h.open_orders() == []
+        assert len([e for e in h.events("error") if e["kind"] == "balance_failed"]) == 2
+        assert all(s.budget == 0.0 for s in h.bot.slots)
+        h.tick_until(lambda: len(h.open_orders()) == 4)
+        assert h.events("capital")[0]["budgets"] == {"BTC:15": 500.0, "ETH:15": 500.0}
+        # the slow timer follows the wallet: 1000 USDC more, new budgets within balance_s
+        msim.mint(h.address, 1000.0)
+        h.tick_until(lambda: len(h.events("capital")) == 2, max_ticks=10)
+        assert h.events("capital")[1]["budgets"] == {"BTC:15": 1000.0, "ETH:15": 1000.0}
+    finally:
+        h.stop()
+
+
+def test_the_done_when_command_rolls_both_and_claims(tmp_path: pathlib.Path) -> None:
+    """`spike_bot.py --sim --markets BTC:15,BTC:60 --speed 60`, started a minute before an hour
+    so both series roll within the run: every rollover, the claims, no warning or error."""
+    hour = (int(time.time()) // 3600 + 1) * 3600
+    r = _run(
+        [
+            "--sim",
+            "--markets",
+            "BTC:15,BTC:60",
+            "--speed",
+            "60",
+            "--sim-start",
+            str(hour - 60),
+            "--duration",
+            "22",
+            "--log-file",
+            str(tmp_path / "l.log"),
+            "--state-file",
+            str(tmp_path / "s.json"),
+        ],
+        cwd=tmp_path,
+        timeout=90,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    events = [json.loads(x) for x in (tmp_path / "l.log").read_text().splitlines()]
+    rolls = [e["slot"] for e in events if e["event"] == "rollover"]
+    assert rolls.count("BTC:60") == 1 and rolls.count("BTC:15") >= 2, rolls
+    settled = {e["slot"] for e in events if e["event"] in ("claim", "claim_none")}
+    assert settled == {"BTC:15", "BTC:60"}  # each series' ended markets were settled
+    noisy = [e for e in events if e["level"] != "INFO"]
+    assert noisy == [], noisy[:3]
+    assert events[-1]["event"] == "shutdown" and events[-1]["orders_left_ok"] is True
+    assert "BTC:15 0x" in r.stdout and "BTC:60 0x" in r.stdout  # the status line
