@@ -2,6 +2,7 @@
 """spike_bot: a market maker for Turbine's BTC 15-minute quick markets, in one threaded file.
 
     python spike_bot.py --sim --speed 60      # the whole bot on a local simulator, no keys
+    python spike_bot.py --sim --markets BTC:15,BTC:60,ETH:15   # several markets, one process
     python spike_bot.py --dry-run             # live reads, logs the quotes it would place
     python spike_bot.py                       # live: needs TURBINE_PRIVATE_KEY in .env
 
@@ -10,9 +11,11 @@ Sections, in dependency order (search for the banner):
     2. PROTOCOL    enums and scales, EIP-712 orders, EIP-2612 permits, redemptions, bearer tokens
     3. EXCHANGE    the Exchange interface, HTTP policy (pacer, retries, error classes, firewall),
                    TurbineExchange (requests) and TurbineStream (websocket-client)
-    4. STRATEGY    pure functions: fair value, extremes widening, skew, limits, clamp, plan
-    5. ENGINE      the Bot: shared book, schedule, order manager, fills, PnL, rollover, claims,
-                   safety, state file, live tuning; observability (JSON log, status, metrics)
+    4. STRATEGY    pure functions: fair value, extremes widening, skew, limits, clamp, plan,
+                   portfolio limits and budgets (limit_quotes)
+    5. ENGINE      the Bot: one slot per market (book, schedule, order manager, fills, PnL,
+                   rollover), portfolio risk and capital, claims, safety, state file, live
+                   tuning; observability (JSON log, status, metrics)
     6. TOOLS       `report` (side-by-side comparison of runs from their JSON logs) and
                    `replay` (the engine over a --record recording, with a fill model)
     7. CLI         flags, modes (--sim, --dry-run), subcommands, signals, main()
@@ -1723,9 +1726,11 @@ def limit_quotes(
 #
 #   Threads and ownership (one lock: Feed.lock)
 #   | thread         | owns                                          | shares                    |
-#   | main (engine)  | market, live orders, fills, positions, PnL,   | reads Feed under its lock |
-#   |                | claims, schedule, state file, metric values   |                           |
-#   | book-feed      | the socket, reconnects, subscriptions         | writes Feed (book, flags) |
+#   | main (engine)  | the slots (each market's state, live orders,  | reads Feed under its lock |
+#   |                | fills, positions, PnL, schedule), portfolio   |                           |
+#   |                | limits, budgets, claims, state file, metrics  |                           |
+#   | book-feed      | the socket, reconnects, subscriptions         | writes Feed (books per    |
+#   |                |                                               | market, hints, flags)     |
 #   |                |                                               | under the lock; sets wake |
 #   | metrics server | nothing                                       | reads the engine's metrics|
 #   | simulator      | everything in turbine_sim (--sim only)        | nothing: loopback HTTP/WS |
