@@ -3425,7 +3425,8 @@ def summarize(events: list[dict[str, Any]], bad_lines: int = 0) -> dict[str, Any
     requests_ = sum(int(e.get("requests", 0)) for e in by.get("shutdown", [])) or (
         int(finals[-1].get("requests", 0)) if finals else 0
     )
-    markets = len(by.get("rollover", [])) + 1
+    series = len((by.get("start") or [{}])[-1].get("markets") or [None])
+    markets = len(by.get("rollover", [])) + series
     errors: dict[str, int] = {}
     for e in by.get("error", []):
         errors[str(e.get("kind", "?"))] = errors.get(str(e.get("kind", "?")), 0) + 1

@@ -4,6 +4,7 @@ own process, quote the same seeded simulator at once (default 24 simulated hours
 real minutes); then the comparison report and charts are written to one folder.
 
     python bench/sim_day.py [--hours 24] [--speed 720] [--seed 7] [--out sim_day]
+                            [--markets BTC:15,BTC:60,ETH:15]
 
 Both bots read the simulator's clock (start + monotonic elapsed x speed: the same in every
 process on the machine) and get their own key, env-free credentials, log, state and metrics.
@@ -35,6 +36,7 @@ def run_bot(
     out: pathlib.Path,
     seconds: float,
     speed: float,
+    markets: str,
 ) -> None:
     if kind == "official":
         import official_spike_bot as ob
@@ -51,6 +53,7 @@ def run_bot(
                 "state_file": str(out / f"{base.bot_name}_state.json"),
                 "rate_limit_per_s": min(10_000, 8 * speed),
                 "status_every_s": 0,
+                "markets": markets,
             }
         )
     )
@@ -67,13 +70,22 @@ def main() -> int:
     ap.add_argument("--speed", type=float, default=720.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="sim_day")
+    ap.add_argument("--markets", default="BTC:15", help="what both bots quote (--markets)")
     a = ap.parse_args()
+    keys = sb.parse_markets(a.markets)
     out = pathlib.Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for f in out.glob("*"):
         if f.suffix in (".log", ".json", ".png"):
             f.unlink()
-    sim = ts.start_sim(ts.SimConfig(speed=a.speed, seed=a.seed))
+    sim = ts.start_sim(
+        ts.SimConfig(
+            speed=a.speed,
+            seed=a.seed,
+            assets=tuple(dict.fromkeys(k.asset for k in keys)),
+            intervals=tuple(sorted({k.interval for k in keys})),
+        )
+    )
     seconds = a.hours * 3600 / a.speed
     ctx = mp.get_context("fork")
     procs = []
@@ -82,7 +94,9 @@ def main() -> int:
         kid, secret = ts.new_api_credentials_for_tests(sim, key)
         p = ctx.Process(
             target=run_bot,
-            args=(kind, sim.base_url, sim.clock, key, kid, secret, out, seconds, a.speed),
+            args=(
+                kind, sim.base_url, sim.clock, key, kid, secret, out, seconds, a.speed, a.markets
+            ),
         )
         p.start()
         procs.append(p)
