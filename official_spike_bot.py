@@ -126,9 +126,7 @@ class OfficialExchange:
         if q.market_id not in self._market:
             m = self._sdk("market", lambda: self.client.get_market(q.market_id), retries=1)
             settlement = m.settlement_address or sb.CHAINS[self.cfg.chain_id]["settlement"]
-            if len(self._market) >= 64:  # only the current markets matter
-                self._market.pop(next(iter(self._market)))
-            self._market[q.market_id] = (m.contract_address, settlement)
+            sb.remember(self._market, q.market_id, (m.contract_address, settlement))
         contract, settlement = self._market[q.market_id]
         # startPrice is USD x 1e6 per the spec (the SDK's comment says 8 decimals: spec wins)
         return sb.QuickMarket(

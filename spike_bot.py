@@ -1000,6 +1000,13 @@ class OrderGate:
         self.permit_nonce = None  # re-read from the exchange before the next permit
 
 
+def remember(cache: dict[str, Any], key: str, value: Any, most: int = 64) -> None:
+    """Add to a small per-market cache, dropping the oldest entry: only current markets matter."""
+    if key not in cache and len(cache) >= most:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
 class TurbineExchange:
     """The Turbine REST API over one requests.Session, through CallPolicy and OrderGate."""
 
@@ -1095,9 +1102,7 @@ class TurbineExchange:
                 hit = ""
             if not (hit.startswith("0x") and len(hit) == 42):
                 hit = self.chain["settlement"]
-            if len(self._settlement) >= 64:  # only the current markets matter
-                self._settlement.pop(next(iter(self._settlement)))
-            self._settlement[market_id] = hit
+            remember(self._settlement, market_id, hit)
         return hit
 
     def asset_price(self, asset: str) -> float | None:
@@ -1699,21 +1704,24 @@ def limit_quotes(
             out.append(q)
             continue
         slack = 1.0 if q.side in resting_sides else 1.0 + LIMIT_HYSTERESIS
-        add_cost = order_cost(q.side, q.price, add_units) * slack
+        add_cost = order_cost(q.side, q.price, add_units)
+        cost = order_cost(q.side, q.price, q.size)
         shares = q.size / SIZE_SCALE
         after = inventory + shares if q.side == BUY else inventory - shares
-        move = (exposure(after, fair) - exposure(inventory, fair)) * slack
+        move = exposure(after, fair) - exposure(inventory, fair)
         why = ""
-        if add_cost > budget + 1e-9:
+        if add_cost * slack > budget + 1e-9:
             why = "budget"
-        elif order_cost(q.side, q.price, q.size) * slack > notional + 1e-9:
+        elif cost * slack > notional + 1e-9:
             why = "open_notional"
-        elif (move > room.long + 1e-9) if q.side == BUY else (-move > room.short + 1e-9):
+        elif (move * slack > room.long + 1e-9) if q.side == BUY else (
+            -move * slack > room.short + 1e-9
+        ):
             why = "net_exposure"
         if not why:
             out.append(q)
-            budget -= add_cost / slack
-            notional -= order_cost(q.side, q.price, q.size)
+            budget -= add_cost
+            notional -= cost
             continue
         blocked[q.side] = why
         if reduce_units > 0:  # the reducing part alone
@@ -2186,7 +2194,6 @@ class Slot:
     quoting state, budget and counters. Owned by the engine thread; its book lives in Feed."""
 
     key: MarketKey
-    weight: float  # share of the capital (capital_split)
     metrics: MarketMetrics
     m: MarketState | None = None
     c: Counters = field(default_factory=Counters)
@@ -2202,6 +2209,26 @@ class Slot:
     @property
     def name(self) -> str:
         return str(self.key)
+
+    def open_cost(self) -> float:
+        """USDC its resting orders cost if they all fill."""
+        if self.m is None:
+            return 0.0
+        return sum(order_cost(o.side, o.price, o.remaining) for o in self.m.live.values())
+
+    def exposure(self) -> float:
+        """Its position's signed value at fair (0.5 before the first fair value)."""
+        if self.m is None:
+            return 0.0
+        return exposure(self.m.pnl.position, self.m.fair if self.m.fair is not None else 0.5)
+
+    def tied(self) -> float:
+        """USDC its position ties up (what it uses of its budget)."""
+        return position_cost(self.m.pnl.position, self.m.pnl.avg) if self.m else 0.0
+
+    def open_pnl(self) -> float:
+        """Realized + unrealized PnL of its current market."""
+        return self.m.pnl.realized + self.m.pnl.unrealized(self.m.fair) if self.m else 0.0
 
 
 def _due(table: dict[str, float], name: str, period: float, now: float) -> bool:
@@ -2238,9 +2265,7 @@ class Bot:
         self.ex.gate.feed_ok = self.feed_fresh
         self.log.clock = clock.now
         self.stop_event = threading.Event()
-        keys = cfg.market_keys()
-        split = parse_split(cfg.capital_split, keys)
-        self.slots = [Slot(k, split[k], metrics.market(k)) for k in keys]
+        self.slots = [Slot(k, metrics.market(k)) for k in cfg.market_keys()]
         self.claims: dict[str, str] = {}  # market id -> contract, until claimed or lost
         self.strikes: dict[str, int] = {}  # market id -> consecutive "unknown market" answers
         self.settled: dict[str, dict[str, Any]] = {}  # market id -> position, for resolution
@@ -2251,6 +2276,7 @@ class Bot:
         self.day_pnl = 0.0
         self.day_killed = False
         self.capital: float | None = None  # USDC split between the budgets; None: unknown
+        self.logged_capital = 0.0  # the capital the last `capital` line showed
         self.due: dict[str, float] = {}
         self.tick_times: list[float] = []
         self.asset_px: dict[str, float | None] = {}
@@ -2262,9 +2288,6 @@ class Bot:
         self.fresh_state = False  # --sim: start without the previous run's state
         self.reloader: Callable[[], Config] | None = None
         self.reload_requested = threading.Event()
-
-    def slot_of(self, market_id: str) -> Slot | None:
-        return next((s for s in self.slots if s.m and s.m.qm.market_id == market_id), None)
 
     def _count(self, s: Slot, name: str, v: float = 1) -> None:
         for c in (s.c, self.c):
@@ -2580,7 +2603,8 @@ class Bot:
             fee=round(fee, 6),
         )
 
-    def poll_positions(self, s: Slot) -> None:
+    def poll_positions(self, s: Slot, own: bool = False) -> None:
+        """`own`: the stream saw a trade of ours in this market since the last read-back."""
         m = s.m
         if m is None or self.dry_run:
             return
@@ -2588,8 +2612,6 @@ class Bot:
         changed = (yes, no) != (m.exch_yes, m.exch_no)
         m.exch_yes, m.exch_no = yes, no
         now = self.clock.now()
-        with self.feed.lock:
-            own = bool({"", m.qm.market_id.lower()} & self.feed.own_trades)
         # Orders are read back when something happened (a position change, a trade of ours on
         # the stream, a doubt) and at least every orders_sync_s: a calm market costs one
         # positions read per period, not two reads.
@@ -2831,17 +2853,16 @@ class Bot:
                 if self.capital is None:
                     self.due["balance"] = self.clock.now() + 10  # sooner than the slow timer
                 return
-        tied = sum(position_cost(s.m.pnl.position, s.m.pnl.avg) for s in self.slots if s.m)
+        tied = sum(s.tied() for s in self.slots)
         base = balance + tied
         capital = min(cap, base) if cap > 0 else base
         first = self.capital is None
         self.capital = capital
         split = parse_split(self.cfg.capital_split, [s.key for s in self.slots])
         for s in self.slots:
-            s.weight = split[s.key]
-            s.budget = capital * s.weight
-        if first or abs(capital - (self._logged_capital or 0)) > 0.05 * max(1.0, capital):
-            self._logged_capital = capital
+            s.budget = capital * split[s.key]
+        if first or abs(capital - self.logged_capital) > 0.05 * max(1.0, capital):
+            self.logged_capital = capital
             self.log.event(
                 "capital",
                 balance=round(balance, 6) if math.isfinite(balance) else None,
@@ -2850,22 +2871,9 @@ class Bot:
                 budgets={s.name: round(s.budget, 2) for s in self.slots},
             )
 
-    _logged_capital: float | None = None
-
     def portfolio(self) -> tuple[float, float]:
         """(open-order notional, net exposure at fair), USDC, over every slot."""
-        notional = sum(
-            order_cost(o.side, o.price, o.remaining)
-            for s in self.slots
-            if s.m
-            for o in s.m.live.values()
-        )
-        net = sum(
-            exposure(s.m.pnl.position, s.m.fair if s.m.fair is not None else 0.5)
-            for s in self.slots
-            if s.m
-        )
-        return notional, net
+        return sum(s.open_cost() for s in self.slots), sum(s.exposure() for s in self.slots)
 
     def headroom(self, s: Slot) -> Headroom:
         """What slot `s` may add. Open notional counts the other slots' resting orders (the
@@ -2874,18 +2882,11 @@ class Bot:
         (max_open_notional bounds them), so a burst of fills, or the fair value moving, can
         carry it past the limit; then every side that adds to it stops until it is back
         inside."""
-        m = s.m
-        assert m is not None
-        notional, net = 0.0, 0.0
-        for x in self.slots:
-            if x.m is None:
-                continue
-            net += exposure(x.m.pnl.position, x.m.fair if x.m.fair is not None else 0.5)
-            if x is not s:
-                notional += sum(order_cost(o.side, o.price, o.remaining) for o in x.m.live.values())
+        notional, net = self.portfolio()
+        notional -= s.open_cost()
         cfg = self.cfg
         return Headroom(
-            budget=s.budget - position_cost(m.pnl.position, m.pnl.avg),
+            budget=s.budget - s.tied(),
             notional=cfg.max_open_notional - notional,
             long=cfg.max_net_exposure - net,
             short=cfg.max_net_exposure + net,
@@ -2963,7 +2964,7 @@ class Bot:
             m = s.m
             if m is None:
                 continue
-            mkt = m.pnl.realized + m.pnl.unrealized(m.fair)
+            mkt = s.open_pnl()
             open_pnl += mkt
             if not m.killed and mkt < -self.cfg.max_loss_per_market:
                 m.killed = True
@@ -3141,6 +3142,9 @@ class Bot:
         with self.feed.lock:
             hints, self.feed.hints = self.feed.hints, {}
             own = set(self.feed.own_trades)
+            # a trade of ours without a market id asks every slot once; market ids stay until
+            # that market's orders are read back (sync_orders)
+            self.feed.own_trades.discard("")
         for s in self.slots:
             if (
                 s.key in hints
@@ -3155,7 +3159,7 @@ class Bot:
         for s in self.slots:
             mine = s.m is not None and bool({"", s.m.qm.market_id.lower()} & own)
             if _due(s.due, "positions", cfg.positions_s, now) or mine:
-                self._job("positions", lambda s=s: self.poll_positions(s), s)
+                self._job("positions", lambda s=s, o=mine: self.poll_positions(s, o), s)
         if _due(self.due, "claims", cfg.claim_s, now):
             self._job("claims", self.do_claims)
         if _due(self.due, "balance", cfg.balance_s, now):
@@ -3229,11 +3233,11 @@ class Bot:
             age = self.feed_age(s.m.qm.market_id) if s.m else math.inf
             mm.feed_age.set(age if math.isfinite(age) else -1)
             mm.budget.set(s.budget if math.isfinite(s.budget) else -1)
-            mm.budget_used.set(position_cost(s.m.pnl.position, s.m.pnl.avg) if s.m else 0.0)
+            mm.budget_used.set(s.tied())
         notional, net = self.portfolio()
         self.metrics.open_notional.set(notional)
         self.metrics.net_exposure.set(net)
-        self.metrics.day_pnl.set(self.day_pnl + sum(self.pnl_now(s)[1] for s in self.slots))
+        self.metrics.day_pnl.set(self.day_pnl + sum(s.open_pnl() for s in self.slots))
         if self.capital is not None and math.isfinite(self.capital):
             self.metrics.capital.set(self.capital)
 

@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import spike_bot as sb
-from bench_soak import run_day
+from bench_soak import print_rows, run_day
 
 SIM = {"assets": ("BTC", "ETH"), "intervals": (15, 60)}
 THREE = "BTC:15,BTC:60,ETH:15"
@@ -100,9 +100,7 @@ def main() -> int:
         "errors",
         "sim_invariants_ok",
     ]
-    print(f"{'figure':30}" + "".join(f"{r['label']:>22}" for r in rows))
-    for k in keys:
-        print(f"{k:30}" + "".join(f"{r[k]!s:>22}" for r in rows))
+    print_rows(rows, keys, 22)
     print(
         f"three markets cost {ratio:.2f}x the requests of one (3.00x if nothing were shared)\n"
         f"tight limits: open notional peaked at {tight['max_open_notional']} (limit "

@@ -145,6 +145,13 @@ class RemoteSim:
         self.proc.join(10)
 
 
+def print_rows(rows: list[dict[str, Any]], keys: list[str], width: int = 20) -> None:
+    """One column per run (its `label`), one line per figure."""
+    print(f"{'figure':30}" + "".join(f"{r['label']:>{width}}" for r in rows))
+    for k in keys:
+        print(f"{k:30}" + "".join(f"{r[k]!s:>{width}}" for r in rows))
+
+
 def run_day(
     hours: float,
     seed: int,
@@ -298,9 +305,7 @@ def main() -> int:
         "cpu_s_per_sim_hour",
         "sim_invariants_ok",
     ]
-    print(f"{'figure':28}" + "".join(f"{r['label']:>20}" for r in rows))
-    for k in keys:
-        print(f"{k:28}" + "".join(f"{r[k]!s:>20}" for r in rows))
+    print_rows(rows, keys)
     if len(rows) == 2:
         red = rows[1]["requests_per_min"] / max(ours["requests_per_min"], 1e-9)
         print(f"request reduction vs replace-every-tick: {red:.1f}x")
