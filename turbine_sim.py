@@ -134,23 +134,32 @@ class SimConfig:
 # Clock
 # ---------------------------------------------------------------------------------------------
 class Clock:
-    """Simulated unix time. Real mode: start + elapsed_real * speed. Manual: moved by advance().
+    """Simulated unix time. Real mode: start + (real() - real0) x speed. Manual: moved by set().
 
+    `real` is the real-time source (time.monotonic; time.time when the simulator runs at 1x on
+    the wall clock; a fake in tests, so the ticker can be driven without sleeping).
     Thread-safe for readers: the bot reads it (in --sim mode and tests) from its own threads.
     """
 
-    def __init__(self, start: float, speed: float = 1.0, manual: bool = False) -> None:
+    def __init__(
+        self,
+        start: float,
+        speed: float = 1.0,
+        manual: bool = False,
+        real: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.manual = manual
         self.speed = speed
+        self.real = real
         self._start = start
-        self._real0 = time.monotonic()
+        self._real0 = real()
         self._t = start
         self._lock = threading.Lock()
 
     def now(self) -> float:
         if self.manual:
             return self._t
-        return self._start + (time.monotonic() - self._real0) * self.speed
+        return self._start + (self.real() - self._real0) * self.speed
 
     def set(self, t: float) -> None:
         with self._lock:
@@ -171,6 +180,29 @@ class Clock:
             if event is None:
                 time.sleep(0.003)
         return bool(event and event.is_set())
+
+
+def wall_clock() -> Clock:
+    """1x on the wall clock: simulated time is time.time(), as a live bot's clock is."""
+    c = Clock(time.time(), 1.0, False, real=time.time)
+    c._real0 = c._start  # exactly time.time(), not a few microseconds behind
+    return c
+
+
+def default_clock(cfg: SimConfig) -> Clock:
+    """The clock a SimConfig asks for.
+
+    At 1x with no start time the simulator runs on the wall clock, like the real exchange: the
+    market in progress at start is a partial one, and a live-mode client's expirations and
+    T-minus windows agree with it. Compressed or manual time cannot be the wall clock; it starts
+    at the last interval boundary (+1 s) so that the first market is a whole one."""
+    if cfg.start_time is None and not cfg.manual_clock and cfg.speed == 1.0:
+        return wall_clock()
+    start = cfg.start_time
+    if start is None:
+        iv = min(cfg.intervals) * 60
+        start = time.time() // iv * iv + 1.0
+    return Clock(start, cfg.speed, cfg.manual_clock)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,6 +614,8 @@ class Exchange:
             "ConditionalTokensWithPermit", "1", cfg.chain_id, self.chain["ctf"]
         )
         self.t = clock.now()
+        self.grid0 = float(math.floor(self.t))  # model grid anchor (see step_to)
+        self.k = 0  # grid steps taken
         for a in cfg.assets:
             self.price_hist[a].append((self.t, self.prices[a]))
             for iv in cfg.intervals:
@@ -667,30 +701,41 @@ class Exchange:
 
     # -- time ---------------------------------------------------------------------------------
     def step_to(self, t: float, participants: Participants | None) -> None:
-        """Advance the model to sim time t in steps of cfg.step_s."""
+        """Advance the model to sim time t.
+
+        The model moves on a fixed grid (anchor + k x step_s, anchored at the whole second
+        before the start): everything random happens at grid points, in grid order, so the
+        same seed gives the same price path, markets and participant trades however time is
+        reached (one advance, many 20 ms ticks, any speed). Between grid points only the
+        readers' time `self.t` moves; the remainder is kept for the next call, never dropped.
+        """
         dt = self.cfg.step_s
-        while self.t + dt <= t + 1e-9:
-            self.t += dt
-            for a in self.prices:
-                z = self.rng.gauss(0.0, 1.0)
-                sd = self.sigma_s * math.sqrt(dt)
-                self.prices[a] *= math.exp(sd * z - 0.5 * sd * sd)
-                self.price_hist[a].append((self.t, self.prices[a]))
-            for (asset, iv), mid in list(self.current.items()):
-                m = self.markets[mid]
-                if self.t >= m.end:
-                    self.rollover(asset, iv, m.end)
-            if self.pending_resolve:
-                due = [x for x in self.pending_resolve if x[0] <= self.t]
-                if due:
-                    self.pending_resolve = [x for x in self.pending_resolve if x[0] > self.t]
-                    for _, mid in due:
-                        self.resolve(self.markets[mid])
-            if int(self.t) % 10 == 0:
-                self.expire_orders()
-            if participants is not None:
-                participants.step(self.t, dt)
-        self.t = max(self.t, t)  # sub-step remainder: keep the model time exact for readers
+        while self.grid0 + (self.k + 1) * dt <= t + 1e-9:
+            self.k += 1
+            self.t = max(self.t, self.grid0 + self.k * dt)
+            self._step(self.grid0 + self.k * dt, dt, participants)
+        self.t = max(self.t, t)
+
+    def _step(self, gt: float, dt: float, participants: Participants | None) -> None:
+        """One grid step at grid time gt."""
+        for a in self.prices:
+            z = self.rng.gauss(0.0, 1.0)
+            sd = self.sigma_s * math.sqrt(dt)
+            self.prices[a] *= math.exp(sd * z - 0.5 * sd * sd)
+            self.price_hist[a].append((gt, self.prices[a]))
+        for (asset, iv), mid in list(self.current.items()):
+            m = self.markets[mid]
+            if gt >= m.end:
+                self.rollover(asset, iv, m.end)
+        if self.pending_resolve:
+            due = [x for x in self.pending_resolve if x[0] <= gt]
+            if due:
+                self.pending_resolve = [x for x in self.pending_resolve if x[0] > gt]
+                for _, mid in due:
+                    self.resolve(self.markets[mid])
+        self.expire_orders()
+        if participants is not None:
+            participants.step(gt, dt)
 
     def expire_orders(self) -> None:
         for o in list(self.open.values()):
@@ -1226,19 +1271,15 @@ def _err(status: int, message: str, headers: dict[str, str] | None = None) -> we
 class SimApp:
     def __init__(self, cfg: SimConfig, clock: Clock | None = None) -> None:
         self.cfg = cfg
-        start = cfg.start_time
-        if start is None:
-            iv = min(cfg.intervals) * 60
-            start = time.time() // iv * iv + 1.0
         # a caller may supply the clock (a subclass sharing time with another process)
-        self.clock = clock or Clock(start, cfg.speed, cfg.manual_clock)
+        self.clock = clock or default_clock(cfg)
         self.ex = Exchange(cfg, self.clock)
         self.participants = Participants(self.ex) if cfg.participants else None
         self.faults = Faults(random.Random(cfg.seed + 99))
         self.sockets: dict[web.WebSocketResponse, set[str]] = {}
         self.buckets: dict[str, tuple[float, float]] = {}
         self.last_heartbeat = self.ex.t
-        self.last_heartbeat_real = time.monotonic()
+        self.last_heartbeat_real = self.clock.real()
         self._malformed_i = 0
         self._sends: set[asyncio.Future[None]] = set()
         self.app = web.Application(middlewares=[self.middleware], client_max_size=1 << 20)
@@ -1440,34 +1481,48 @@ class SimApp:
         self._send_all(frames)
 
     async def ticker(self) -> None:
-        """Real-speed mode: move the model with the clock, publish, heartbeat."""
+        """Real-speed mode: move the model with the clock, publish, heartbeat (every 20 ms)."""
         while True:
             await asyncio.sleep(0.02)
-            if self.clock.manual:
-                continue
             try:
-                self.sync()
-                # at most 50 heartbeats a real second, however fast simulated time runs
-                hb = (
-                    self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
-                    and time.monotonic() - self.last_heartbeat_real >= 0.02
-                )
-                if hb:
-                    self.last_heartbeat = self.ex.t
-                    self.last_heartbeat_real = time.monotonic()
-                self.flush(heartbeat=hb)
+                self.tick()
             except Exception:
                 log.exception("sim ticker")
 
+    def tick(self) -> None:
+        """One ticker round. The model itself moves on its own grid (Exchange.step_to), so how
+        often this runs changes when frames go out, never what happens."""
+        if self.clock.manual:
+            return
+        self.sync()
+        hb = False
+        if self.cfg.book_heartbeat_s > 0:
+            # at most 50 heartbeats a real second, however fast simulated time runs
+            real = self.clock.real()
+            hb = (
+                self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
+                and real - self.last_heartbeat_real >= 0.02
+            )
+            if hb:
+                self.last_heartbeat = self.ex.t
+                self.last_heartbeat_real = real
+        self.flush(heartbeat=hb)
+
     def advance(self, seconds: float) -> None:
-        """Manual clock: move time, run the model, publish (called on the loop thread)."""
+        """Manual clock: move time, run the model, publish (called on the loop thread).
+
+        Publishes after every whole simulated second, so a client sees the same sequence of
+        books it would see at speed."""
         target = self.clock.now() + seconds
         t = self.ex.t
         while t < target:
             t = min(target, t + max(self.cfg.step_s, 1.0))
             self.clock.set(t)
             self.ex.step_to(t, self.participants)
-            hb = self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
+            hb = (
+                self.cfg.book_heartbeat_s > 0
+                and self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
+            )
             if hb:
                 self.last_heartbeat = self.ex.t
             self.flush(heartbeat=hb)
