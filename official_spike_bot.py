@@ -181,8 +181,9 @@ class OfficialExchange:
         return 0, 0
 
     # -- writes ---------------------------------------------------------------------------------
-    def prepare(self) -> None:
-        self.own.prepare()  # the one-time max permit: not in the PyPI SDK
+    def prepare(self, now: float) -> dict[str, str]:
+        # the CTF operator approval and the one-time max permit: 0.1.0 has neither call
+        return self.own.prepare(now)
 
     def place(
         self,

@@ -431,6 +431,10 @@ ORDER_TYPEHASH = keccak(
 PERMIT_TYPEHASH = keccak(
     b"Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
 )
+CTF_APPROVAL_TYPEHASH = keccak(
+    b"SetApprovalForAll(address owner,address operator,bool approved,uint256 nonce,"
+    b"uint256 deadline)"
+)
 REDEEM_TYPEHASH = keccak(
     b"RedeemPositions(address owner,address collateralToken,bytes32 parentCollectionId,"
     b"bytes32 conditionId,uint256[] indexSets,uint256 nonce,uint256 deadline)"
@@ -582,6 +586,31 @@ class Signer:
         return {
             "nonce": nonce,
             "value": str(value),
+            "deadline": str(deadline),
+            "v": sig[64],
+            "r": "0x" + sig[:32].hex(),
+            "s": "0x" + sig[32:64].hex(),
+        }
+
+    def sign_ctf_approval(self, nonce: int, deadline: int) -> dict[str, Any]:
+        """SetApprovalForAll(settlement) by permit on the chain's CTF (spec 4.6): the body of
+        POST /relayer/ctf-approval. Selling held shares needs it."""
+        operator = self.chain["settlement"]
+        sh = keccak(
+            CTF_APPROVAL_TYPEHASH
+            + addr32(self.address)
+            + addr32(operator)
+            + u256(1)
+            + u256(nonce)
+            + u256(deadline)
+        )
+        dsep = self._dsep("ConditionalTokensWithPermit", "1", self.chain["ctf"])
+        sig = self.sign_digest(keccak(b"\x19\x01" + dsep + sh))
+        return {
+            "chainId": self.chain_id,
+            "owner": self.address,
+            "operator": operator,
+            "approved": True,
             "deadline": str(deadline),
             "v": sig[64],
             "r": "0x" + sig[:32].hex(),
@@ -903,7 +932,7 @@ class Exchange(Protocol):
     def quick_market(self, key: MarketKey) -> QuickMarket: ...
     def asset_price(self, asset: str) -> float | None: ...
     def orderbook(self, market_id: str, now: float) -> Book: ...
-    def prepare(self) -> None: ...
+    def prepare(self, now: float) -> dict[str, str]: ...
     def place(
         self,
         market: QuickMarket,
@@ -1172,15 +1201,34 @@ class TurbineExchange:
         return int(d["nonce"])
 
     # -- writes ---------------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """One-time max allowance (permit_mode=max) unless one is already in place."""
-        if self.cfg.permit_mode != "max" or self.signer is None:
-            return
+    def prepare(self, now: float) -> dict[str, str]:
+        """Start-up approvals; returns what was requested ({what: tx hash}).
+
+        The CTF operator approval is requested at every start, as the official market maker
+        does: no documented read says whether it is in place, and without it every SELL of
+        held shares fails at settlement. Then the one-time max USDC allowance
+        (permit_mode=max) unless one is already in place."""
+        done: dict[str, str] = {}
+        if self.signer is None:
+            return done
+        d = self._call(
+            "nonce",
+            "GET",
+            f"/api/v1/contracts/nonce/{self.chain['ctf']}/{self.address}",
+            params={"chain_id": self.cfg.chain_id},
+        )
+        body = self.signer.sign_ctf_approval(
+            int(d["nonce"]), int(now + self.cfg.permit_deadline_s)
+        )
+        r = self._call("ctf_approval", "POST", "/api/v1/relayer/ctf-approval", body=body, auth=True)
+        done["ctf_approval"] = str((r or {}).get("tx_hash", "")) if isinstance(r, dict) else ""
+        if self.cfg.permit_mode != "max":
+            return done
         _, allowance = self.balances()
         if allowance >= 2**255:
-            return
+            return done
         p = self.signer.sign_permit(MAX_UINT, self._permit_nonce(), MAX_UINT)
-        self._call(
+        r = self._call(
             "usdc_permit",
             "POST",
             "/api/v1/relayer/usdc-permit",
@@ -1196,6 +1244,8 @@ class TurbineExchange:
                 "s": p["s"],
             },
         )
+        done["usdc_permit"] = str((r or {}).get("tx_hash", "")) if isinstance(r, dict) else ""
+        return done
 
     def place(
         self,
@@ -3066,7 +3116,8 @@ class Bot:
             config={k: v for k, v in dataclasses.asdict(self.cfg).items()},
             pending_claims=len(self.claims),
         )
-        self.ex.prepare()
+        for what, tx in self.ex.prepare(self.clock.now()).items():
+            self.log.event("approval_requested", what=what, tx=tx)
         if not self.dry_run:
             self.cancel_leftovers()
         self.stream = self.ex.stream()
@@ -3948,8 +3999,8 @@ class ReplayExchange:
     def stream(self) -> ReplayStream:
         return self._stream
 
-    def prepare(self) -> None:
-        return None
+    def prepare(self, now: float) -> dict[str, str]:
+        return {}
 
     # orders
     def place(

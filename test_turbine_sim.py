@@ -244,6 +244,15 @@ def test_sdk_fill_shows_in_positions_and_sell_not_held_is_split(fresh_key: str) 
         s.post_order(ask)
         bid = b.create_limit_buy(mid, Outcome.YES, 450_000, 4_000_000, expiration=exp)
         assert b.post_order(bid)["status"] == "filled"
+        # matched off-chain: pending until its batch settles (settle_delay_s), positions follow
+        # the chain, so they move only then
+        pend = requests.get(f"{sim.base_url}/api/v1/pending-trades", timeout=5).json()
+        assert [p["fillSize"] for p in pend["pendingTrades"]] == [4_000_000]
+        assert b.get_positions(mid, b.address)[0].yes_shares == 0
+        sim.advance(2)
+        assert requests.get(f"{sim.base_url}/api/v1/pending-trades", timeout=5).json() == {
+            "pendingTrades": []
+        }
         bp = b.get_positions(mid, b.address)[0]
         sp = s.get_positions(mid, s.address)[0]
         assert bp.yes_shares == 4_000_000 and bp.no_shares == 0
@@ -443,7 +452,7 @@ def test_resolution_claim_pays_once(fresh_key: str) -> None:
         cl = requests.get(
             f"{sim.base_url}/api/v1/users/{winner.address}/claimable", timeout=5
         ).json()
-        assert cl["count"] == 1 and cl["claimable"][0]["payout"] == "10000000"
+        assert cl["count"] == 1 and cl["claimable"][0]["payout"] == "10.00"
         cd = requests.get(
             f"{sim.base_url}/api/v1/users/{winner.address}/claim-data",
             params={"chain_id": 137, "markets": contract},
@@ -550,10 +559,11 @@ def test_sdk_ws_client_parses_stream(sim: ts.Sim) -> None:
     async def run() -> Any:
         async with TurbineWSClient(sim.base_url).connect() as stream:
             await stream.subscribe_orderbook(mid)
-            msg = await asyncio.wait_for(stream.recv(), 5)
-            return msg
+            ack = await asyncio.wait_for(stream.recv(), 5)
+            return ack, await asyncio.wait_for(stream.recv(), 5)
 
-    msg = asyncio.run(run())
+    ack, msg = asyncio.run(run())
+    assert ack.type == "subscribe" and ack.data == {"status": "subscribed"}  # [docs] first
     assert msg.type == "orderbook" and msg.orderbook is not None and msg.orderbook.bids
 
 

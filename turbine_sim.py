@@ -48,7 +48,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 from coincurve import PublicKey
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import encode_defunct, encode_typed_data
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 from nacl.exceptions import BadSignatureError
@@ -65,6 +65,7 @@ BUY, SELL = 0, 1
 YES, NO = 0, 1
 MAX_UINT = 2**256 - 1
 ZERO_ADDRESS = "0x" + "00" * 20
+MARKET_CREATOR = "0x" + keccak(b"turbine_sim:market-creator").hex()[-40:]  # Market.maker
 BEARER_VALIDITY_S = 300
 # Transcribed from the spec independently of spike_bot (the simulator must not share the code
 # it judges); test_turbine_sim checks the two transcriptions agree.
@@ -128,6 +129,10 @@ class SimConfig:
     maker_sizes: tuple[float, ...] = (30.0, 40.0, 60.0)
     maker_refresh_s: float = 5.0
     step_s: float = 1.0  # simulation step (price path, participants)
+    # On-chain settlement (spec 6.5): a match is a pending trade until its batch settles this
+    # many sim seconds later (0: at once), or fails if the chain would refuse it then.
+    settle_delay_s: float = 2.0
+    require_ctf_approval: bool = True  # selling held shares needs the CTF operator approval
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,10 +378,12 @@ class Market:
     created_at: int = 0
     volume: int = 0
     last_price: int = 0
+    seq_id: int = 0  # the quick market's integer `id` (spec 3.3: HEAD parses int(id))
+    updated_at: int = 0
 
     def to_quick(self) -> dict[str, Any]:
         return {
-            "id": self.market_id,
+            "id": self.seq_id,
             "marketId": self.market_id,
             "asset": self.asset,
             "intervalMinutes": self.interval,
@@ -387,7 +394,7 @@ class Market:
             "resolved": self.resolved,
             "outcome": self.outcome,
             "winningOutcome": self.outcome,
-            "priceSource": "sim",
+            "priceSource": "pyth",  # what the real API says; the path is the simulator's
             "createdAt": self.created_at,
             "contractAddress": self.contract,
         }
@@ -395,6 +402,7 @@ class Market:
 
 @dataclass
 class Position:
+    id: int = 0  # integer row id (spec 3.3: HEAD parses int(id))
     yes: int = 0
     no: int = 0
     yes_cost: int = 0
@@ -404,6 +412,42 @@ class Position:
     invested: int = 0
     last_price: int = 0
     updated: int = 0
+
+
+@dataclass
+class PendingTrade:
+    """A matched fill on its way on-chain: pending, then settled or failed (spec 6.5)."""
+
+    trade: dict[str, Any]  # the public Trade row (id, txHash, buyer, seller, price, size, ...)
+    buyer: SimOrder
+    seller: SimOrder
+    taker: SimOrder
+    cost: int  # USDC the buyer pays (u6), fees apart
+    fee_b: int
+    fee_s: int
+    short: int  # shares the seller did not hold at match time: split from USDC
+    permit_b: int  # reserved from the buyer order's own permit (the rest: standing allowance)
+    permit_s: int
+    due: float  # sim time the batch carrying it settles
+    status: str = "pending"  # pending | settled | failed
+    reason: str = ""
+    settled_at: float = 0.0
+    batch_index: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """PendingTrade / FailedTrade / SettlementStatus fields (spec 3.3)."""
+        t = self.trade
+        return {
+            "marketId": t["marketId"],
+            "txHash": t["txHash"],
+            "buyerAddress": t["buyer"],
+            "sellerAddress": t["seller"],
+            "fillSize": t["size"],
+            "fillPrice": t["price"],
+            "timestamp": str(int(self.settled_at or t["timestamp"])),  # a string (spec 3.3)
+            "isBatch": True,
+            "batchIndex": self.batch_index,
+        }
 
 
 class Book:
@@ -474,7 +518,7 @@ class Ledger:
     def pos(self, addr: str, market: str) -> Position:
         p = self.positions.get((addr, market))
         if p is None:
-            p = self.positions[(addr, market)] = Position()
+            p = self.positions[(addr, market)] = Position(id=len(self.positions) + 1)
         return p
 
     def spend_allowance(self, addr: str, order: SimOrder | None, amount: int) -> None:
@@ -526,6 +570,7 @@ FAULT_NAMES = (
     "resolve_now",
     "permit_reject",
     "clock_skew",
+    "settle_fail",
 )
 
 
@@ -605,6 +650,17 @@ class Exchange:
         self.events: list[dict[str, Any]] = []  # stream messages waiting to be flushed
         self.counters: collections.Counter[str] = collections.Counter()
         self.pending_resolve: list[tuple[float, str]] = []
+        self.faults = Faults(random.Random(cfg.seed + 99))  # the App switches them
+        # settlement: matched trades wait here for their batch; reservations keep the matcher
+        # from committing the same USDC, allowance or shares twice meanwhile
+        self.pending: list[PendingTrade] = []
+        self.failed: collections.deque[PendingTrade] = collections.deque(maxlen=1000)
+        self.by_tx: dict[str, PendingTrade] = {}
+        self.reserved_usdc: collections.Counter[str] = collections.Counter()
+        self.reserved_allow: collections.Counter[str] = collections.Counter()
+        self.reserved_shares: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        self.incoming: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        self.ctf_approved: set[str] = set()  # owners whose CTF operator is the settlement
         self.invariant_errors: list[str] = []
         self.dsep_order = domain_separator("Turbine", "1", cfg.chain_id, self.chain["settlement"])
         self.dsep_usdc = domain_separator(
@@ -637,6 +693,8 @@ class Exchange:
             contract=contract,
             condition_id="0x" + keccak(b"condition:" + tag).hex(),
             created_at=int(self.t),
+            seq_id=len(self.markets) + 1,
+            updated_at=int(self.t),
         )
         self.markets[mid] = m
         self.by_contract[contract.lower()] = mid
@@ -671,8 +729,10 @@ class Exchange:
             return
         if not m.closed:
             self.close_market(m)
+        self.settle_due(self.t, m.market_id)  # the oracle waits for the last batch
         m.resolved = True
         m.outcome = YES if (m.final_price or 0) > m.strike else NO
+        m.updated_at = int(self.t)
         self.counters["resolved"] += 1
 
     def rollover(self, asset: str, interval: int, at: int) -> None:
@@ -718,6 +778,8 @@ class Exchange:
 
     def _step(self, gt: float, dt: float, participants: Participants | None) -> None:
         """One grid step at grid time gt."""
+        if self.pending:
+            self.settle_due(gt)
         for a in self.prices:
             z = self.rng.gauss(0.0, 1.0)
             sd = self.sigma_s * math.sqrt(dt)
@@ -827,10 +889,8 @@ class Exchange:
             raise ApiError(400, "order expired")
         if (trader, fields["nonce"]) in self.used_nonces:
             raise ApiError(400, "nonce already used")
-        self.ledger.ensure(trader)
-        pos = self.ledger.pos(trader, m.market_id)
-        held = pos.yes if fields["outcome"] == YES else pos.no
-        need = self.required_usdc(fields["side"], fields["price"], fields["size"], held)
+        usdc, standing, held = self.available(trader, m.market_id, fields["outcome"])
+        need = self.required_usdc(fields["side"], fields["price"], fields["size"], max(0, held))
         permit_value = 0
         if body.get("permitSignature"):
             if permit_rejected:
@@ -838,10 +898,9 @@ class Exchange:
             permit_value = self.verify_permit(
                 trader, body["permitSignature"], self.chain["settlement"]
             )
-        standing = self.ledger.allowance.get(trader, 0)
         if need > 0 and standing != MAX_UINT and standing + permit_value < need:
             raise ApiError(400, "ERC20: transfer amount exceeds allowance")
-        if need > self.ledger.balance[trader]:
+        if need > usdc:
             raise ApiError(400, "ERC20: transfer amount exceeds balance")
         if body.get("permitSignature"):
             self.ledger.permit_nonce[trader] += 1
@@ -923,72 +982,74 @@ class Exchange:
             taker.status = "cancelled"
         self.dirty.add(taker.market_id)
 
+    # -- matching (off-chain) and settlement (on-chain) ----------------------------------------
+    def available(self, addr: str, mid: str, outcome: int) -> tuple[int, int, int]:
+        """(USDC, standing allowance, outcome shares) the matcher may still commit for `addr`:
+        on-chain balances less what pending trades have reserved, plus shares they deliver."""
+        L = self.ledger
+        L.ensure(addr)
+        pos = L.pos(addr, mid)
+        held = pos.yes if outcome == YES else pos.no
+        a = L.allowance.get(addr, 0)
+        allow = a if a == MAX_UINT else a - self.reserved_allow[addr]
+        shares = (
+            held + self.incoming[(addr, mid, outcome)] - self.reserved_shares[(addr, mid, outcome)]
+        )
+        return L.balance[addr] - self.reserved_usdc[addr], allow, shares
+
+    def _reserve(self, addr: str, order: SimOrder, usdc: int) -> int:
+        """Reserve USDC and allowance, the order's own permit first; returns the permit part."""
+        self.reserved_usdc[addr] += usdc
+        from_permit = min(usdc, order.permit_budget)
+        order.permit_budget -= from_permit
+        self.reserved_allow[addr] += usdc - from_permit
+        return from_permit
+
+    def _release(self, addr: str, order: SimOrder, usdc: int, from_permit: int) -> None:
+        self.reserved_usdc[addr] -= usdc
+        order.permit_budget += from_permit
+        self.reserved_allow[addr] -= usdc - from_permit
+
     def settle(
         self, buyer: SimOrder, seller: SimOrder, price: int, qty: int, taker: SimOrder
     ) -> SimOrder | None:
-        """Move USDC and shares for one fill. Returns the order that could not pay, if any."""
-        L = self.ledger
-        mid = buyer.market_id
-        outcome = buyer.outcome
+        """Match one fill off-chain: check what each side can still commit, reserve it, fill
+        the orders, publish the trade, and queue it for on-chain settlement (at once when
+        settle_delay_s is 0). Returns the order that could not pay, if any."""
+        mid, outcome = buyer.market_id, buyer.outcome
         b, s = buyer.trader, seller.trader
-        L.ensure(b)
-        L.ensure(s)
         cost = price * qty // PRICE_SCALE
-        fee_b = (
-            qty * (self.cfg.taker_fee_bps if buyer is taker else self.cfg.maker_fee_bps) // 10_000
-        )
-        fee_s = (
-            qty * (self.cfg.taker_fee_bps if seller is taker else self.cfg.maker_fee_bps) // 10_000
-        )
-        bpos, spos = L.pos(b, mid), L.pos(s, mid)
-        held = spos.yes if outcome == YES else spos.no
-        short = max(0, qty - held)
-        if L.balance[b] < cost + fee_b or L.available_allowance(b, buyer) < cost + fee_b:
+        fee_b = qty * (self.cfg.taker_fee_bps if buyer is taker else self.cfg.maker_fee_bps)
+        fee_b //= 10_000
+        fee_s = qty * (self.cfg.taker_fee_bps if seller is taker else self.cfg.maker_fee_bps)
+        fee_s //= 10_000
+        b_usdc, b_allow, _ = self.available(b, mid, outcome)
+        s_usdc, s_allow, s_held = self.available(s, mid, outcome)
+        short = max(0, qty - max(0, s_held))
+        if b_usdc < cost + fee_b or (
+            b_allow != MAX_UINT and b_allow + buyer.permit_budget < cost + fee_b
+        ):
             return buyer
-        if L.balance[s] < short or L.available_allowance(s, seller) < short:
+        if short and (
+            s_usdc < short or (s_allow != MAX_UINT and s_allow + seller.permit_budget < short)
+        ):
             return seller
-        if b == s:  # self-trade: the shares and cash go round; only fees move
-            pass
-        L.balance[b] -= cost + fee_b
-        L.spend_allowance(b, buyer, cost + fee_b)
-        if short:
-            L.balance[s] -= short
-            L.spend_allowance(s, seller, short)
-            L.collateral[mid] += short
-            spos.yes += short
-            spos.no += short
-            spos.invested += short
-        if outcome == YES:
-            spos.yes -= qty
-            bpos.yes += qty
-            bpos.yes_cost += cost
-            spos.yes_revenue += cost
-        else:
-            spos.no -= qty
-            bpos.no += qty
-            bpos.no_cost += cost
-            spos.no_revenue += cost
-        L.balance[s] += cost - fee_s
-        if L.balance[s] < 0:  # seller fee larger than proceeds and balance (tiny prices)
-            fee_s += L.balance[s]
-            L.balance[s] = 0
-        L.fees += fee_b + fee_s
-        bpos.invested += cost + fee_b
-        for p in (bpos, spos):
-            p.last_price = price
-            p.updated = int(self.t)
+        permit_b = self._reserve(b, buyer, cost + fee_b)
+        permit_s = self._reserve(s, seller, short) if short else 0
+        self.reserved_shares[(s, mid, outcome)] += qty - short
+        self.incoming[(b, mid, outcome)] += qty
         buyer.filled += qty
         seller.filled += qty
         m = self.markets[mid]
         m.volume += qty
         m.last_price = price
-        for a in (b, s):
-            self.user_trades[a] += 1
-            self.user_volume[a] += cost
+        m.updated_at = int(self.t)
         self.counters["trades"] += 1
+        n = self.counters["trades"]
         maker = seller if buyer is taker else buyer
+        tx = "0x" + keccak(f"tx:{n}".encode()).hex()
         tr = {
-            "id": self.counters["trades"],
+            "id": n,
             "marketId": mid,
             "buyer": b,
             "seller": s,
@@ -1001,16 +1062,118 @@ class Exchange:
             "makerOrderHash": maker.order_hash,
             "takerOrderHash": taker.order_hash,
             "timestamp": int(self.t),
-            "txHash": "0x" + keccak(f"tx:{self.counters['trades']}".encode()).hex(),
-            "tradeHash": "0x" + keccak(f"trade:{self.counters['trades']}".encode()).hex(),
+            "txHash": tx,
+            "tradeHash": "0x" + keccak(f"trade:{n}".encode()).hex(),
         }
         self.trades[mid].append(tr)
         self.events.append({"type": "trade", "marketId": mid, "data": tr})
-        ok, bad = L.invariants({mid: m})
+        p = PendingTrade(
+            tr,
+            buyer,
+            seller,
+            taker,
+            cost,
+            fee_b,
+            fee_s,
+            short,
+            permit_b,
+            permit_s,
+            self.t + self.cfg.settle_delay_s,
+        )
+        self.pending.append(p)
+        self.by_tx[tx] = p
+        if self.cfg.settle_delay_s <= 0:
+            self.settle_due(self.t)
+        return None
+
+    def settle_due(self, t: float, market_id: str | None = None) -> None:
+        """Settle, in match order, every pending trade due by t (or all of one market's)."""
+        keep: list[PendingTrade] = []
+        batch = 0
+        for p in self.pending:
+            if p.due <= t + 1e-9 or p.trade["marketId"] == market_id:
+                p.batch_index = batch
+                batch += 1
+                self._settle_onchain(p)
+            else:
+                keep.append(p)
+        self.pending = keep
+
+    def _settle_onchain(self, p: PendingTrade) -> None:
+        """Release the reservations, then do what the settlement contract would: move USDC and
+        shares if the chain allows it now, else fail the trade with the chain's reason (nothing
+        moves; the orders keep their filledSize: see README, "settlement")."""
+        L = self.ledger
+        tr = p.trade
+        mid, outcome, qty, price = tr["marketId"], tr["outcome"], tr["size"], tr["price"]
+        b, s = tr["buyer"], tr["seller"]
+        self._release(b, p.buyer, p.cost + p.fee_b, p.permit_b)
+        if p.short:
+            self._release(s, p.seller, p.short, p.permit_s)
+        self.reserved_shares[(s, mid, outcome)] -= qty - p.short
+        self.incoming[(b, mid, outcome)] -= qty
+        bpos, spos = L.pos(b, mid), L.pos(s, mid)
+        held = spos.yes if outcome == YES else spos.no
+        short = max(0, qty - held)
+        need_b = p.cost + p.fee_b
+        reason = ""
+        if self.faults.trip("settle_fail", self.t):
+            reason = "execution reverted: transaction simulation failed (settle_fail fault)"
+        elif L.balance[b] < need_b:
+            reason = "ERC20: transfer amount exceeds balance (buyer)"
+        elif L.available_allowance(b, p.buyer) < need_b:
+            reason = "ERC20: transfer amount exceeds allowance (buyer)"
+        elif qty - short > 0 and self.cfg.require_ctf_approval and s not in self.ctf_approved:
+            reason = "ERC1155: caller is not token owner or approved (seller)"
+        elif short and L.balance[s] < short:
+            reason = "ERC20: transfer amount exceeds balance (seller split)"
+        elif short and L.available_allowance(s, p.seller) < short:
+            reason = "ERC20: transfer amount exceeds allowance (seller split)"
+        p.status = "failed" if reason else "settled"
+        p.settled_at = self.t
+        if reason:
+            p.reason = reason
+            self.failed.append(p)
+            self.counters["failed_trades"] += 1
+            log.info("settlement failed: %s %s", tr["txHash"][:12], reason)
+            return
+        L.balance[b] -= need_b
+        L.spend_allowance(b, p.buyer, need_b)
+        if short:
+            L.balance[s] -= short
+            L.spend_allowance(s, p.seller, short)
+            L.collateral[mid] += short
+            spos.yes += short
+            spos.no += short
+            spos.invested += short
+        if outcome == YES:
+            spos.yes -= qty
+            bpos.yes += qty
+            bpos.yes_cost += p.cost
+            spos.yes_revenue += p.cost
+        else:
+            spos.no -= qty
+            bpos.no += qty
+            bpos.no_cost += p.cost
+            spos.no_revenue += p.cost
+        fee_s = p.fee_s
+        L.balance[s] += p.cost - fee_s
+        if L.balance[s] < 0:  # seller fee larger than proceeds and balance (tiny prices)
+            fee_s += L.balance[s]
+            L.balance[s] = 0
+        L.fees += p.fee_b + fee_s
+        bpos.invested += need_b
+        for pos in (bpos, spos):
+            pos.last_price = price
+            pos.updated = int(self.t)
+        for a in (b, s):
+            self.user_trades[a] += 1
+            self.user_volume[a] += p.cost
+        self.counters["settled_trades"] += 1
+        ok, bad = L.invariants({mid: self.markets[mid]})
         if not ok:
             self.invariant_errors.extend(bad)
             log.error("invariant broken: %s", bad)
-        return None
 
     def cancel(self, order_hash: str, caller: str) -> SimOrder:
         o = self.orders.get(order_hash) or self.orders.get(order_hash.lower())
@@ -1116,7 +1279,7 @@ class Exchange:
         p = self.ledger.pos(addr, mid)
         m = self.markets[mid]
         return {
-            "id": f"{addr}:{mid}",
+            "id": p.id,
             "marketId": mid,
             "contractAddress": m.contract,
             "userAddress": addr,
@@ -1163,6 +1326,9 @@ class Exchange:
             "paid_out": self.ledger.paid_out,
             "minted": self.ledger.minted,
             "counters": dict(self.counters),
+            "pending_trades": len(self.pending),
+            "failed_trades": len(self.failed),
+            "ctf_approved": sorted(self.ctf_approved),
             "invariants_ok": ok,
             "invariant_errors": (bad + self.invariant_errors)[:20],
         }
@@ -1191,6 +1357,7 @@ class Participants:
         for a in (self.noise, self.informed, self.maker):
             ex.ledger.ensure(a, 10**15)  # deep pockets, standing max allowance
             ex.ledger.allowance[a] = MAX_UINT
+            ex.ctf_approved.add(a)
         self.maker_orders: dict[str, list[SimOrder]] = collections.defaultdict(list)
         self.next_refresh: dict[str, float] = {}
 
@@ -1275,7 +1442,7 @@ class SimApp:
         self.clock = clock or default_clock(cfg)
         self.ex = Exchange(cfg, self.clock)
         self.participants = Participants(self.ex) if cfg.participants else None
-        self.faults = Faults(random.Random(cfg.seed + 99))
+        self.faults = self.ex.faults
         self.sockets: dict[web.WebSocketResponse, set[str]] = {}
         self.buckets: dict[str, tuple[float, float]] = {}
         self.last_heartbeat = self.ex.t
@@ -1301,6 +1468,8 @@ class SimApp:
         g("/api/v1/trades/{market_id}", self.trades)
         g("/api/v1/stats/{market_id}", self.stats)
         g("/api/v1/resolution/{market_id}", self.resolution)
+        g("/api/v1/platform/stats", self.platform_stats)
+        g("/api/v1/holders/{market_id}", self.holders)
         p("/api/v1/orders", self.post_order)
         g("/api/v1/orders", self.get_orders)
         d("/api/v1/orders", self.cancel_market)
@@ -1315,7 +1484,11 @@ class SimApp:
         g("/api/v1/users/{address}/balances", self.balances)
         g("/api/v1/contracts/nonce/{contract}/{owner}", self.contract_nonce)
         g("/api/v1/user-stats", self.user_stats)
-        for name in ("failed-trades", "pending-trades", "failed-claims", "pending-claims"):
+        g("/api/v1/pending-trades", self.pending_trades)
+        g("/api/v1/failed-trades", self.failed_trades)
+        g("/api/v1/settlements/{tx_hash}", self.settlement_status)
+        # redemptions are executed at once here: nothing is ever pending or failed
+        for name in ("failed-claims", "pending-claims"):
             g(f"/api/v1/{name}", self._empty_list(name))
         p("/api/v1/api-keys", self.register_key)
         p("/api/v1/relayer/usdc-permit", self.relayer_permit)
@@ -1549,15 +1722,20 @@ class SimApp:
     def _market_json(self, m: Market) -> dict[str, Any]:
         return {
             "id": m.market_id,
+            "chainId": self.cfg.chain_id,
+            "contractAddress": m.contract,
+            "settlementAddress": self.ex.chain["settlement"],
             "question": f"{m.asset} above {m.strike:.2f} at {m.end}?",
             "description": "simulated quick market",
             "category": "crypto",
-            "expirationTime": m.end,
-            "contractAddress": m.contract,
-            "chainId": self.cfg.chain_id,
+            "expiration": m.end,  # HEAD reads `expiration`
+            "expirationTime": m.end,  # 0.1.0 reads `expirationTime` first
+            "maker": MARKET_CREATOR,
             "resolved": m.resolved,
-            "settlementAddress": self.ex.chain["settlement"],
             "winningOutcome": m.outcome,
+            "volume": m.volume,
+            "createdAt": m.created_at,
+            "updatedAt": m.updated_at,
         }
 
     @staticmethod
@@ -1581,7 +1759,15 @@ class SimApp:
 
     async def quick_market(self, request: web.Request) -> web.Response:
         m = self._current(request.match_info["asset"], request)
-        return web.json_response({"quickMarket": m.to_quick()})
+        asks = self.ex.books[(m.market_id, YES)].asks
+        return web.json_response(
+            {
+                "active": True,
+                "asset": m.asset,
+                "quickMarket": m.to_quick(),
+                "bestAskPrice": asks[0].price if asks else None,
+            }
+        )
 
     async def quick_history(self, request: web.Request) -> web.Response:
         m = self._current(request.match_info["asset"], request)
@@ -1632,16 +1818,50 @@ class SimApp:
 
     async def resolution(self, request: web.Request) -> web.Response:
         m = self.ex.market(request.match_info["market_id"])
+        out: dict[str, Any] = {
+            "marketId": m.market_id,
+            "expired": m.closed,
+            "resolved": m.resolved,
+            "assertionId": "0x" + keccak(b"assertion:" + m.market_id.encode()).hex(),
+            "timestamp": m.end,
+        }
+        # [docs] winningOutcome only once resolved; HEAD's int(winningOutcome) raises on null
+        if m.resolved:
+            out["winningOutcome"] = out["outcome"] = m.outcome
+        return web.json_response(out)
+
+    async def platform_stats(self, request: web.Request) -> web.Response:
+        vol = sum(m.volume for m in self.ex.markets.values())
+        n = self.ex.counters["trades"]
         return web.json_response(
             {
-                "marketId": m.market_id,
-                "assertionId": "0x" + "00" * 32,
-                "winningOutcome": m.outcome,
-                "outcome": m.outcome,
-                "resolved": m.resolved,
-                "timestamp": m.end,
+                "chains": [
+                    {
+                        "chain_id": self.cfg.chain_id,
+                        "total_volume": vol,
+                        "total_trades": n,
+                        "updated_at": int(self.ex.t),
+                    }
+                ],
+                "total_volume": vol,
+                "total_trades": n,
             }
         )
+
+    async def holders(self, request: web.Request) -> web.Response:
+        m = self.ex.market(request.match_info["market_id"])
+        rows = [
+            {
+                "userAddress": addr,
+                "yesShares": p.yes,
+                "noShares": p.no,
+                "totalInvested": p.invested,
+            }
+            for (addr, mid), p in self.ex.ledger.positions.items()
+            if mid == m.market_id and (p.yes or p.no)
+        ]
+        rows.sort(key=lambda r: -(r["yesShares"] + r["noShares"]))
+        return web.json_response({"topHolders": rows[: self._limit(request)]})
 
     async def balances(self, request: web.Request) -> web.Response:
         a = request.match_info["address"].lower()
@@ -1664,6 +1884,7 @@ class SimApp:
     async def claimable(self, request: web.Request) -> web.Response:
         a = request.match_info["address"].lower()
         out = []
+        total = 0
         for (addr, mid), p in self.ex.ledger.positions.items():
             m = self.ex.markets[mid]
             if addr != a or not m.resolved:
@@ -1675,16 +1896,13 @@ class SimApp:
                         "market_id": mid,
                         "contract_address": m.contract,
                         "outcome_label": "YES" if m.outcome == YES else "NO",
-                        "balance": str(bal),
-                        "payout": str(bal),
+                        "balance": str(bal),  # u6 shares
+                        "payout": f"{bal / 1e6:.2f}",  # dollars, spec 3.2 #28: "10.50"
                     }
                 )
+                total += bal
         return web.json_response(
-            {
-                "claimable": out,
-                "count": len(out),
-                "totalPayout": str(sum(int(x["payout"]) for x in out)),
-            }
+            {"claimable": out, "count": len(out), "totalPayout": f"{total / 1e6:.2f}"}
         )
 
     async def claim_data(self, request: web.Request) -> web.Response:
@@ -1733,12 +1951,17 @@ class SimApp:
     async def post_order(self, request: web.Request) -> web.Response:
         caller = self.auth(request)
         body = await self._json(request)
+        trades0 = self.ex.counters["trades"]
         o = self.ex.place(body, caller, "permit_reject" in self.faults.active)
+        # [docs] {"orderHash","status","matches","timestamp"}; status here is the order's own
+        # (open/filled/cancelled: what the SDK's tests mock), the fill figures are extra
         return web.json_response(
             {
                 "success": True,
                 "orderHash": o.order_hash,
                 "status": o.status,
+                "matches": self.ex.counters["trades"] - trades0,
+                "timestamp": int(self.ex.t),
                 "filledSize": o.filled,
                 "remainingSize": o.remaining if o.status == "open" else 0,
             }
@@ -1851,17 +2074,28 @@ class SimApp:
         )
 
     def _empty_list(self, name: str) -> Callable[[web.Request], Any]:
-        key = {
-            "failed-trades": "failedTrades",
-            "pending-trades": "pendingTrades",
-            "failed-claims": "failedClaims",
-            "pending-claims": "pendingClaims",
-        }[name]
+        key = {"failed-claims": "failedClaims", "pending-claims": "pendingClaims"}[name]
 
         async def h(request: web.Request) -> web.Response:
             return web.json_response({key: []})
 
         return h
+
+    async def pending_trades(self, request: web.Request) -> web.Response:
+        return web.json_response({"pendingTrades": [p.to_json() for p in self.ex.pending]})
+
+    async def failed_trades(self, request: web.Request) -> web.Response:
+        rows = [{**p.to_json(), "reason": p.reason} for p in self.ex.failed]
+        return web.json_response({"failedTrades": rows[::-1]})  # newest first
+
+    async def settlement_status(self, request: web.Request) -> web.Response:
+        tx = request.match_info["tx_hash"].lower()
+        p = self.ex.by_tx.get(tx)
+        if p is None:
+            return web.json_response({"found": False, "txHash": tx})
+        return web.json_response(
+            {**p.to_json(), "found": True, "status": p.status, "error": p.reason}
+        )
 
     async def relayer_permit(self, request: web.Request) -> web.Response:
         self.auth(request)
@@ -1882,9 +2116,72 @@ class SimApp:
         return web.json_response({"success": True, "tx_hash": tx, "txHash": tx})
 
     async def relayer_ctf_approval(self, request: web.Request) -> web.Response:
-        self.auth(request)
-        await self._json(request)
-        return web.json_response({"success": True, "tx_hash": "0x" + secrets.token_hex(32)})
+        """SetApprovalForAll by permit (spec 4.6): checked with eth-account's typed-data
+        encoding, the CTF nonce consumed, the settlement becomes (or stops being) operator."""
+        caller = self.auth(request)
+        body = await self._json(request)
+        ex = self.ex
+        try:
+            owner = str(body["owner"])
+            operator = str(body["operator"])
+            approved = bool(body["approved"])
+            deadline = int(body["deadline"])
+            sig = sig_from_vrs(int(body["v"]), body["r"], body["s"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ApiError(400, f"invalid ctf approval: {e}") from None
+        o = owner.lower()
+        if o != caller:
+            raise ApiError(403, "owner does not match the API key")
+        if not same_addr(operator, ex.chain["settlement"]):
+            raise ApiError(400, "operator is not the settlement contract")
+        if deadline < ex.t:
+            raise ApiError(400, "approval deadline passed")
+        nonce = ex.ledger.ctf_nonce[o]
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "SetApprovalForAll": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "operator", "type": "address"},
+                    {"name": "approved", "type": "bool"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "SetApprovalForAll",
+            "domain": {
+                "name": "ConditionalTokensWithPermit",
+                "version": "1",
+                "chainId": self.cfg.chain_id,
+                "verifyingContract": ex.chain["ctf"],
+            },
+            "message": {
+                "owner": to_checksum_address(o),
+                "operator": to_checksum_address(operator),
+                "approved": approved,
+                "nonce": nonce,
+                "deadline": deadline,
+            },
+        }
+        try:
+            signer = Account.recover_message(encode_typed_data(full_message=typed), signature=sig)
+        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
+            raise ApiError(400, "invalid ctf approval signature (or stale ctf nonce)") from None
+        if not same_addr(signer, o):
+            raise ApiError(400, "invalid ctf approval signature (or stale ctf nonce)")
+        ex.ledger.ctf_nonce[o] += 1
+        if approved:
+            ex.ctf_approved.add(o)
+        else:
+            ex.ctf_approved.discard(o)
+        ex.counters["ctf_approvals"] += 1
+        tx = "0x" + keccak(f"ctf-approval:{o}:{nonce}".encode()).hex()
+        return web.json_response({"success": True, "tx_hash": tx, "txHash": tx})
 
     async def relayer_redeem(self, request: web.Request) -> web.Response:
         self.auth(request)
@@ -1898,9 +2195,8 @@ class SimApp:
         if not isinstance(reds, list) or not reds:
             raise ApiError(400, "redemptions must be a non-empty list")
         results = [self.ex.redeem({**r, "owner": r.get("owner", body.get("owner"))}) for r in reds]
-        return web.json_response(
-            {"success": True, "results": results, "tx_hash": results[0]["tx_hash"]}
-        )
+        tx = results[0]["tx_hash"]  # HEAD's examples read txHash (camel) on the batch route
+        return web.json_response({"success": True, "results": results, "txHash": tx, "tx_hash": tx})
 
     # -- stream -------------------------------------------------------------------------------
     async def stream(self, request: web.Request) -> web.StreamResponse:
@@ -1927,7 +2223,10 @@ class SimApp:
                         # the SDK also subscribes channels by asset; accept and ignore
                         continue
                     self.sockets[ws].add(m.market_id)
-                    self.ex.dirty.add(m.market_id)  # initial snapshot
+                    # [docs] a confirmation, then the snapshot
+                    ack = {"type": "subscribe", "marketId": m.market_id}
+                    await ws.send_str(json.dumps({**ack, "data": {"status": "subscribed"}}))
+                    self.ex.dirty.add(m.market_id)
                     self.flush()
                 elif typ == "unsubscribe" and isinstance(mid, str):
                     self.sockets[ws].discard(mid)

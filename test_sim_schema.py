@@ -1,0 +1,473 @@
+"""Every simulator reply against the wire rules of ../shared/turbine-api.md (section 3.3 and the
+endpoint table): field names, JSON types, scales and nullability, one test per type the official
+SDK (HEAD) parses. HEAD converts many fields with int(...), so a string where the spec says
+integer (a hex market id as QuickMarket.id, say) breaks the real client even when 0.1.0 copes.
+
+The scenario is built once: two accounts trade (settled, pending and failed trades), a market
+resolves and one account claims. Signing uses eth-account and the SDK only, never spike_bot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from turbine_client import Outcome
+
+import spike_bot as sb
+import turbine_sim as ts
+from conftest import SIM_START, TEST_KEY
+from test_turbine_sim import DOMAIN_FIELDS, approve_max, client, headers, redemption
+
+# -- the rules ------------------------------------------------------------------------------------
+Rule = Callable[[Any], bool]
+
+
+def INT(v: Any) -> bool:  # a JSON integer (HEAD int() would also take "12", the spec says int)
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def STR(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def BOOL(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def NUM(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def HEX32(v: Any) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]{64}", v) is not None
+
+
+def ADDR(v: Any) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]{40}", v) is not None
+
+
+def DEC(v: Any) -> bool:  # a decimal integer string (u6 or up to 2^256 - 1)
+    return isinstance(v, str) and re.fullmatch(r"[0-9]{1,78}", v) is not None
+
+
+def USD(v: Any) -> bool:  # dollars with cents, as a string: "10.50"
+    return isinstance(v, str) and re.fullmatch(r"[0-9]+\.[0-9]{2}", v) is not None
+
+
+def OUTCOME(v: Any) -> bool:
+    return v in (0, 1) and INT(v)
+
+
+def PRICE(v: Any) -> bool:
+    return INT(v) and 1 <= v <= 999_999
+
+
+def TS(v: Any) -> bool:  # unix seconds, plausible
+    return INT(v) and 1_600_000_000 < v < 4_000_000_000
+
+
+def TS_STR(v: Any) -> bool:  # FailedTrade / PendingTrade / SettlementStatus timestamps
+    return DEC(v) and TS(int(v))
+
+
+def opt(rule: Rule) -> Rule:
+    return lambda v: v is None or rule(v)
+
+
+def one_of(*vals: Any) -> Rule:
+    return lambda v: v in vals
+
+
+SCHEMAS: dict[str, dict[str, Rule]] = {
+    "Market": {
+        "id": HEX32, "chainId": INT, "contractAddress": ADDR, "settlementAddress": ADDR,
+        "question": STR, "description": STR, "category": STR, "expiration": TS, "maker": ADDR,
+        "resolved": BOOL, "winningOutcome": opt(OUTCOME), "volume": INT, "createdAt": TS,
+        "updatedAt": TS,
+    },
+    "MarketStats": {
+        "marketId": HEX32, "contractAddress": ADDR, "lastPrice": INT, "totalVolume": INT,
+        "volume24h": INT,
+    },
+    "QuickMarket": {
+        "id": INT, "marketId": HEX32, "asset": STR, "intervalMinutes": INT, "startPrice": INT,
+        "endPrice": opt(INT), "startTime": TS, "endTime": TS, "resolved": BOOL,
+        "outcome": opt(OUTCOME), "priceSource": one_of("pyth"), "createdAt": TS,
+        "contractAddress": ADDR,
+    },
+    "QuickMarketReply": {"active": BOOL, "asset": STR, "quickMarket": lambda v: isinstance(v, dict),
+                         "bestAskPrice": opt(PRICE)},
+    "OrderBook": {"marketId": HEX32, "bids": lambda v: isinstance(v, list),
+                  "asks": lambda v: isinstance(v, list), "lastUpdate": TS},
+    "Level": {"price": PRICE, "size": lambda v: INT(v) and v > 0},
+    "Trade": {
+        "id": INT, "marketId": HEX32, "buyer": ADDR, "seller": ADDR, "price": PRICE,
+        "size": INT, "outcome": OUTCOME, "timestamp": TS, "txHash": HEX32,
+    },
+    "Order": {
+        "orderHash": HEX32, "marketId": HEX32, "trader": ADDR, "side": one_of(0, 1),
+        "outcome": OUTCOME, "price": PRICE, "size": INT, "filledSize": INT,
+        "remainingSize": INT, "nonce": INT, "expiration": TS,
+        "status": one_of("open", "filled", "cancelled", "expired"), "createdAt": TS,
+    },
+    "OrderReply": {"orderHash": HEX32, "status": STR, "matches": INT, "timestamp": TS},
+    "Position": {
+        "id": INT, "marketId": HEX32, "userAddress": ADDR, "yesShares": INT, "noShares": INT,
+        "yesCost": INT, "noCost": INT, "yesRevenue": INT, "noRevenue": INT,
+        "totalInvested": INT, "totalCost": INT, "totalRevenue": INT, "lastUpdated": TS,
+    },
+    "UserActivity": {
+        "address": ADDR, "totalTrades": INT, "totalVolume": INT, "pnl": INT,
+        "marketsTraded": INT,
+    },
+    "UserStats": {
+        "user_address": ADDR, "total_cost": INT, "total_invested": INT,
+        "position_value": INT, "pnl": INT, "pnl_percentage": NUM,
+    },
+    "PendingTrade": {
+        "marketId": HEX32, "txHash": HEX32, "buyerAddress": ADDR, "sellerAddress": ADDR,
+        "fillSize": INT, "fillPrice": PRICE, "timestamp": TS_STR, "isBatch": BOOL,
+        "batchIndex": INT,
+    },
+    "FailedTrade": {
+        "marketId": HEX32, "txHash": HEX32, "buyerAddress": ADDR, "sellerAddress": ADDR,
+        "fillSize": INT, "fillPrice": PRICE, "reason": STR, "timestamp": TS_STR,
+        "batchIndex": INT,
+    },
+    "SettlementStatus": {
+        "found": BOOL, "txHash": HEX32, "status": one_of("pending", "settled", "failed"),
+        "error": STR, "marketId": HEX32, "buyerAddress": ADDR, "sellerAddress": ADDR,
+        "fillSize": INT, "fillPrice": PRICE, "timestamp": TS_STR, "isBatch": BOOL,
+        "batchIndex": INT,
+    },
+    "Resolution": {
+        "marketId": HEX32, "resolved": BOOL, "expired": BOOL, "assertionId": STR,
+        "timestamp": TS,
+    },
+    "AssetPrice": {"price": lambda v: NUM(v) and v > 0, "timestamp": TS},
+    "Claimable": {
+        "market_id": HEX32, "contract_address": ADDR, "outcome_label": one_of("YES", "NO"),
+        "balance": lambda v: INT(v) or DEC(v), "payout": USD,
+    },
+    "ClaimableReply": {"claimable": lambda v: isinstance(v, list), "count": INT,
+                       "totalPayout": USD},
+    "ClaimData": {
+        "market_address": ADDR, "resolved": BOOL, "winning_balance": lambda v: INT(v) or DEC(v),
+        "ctf_address": ADDR, "collateral_token": ADDR, "condition_id": HEX32,
+        "winning_outcome": opt(OUTCOME), "ctf_nonce": INT,
+    },
+    "Balances": {"balance": DEC, "allowance": DEC},
+    "Nonce": {"nonce": INT},
+    "ApiKey": {"success": BOOL, "api_key_id": STR,
+               "api_private_key": lambda v: STR(v) and re.fullmatch(r"(0x)?([0-9a-f]{64}){1,2}", v),
+               "message": STR},
+    "RelayerReply": {"success": BOOL, "tx_hash": HEX32},
+    "BatchRelayerReply": {"success": BOOL, "txHash": HEX32},
+    "Holder": {"userAddress": ADDR, "yesShares": INT, "noShares": INT, "totalInvested": INT},
+    "PlatformStats": {"chains": lambda v: isinstance(v, list) and len(v) == 1,
+                      "total_volume": INT, "total_trades": INT},
+    "ChainStats": {"chain_id": one_of(137), "total_volume": INT, "total_trades": INT,
+                   "updated_at": TS},
+}  # fmt: skip
+
+
+def check(kind: str, obj: Any) -> None:
+    assert isinstance(obj, dict), f"{kind}: not an object: {obj!r}"
+    rules = SCHEMAS[kind]
+    bad = {k: obj.get(k, "<missing>") for k, ok in rules.items() if k not in obj or not ok(obj[k])}
+    assert not bad, f"{kind}: fields break the spec: {bad}"
+
+
+# -- the scenario ------------------------------------------------------------------------------
+def ctf_approve(sim: ts.Sim, c: Any, key: str) -> dict[str, Any]:
+    """SetApprovalForAll(settlement) as HEAD's approve_ctf_for_settlement signs it."""
+    owner = Account.from_key(key).address
+    nonce = requests.get(
+        f"{sim.base_url}/api/v1/contracts/nonce/{ts.CHAINS[137]['ctf']}/{owner}", timeout=5
+    ).json()["nonce"]
+    deadline = int(sim.clock.now()) + 3600
+    td = {
+        "types": {
+            "EIP712Domain": DOMAIN_FIELDS,
+            "SetApprovalForAll": [
+                {"name": "owner", "type": "address"},
+                {"name": "operator", "type": "address"},
+                {"name": "approved", "type": "bool"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "SetApprovalForAll",
+        "domain": {
+            "name": "ConditionalTokensWithPermit",
+            "version": "1",
+            "chainId": 137,
+            "verifyingContract": ts.CHAINS[137]["ctf"],
+        },
+        "message": {
+            "owner": owner,
+            "operator": ts.CHAINS[137]["settlement"],
+            "approved": True,
+            "nonce": nonce,
+            "deadline": deadline,
+        },
+    }
+    sm = Account.sign_typed_data(key, full_message=td)
+    r = requests.post(
+        f"{sim.base_url}/api/v1/relayer/ctf-approval",
+        headers=headers(c),
+        json={
+            "chainId": 137,
+            "owner": owner,
+            "operator": ts.CHAINS[137]["settlement"],
+            "approved": True,
+            "deadline": str(deadline),
+            "v": sm.v,
+            "r": "0x" + hex(sm.r)[2:].zfill(64),
+            "s": "0x" + hex(sm.s)[2:].zfill(64),
+        },
+        timeout=5,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture(scope="module")
+def replies() -> Iterator[dict[str, Any]]:
+    sim = ts.start_sim(
+        ts.SimConfig(
+            manual_clock=True, start_time=SIM_START + 1, participants=False, settle_delay_s=5.0
+        )
+    )
+    try:
+        out: dict[str, Any] = {}
+        get = lambda path, c=None, **q: requests.get(  # noqa: E731
+            sim.base_url + path, headers=headers(c) if c else None, params=q, timeout=5
+        ).json()
+        b_key, s_key = TEST_KEY, "0x" + Account.create().key.hex().removeprefix("0x")
+        b, s = client(sim, b_key), client(sim, s_key)
+        new = Account.create()
+        sig = Account.sign_message(
+            encode_defunct(text=f"Register API key for Turbine: {new.address}"), new.key
+        ).signature.hex()
+        out["ApiKey"] = requests.post(
+            sim.base_url + "/api/v1/api-keys",
+            json={"address": new.address, "signature": "0x" + sig.removeprefix("0x")},
+            timeout=5,
+        ).json()
+        approve_max(sim, b, b_key)
+        approve_max(sim, s, s_key)
+        out["RelayerReply"] = ctf_approve(sim, s, s_key)
+        qm_reply = get("/api/v1/quick-markets/BTC")
+        mid = qm_reply["quickMarket"]["marketId"]
+        exp = int(sim.clock.now()) + 600
+        # a settled trade: s sells YES it does not hold (split), b buys
+        s.post_order(s.create_limit_sell(mid, Outcome.YES, 400_000, 10_000_000, expiration=exp))
+        out["OrderReply"] = b.post_order(
+            b.create_limit_buy(mid, Outcome.YES, 450_000, 4_000_000, expiration=exp)
+        )
+        out["PendingTrades"] = get("/api/v1/pending-trades")
+        tx_settled = out["PendingTrades"]["pendingTrades"][0]["txHash"]
+        out["SettlementPending"] = get(f"/api/v1/settlements/{tx_settled}")
+        sim.advance(6)
+        out["SettlementSettled"] = get(f"/api/v1/settlements/{tx_settled}")
+        # a failed trade (settle_fail), then one left pending
+        sim.fault("settle_fail", count=1)
+        b.post_order(b.create_limit_buy(mid, Outcome.YES, 400_000, 2_000_000, expiration=exp))
+        sim.advance(6)
+        out["FailedTrades"] = get("/api/v1/failed-trades")
+        b.post_order(b.create_limit_buy(mid, Outcome.YES, 400_000, 1_000_000, expiration=exp))
+        out["PendingTrades2"] = get("/api/v1/pending-trades")
+        out["Markets"] = get("/api/v1/markets")
+        out["QuickMarketReply"] = get("/api/v1/quick-markets/BTC")
+        out["MarketStats"] = get(f"/api/v1/stats/{mid}")
+        out["OrderBook"] = get(f"/api/v1/orderbook/{mid}")
+        out["Trades"] = get(f"/api/v1/trades/{mid}")
+        out["Orders"] = get("/api/v1/orders", b, trader=b.address)
+        out["Positions"] = get(f"/api/v1/users/{b.address}/positions", b, chain_id=137)
+        out["UserActivity"] = get(f"/api/v1/users/{b.address}/activity", b)
+        out["UserStats"] = get("/api/v1/user-stats", b)
+        out["AssetPrice"] = get("/api/v1/quick-markets/BTC/price")
+        out["PriceHistory"] = get("/api/v1/quick-markets/BTC/price-history")
+        out["Balances"] = get(f"/api/v1/users/{b.address}/balances", chain_id=137)
+        out["Nonce"] = get(f"/api/v1/contracts/nonce/{ts.CHAINS[137]['usdc']}/{b.address}")
+        out["Holders"] = get(f"/api/v1/holders/{mid}")
+        out["PlatformStats"] = get("/api/v1/platform/stats")
+        out["ResolutionOpen"] = get(f"/api/v1/resolution/{mid}")
+        out["FailedClaims"] = get("/api/v1/failed-claims")
+        out["PendingClaims"] = get("/api/v1/pending-claims")
+        # resolve with b holding YES, YES winning
+        strike = qm_reply["quickMarket"]["startPrice"] / 1e6
+        sim.call(lambda: sim.app.ex.prices.__setitem__("BTC", strike * 1.01))
+        sim.fault("resolve_now")
+        out["ResolutionDone"] = get(f"/api/v1/resolution/{mid}")
+        out["History"] = get("/api/v1/quick-markets/BTC/history")
+        out["Claimable"] = get(f"/api/v1/users/{b.address}/claimable", b, chain_id=137)
+        contract = out["MarketStats"]["contractAddress"]
+        cd = get(f"/api/v1/users/{b.address}/claim-data", chain_id=137, markets=contract)
+        out["ClaimData"] = cd
+        red = redemption(b_key, cd["markets"][0], int(sim.clock.now()) + 3600)
+        out["BatchRelayerReply"] = requests.post(
+            sim.base_url + "/api/v1/relayer/batch-ctf-redemption",
+            headers=headers(b),
+            json={"chainId": 137, "owner": b.address, "redemptions": [red]},
+            timeout=5,
+        ).json()
+        out["address"] = b.address
+        yield out
+    finally:
+        sim.stop()
+
+
+# -- one test per type --------------------------------------------------------------------------
+def test_market(replies: dict[str, Any]) -> None:
+    ms = replies["Markets"]["markets"]
+    assert ms
+    for m in ms:
+        check("Market", m)
+
+
+def test_market_stats(replies: dict[str, Any]) -> None:
+    check("MarketStats", replies["MarketStats"])
+    assert replies["MarketStats"]["totalVolume"] == 7_000_000  # settled, failed and pending
+
+
+def test_quick_market(replies: dict[str, Any]) -> None:
+    r = replies["QuickMarketReply"]
+    check("QuickMarketReply", r)
+    qm = r["quickMarket"]
+    check("QuickMarket", qm)
+    assert 10_000 < qm["startPrice"] / 1e6 < 1_000_000  # BTC in USD at 1e6, not 1e8
+    assert qm["endTime"] - qm["startTime"] == qm["intervalMinutes"] * 60
+    hist = replies["History"]["markets"]
+    for q in hist:
+        check("QuickMarket", q)
+    done = next(q for q in hist if q["resolved"])
+    assert INT(done["endPrice"]) and done["outcome"] == 0
+    assert len({q["id"] for q in hist}) == len(hist)
+
+
+def test_order_book_and_levels(replies: dict[str, Any]) -> None:
+    ob = replies["OrderBook"]
+    check("OrderBook", ob)
+    assert ob["asks"], "the resting ask is in the book"
+    for lv in ob["bids"] + ob["asks"]:
+        check("Level", lv)
+    assert [x["price"] for x in ob["asks"]] == sorted(x["price"] for x in ob["asks"])
+    bids = [x["price"] for x in ob["bids"]]
+    assert bids == sorted(bids, reverse=True)
+
+
+def test_trade(replies: dict[str, Any]) -> None:
+    trades = replies["Trades"]["trades"]
+    assert len(trades) == 3
+    for t in trades:
+        check("Trade", t)
+    assert len({t["id"] for t in trades}) == 3
+    assert trades[0]["timestamp"] >= trades[-1]["timestamp"]  # newest first
+
+
+def test_order_and_post_reply(replies: dict[str, Any]) -> None:
+    check("OrderReply", replies["OrderReply"])
+    assert replies["OrderReply"]["matches"] == 1
+    for o in replies["Orders"]["orders"]:
+        check("Order", o)
+
+
+def test_position(replies: dict[str, Any]) -> None:
+    ps = replies["Positions"]["positions"]
+    assert ps
+    for p in ps:
+        check("Position", p)
+    # the settled trade only: the failed one moved nothing, the last one is still pending
+    assert sum(p["yesShares"] for p in ps) == 4_000_000
+
+
+def test_user_activity_and_stats(replies: dict[str, Any]) -> None:
+    check("UserActivity", replies["UserActivity"])
+    check("UserStats", replies["UserStats"])
+
+
+def test_pending_trade(replies: dict[str, Any]) -> None:
+    for key in ("PendingTrades", "PendingTrades2"):
+        rows = replies[key]["pendingTrades"]
+        assert len(rows) == 1
+        check("PendingTrade", rows[0])
+
+
+def test_failed_trade(replies: dict[str, Any]) -> None:
+    rows = replies["FailedTrades"]["failedTrades"]
+    assert len(rows) == 1
+    check("FailedTrade", rows[0])
+    assert "settle_fail" in rows[0]["reason"] and rows[0]["fillSize"] == 2_000_000
+
+
+def test_failed_and_pending_claims(replies: dict[str, Any]) -> None:
+    # redemptions execute at once in the simulator: the lists exist and are empty
+    assert replies["FailedClaims"] == {"failedClaims": []}
+    assert replies["PendingClaims"] == {"pendingClaims": []}
+
+
+def test_settlement_status(replies: dict[str, Any]) -> None:
+    check("SettlementStatus", replies["SettlementPending"])
+    check("SettlementStatus", replies["SettlementSettled"])
+    assert replies["SettlementPending"]["status"] == "pending"
+    assert replies["SettlementSettled"]["status"] == "settled"
+
+
+def test_resolution(replies: dict[str, Any]) -> None:
+    open_, done = replies["ResolutionOpen"], replies["ResolutionDone"]
+    check("Resolution", open_)
+    check("Resolution", done)
+    # HEAD does int(winningOutcome): absent (not null) until resolved
+    assert "winningOutcome" not in open_ and not open_["resolved"]
+    assert done["resolved"] and done["winningOutcome"] == 0
+
+
+def test_asset_price(replies: dict[str, Any]) -> None:
+    check("AssetPrice", replies["AssetPrice"])
+    for p in replies["PriceHistory"]["prices"]:
+        check("AssetPrice", p)
+
+
+def test_claimable_and_claim_data(replies: dict[str, Any]) -> None:
+    r = replies["Claimable"]
+    check("ClaimableReply", r)
+    # 4 settled shares, plus the pending one: resolution waits for the market's last batch
+    assert r["count"] == 1 and r["totalPayout"] == "5.00"
+    check("Claimable", r["claimable"][0])
+    check("ClaimData", replies["ClaimData"]["markets"][0])
+
+
+def test_balances_and_nonce(replies: dict[str, Any]) -> None:
+    check("Balances", replies["Balances"])
+    assert int(replies["Balances"]["allowance"]) == 2**256 - 1
+    check("Nonce", replies["Nonce"])
+
+
+def test_api_key_and_relayer_replies(replies: dict[str, Any]) -> None:
+    check("ApiKey", replies["ApiKey"])
+    check("RelayerReply", replies["RelayerReply"])
+    check("BatchRelayerReply", replies["BatchRelayerReply"])
+
+
+def test_holders_and_platform_stats(replies: dict[str, Any]) -> None:
+    for h in replies["Holders"]["topHolders"]:
+        check("Holder", h)
+    ps = replies["PlatformStats"]
+    check("PlatformStats", ps)
+    check("ChainStats", ps["chains"][0])
+
+
+def test_bot_parses_what_the_sdk_parses(replies: dict[str, Any]) -> None:
+    """spike_bot's parsers take the integer QuickMarket id (and ignore it: marketId is the key)."""
+    qm = sb.QuickMarket.parse(replies["QuickMarketReply"])
+    assert qm.market_id == replies["QuickMarketReply"]["quickMarket"]["marketId"]
+    only_int_id = {**replies["QuickMarketReply"]["quickMarket"], "id": 12345}
+    assert sb.QuickMarket.parse(only_int_id).market_id == qm.market_id
