@@ -248,8 +248,9 @@ class OfficialExchange:
 
 class OfficialStream:
     """The book feed on the SDK's asyncio TurbineWSClient, in its own thread and event loop.
-    Same duties as spike_bot's TurbineStream: reconnect with backoff, resubscribe, reconnect
-    after `ws_silence_s` of silence, and report to the same handler."""
+    Same duties as spike_bot's TurbineStream: reconnect with backoff, resubscribe, ping when
+    quiet and reconnect when no frame and no pong came for `ws_silence_s`, and report to the
+    same handler."""
 
     def __init__(self, cfg: sb.Config) -> None:
         self.cfg = cfg
@@ -260,10 +261,14 @@ class OfficialStream:
         self._ws: Any = None  # the SDK's WSStream while connected
         self._thread: threading.Thread | None = None
         self._connected = False
+        self._reconnect = ""  # set by the engine: drop the socket and resubscribe
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def reconnect(self, reason: str) -> None:
+        self._reconnect = reason
 
     def start(self, handler: sb.StreamHandler) -> None:
         self._thread = threading.Thread(
@@ -333,12 +338,21 @@ class OfficialStream:
 
     async def _read(self, ws: Any, handler: sb.StreamHandler) -> None:
         last = time.monotonic()
+        self._reconnect = ""
         while not self._stop.is_set():
+            if self._reconnect:
+                raise ConnectionError(f"reconnect: {self._reconnect}")
             try:
                 raw = await asyncio.wait_for(ws._connection.recv(), timeout=0.25)
             except TimeoutError:
-                if time.monotonic() - last > self.cfg.ws_silence_s:
-                    raise ConnectionError("stream silent") from None
+                if time.monotonic() - last > self.cfg.ws_silence_s / 4:
+                    # quiet is not dead (spec 5.1): a pong proves the socket
+                    waiter = await ws._connection.ping()
+                    try:
+                        await asyncio.wait_for(waiter, timeout=self.cfg.ws_silence_s)
+                    except TimeoutError:
+                        raise ConnectionError("stream silent: no frame, no pong") from None
+                    last = time.monotonic()
                 continue
             last = time.monotonic()
             if isinstance(raw, bytes):

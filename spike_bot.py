@@ -164,10 +164,17 @@ class Config:
     tick_s: float = _f(2.0, "quote loop heartbeat (s); book changes wake it sooner", 0.01, 60)
     positions_s: float = _f(5.0, "poll positions (s); orders are read back on a change", 0.1, 600)
     orders_sync_s: float = _f(30.0, "read back all our orders at least this often (s)", 1, 3600)
+    settle_grace_s: float = _f(
+        10.0, "a position differing from our fills this long is reconciled (s; settlement lag)",
+        0, 600,
+    )
     rollover_s: float = _f(10.0, "poll the current quick market (s)", 0.1, 600)
     claim_s: float = _f(30.0, "check and redeem resolved markets (s)", 0.1, 3600)
     pnl_snapshot_s: float = _f(3600.0, "PnL snapshot line (s)", 1, 86400)
     stale_after_s: float = _f(30.0, "book older than this: cancel all, stop quoting (s)", 0.1, 600)
+    book_confirm_s: float = _f(
+        10.0, "a book quiet this long is re-read over REST; fresh only if REST agrees (s)", 0.1, 600
+    )
     price_s: float = _f(2.0, "poll the asset price for the model (s)", 0.1, 600)
     # -- permits ---------------------------------------------------------------------------------
     permit_mode: str = _f(
@@ -181,7 +188,9 @@ class Config:
     http_timeout_s: float = _f(5.0, "HTTP timeout (s)", 0.1, 120)
     max_retries: int = _f(3, "retries for 429/5xx/network errors", 0, 10)
     rate_limit_per_s: float = _f(8.0, "request pacer: most requests per second", 0.1, 10000)
-    ws_silence_s: float = _f(20.0, "reconnect the stream after this much silence (s)", 1, 600)
+    ws_silence_s: float = _f(
+        20.0, "reconnect when no frame and no pong came this long; pings every 1/4 (s)", 1, 600
+    )
     # -- files and observability -----------------------------------------------------------------
     log_file: str = _f("spike_bot.log", "JSON log file ('-' for stdout)")
     state_file: str = _f("spike_state.json", "state file (claims, PnL, counters)")
@@ -394,6 +403,8 @@ MIN_PRICE, MAX_PRICE = 1, 999_999
 BUY, SELL = 0, 1
 YES, NO = 0, 1
 MAX_UINT = 2**256 - 1
+# [docs] the API refuses an expiration less than 60 s ahead; 5 s more for clock differences
+MIN_EXPIRY_AHEAD_S = 65
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO32 = "0x" + "00" * 32
 
@@ -758,6 +769,7 @@ class Book:
     bids: tuple[tuple[int, int], ...] = ()
     asks: tuple[tuple[int, int], ...] = ()
     ts: float = 0.0
+    stream: bool = False  # heard on the stream (only such a book can be confirmed over REST)
 
     @property
     def best_bid(self) -> int | None:
@@ -965,6 +977,7 @@ class Stream(Protocol):
     def start(self, handler: StreamHandler) -> None: ...
     def subscribe(self, market_id: str) -> None: ...
     def unsubscribe(self, market_id: str) -> None: ...
+    def reconnect(self, reason: str) -> None: ...
     def stop(self) -> None: ...
     @property
     def connected(self) -> bool: ...
@@ -1414,8 +1427,10 @@ def dispatch_frame(frame: str, handler: StreamHandler, now: float) -> None:
 
 class TurbineStream:
     """The book feed thread (websocket-client). Owns the socket, reconnects with backoff and
-    jitter, resubscribes, and reconnects after `ws_silence_s` of silence. Delivers messages to
-    the handler from its own thread: the handler writes shared state under the engine's lock."""
+    jitter, resubscribes. A quiet book is not a dead socket (the server sends nothing while
+    nothing changes, spec 5.1): the thread pings every ws_silence_s / 4 and reconnects only
+    when neither a frame nor a pong came for ws_silence_s. Delivers messages to the handler
+    from its own thread: the handler writes shared state under the engine's lock."""
 
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
@@ -1427,10 +1442,14 @@ class TurbineStream:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = False
+        self._reconnect = ""  # set by the engine: drop the socket and resubscribe
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def reconnect(self, reason: str) -> None:
+        self._reconnect = reason
 
     def start(self, handler: StreamHandler) -> None:
         self._thread = threading.Thread(
@@ -1483,19 +1502,27 @@ class TurbineStream:
                 handler.on_status(True)
                 backoff = 0.25
                 ws.settimeout(0.25)
-                last = time.monotonic()
+                last = pinged = time.monotonic()
+                self._reconnect = ""
                 while not self._stop.is_set():
+                    if self._reconnect:
+                        raise ConnectionError(f"reconnect: {self._reconnect}")
+                    now = time.monotonic()
+                    if now - max(last, pinged) > self.cfg.ws_silence_s / 4:
+                        ws.ping()
+                        pinged = now
                     try:
-                        frame = ws.recv()
+                        opcode, data = ws.recv_data(control_frame=True)
                     except websocket.WebSocketTimeoutException:
                         if time.monotonic() - last > self.cfg.ws_silence_s:
-                            raise ConnectionError("stream silent") from None
+                            raise ConnectionError("stream silent: no frame, no pong") from None
                         continue
-                    if not frame:
+                    last = time.monotonic()  # any frame, a pong included, proves the socket
+                    if opcode == websocket.ABNF.OPCODE_CLOSE:
                         raise ConnectionError("stream closed")
-                    last = time.monotonic()
-                    if isinstance(frame, bytes):
-                        frame = frame.decode("utf-8", "replace")
+                    if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                        continue
+                    frame = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
                     dispatch_frame(frame, handler, self.clock())
             except Exception as e:  # noqa: BLE001 -- any failure: reconnect, never die
                 reason = f"{type(e).__name__}: {str(e)[:80]}"
@@ -1847,7 +1874,7 @@ class FeedHandler:
 
     def on_book(self, market_id: str, book: Book) -> None:
         f = self.feed
-        book = Book(book.bids, book.asks, f.clock.now())  # freshness = when we heard it
+        book = Book(book.bids, book.asks, f.clock.now(), True)  # fresh = when we heard it
         if self.recorder is not None:
             self.recorder.book(market_id, book)
         mid = market_id.lower()
@@ -2217,6 +2244,8 @@ class MarketState:
     killed: bool = False
     next_orders_sync: float = 0.0  # clock time of the next unconditional orders read
     mismatch: float | None = None  # exchange inventory seen once that differs from ours
+    mismatch_since: float = 0.0  # clock time it was first seen
+    unconfirmed: float = 0.0  # ts of the stream book REST last disagreed with (logged once)
     dry_seq: int = 0
 
 
@@ -2236,6 +2265,7 @@ class Counters:
     claimed_usdc: float = 0.0
     errors: int = 0
     ticks: int = 0
+    books_confirmed: int = 0  # quiet stream books that REST confirmed
 
 
 @dataclass
@@ -2333,6 +2363,7 @@ class Bot:
         self.started = clock.now()
         self.last_status = 0.0
         self.stream: Stream | None = None
+        self.next_kick = 0.0  # clock time before which a stale stream is not reconnected again
         self.recorder: Recorder | None = None  # --record
         # live tuning: SIGHUP sets the flag; the loop re-reads settings through `reloader`
         self.fresh_state = False  # --sim: start without the previous run's state
@@ -2455,7 +2486,15 @@ class Bot:
             return
         if q.size > self.cfg.max_order_size * SIZE_SCALE:
             return
-        exp = int(min(now + self.cfg.order_refresh_s + self.cfg.expiry_grace_s, m.qm.end))
+        # orders die with their market (at its end) or at the next refresh plus a grace, but
+        # never sooner than the API accepts: near the end that is a little past the end, when
+        # the exchange closes the market and its orders anyway
+        exp = int(
+            max(
+                min(now + self.cfg.order_refresh_s + self.cfg.expiry_grace_s, m.qm.end),
+                now + MIN_EXPIRY_AHEAD_S,
+            )
+        )
         shares, px = q.size / SIZE_SCALE, q.price / PRICE_SCALE
         common = {"slot": s.name, "market": m.qm.market_id, "side": _side(q.side)}
         if self.dry_run:
@@ -2673,11 +2712,14 @@ class Bot:
             m.mismatch = None
             return
         # A fill between the positions read and the orders read shows in one and not the
-        # other until the next round: only a mismatch seen twice in a row is real (fills
-        # from before a restart, say). The exchange's position is the truth for inventory;
-        # the difference is booked at fair value.
+        # other until the next round, and positions follow the chain, which settles matched
+        # trades in batches a few seconds later (spec 6.5): only the same mismatch seen
+        # again settle_grace_s later is real (fills from before a restart, say). The
+        # exchange's position is the truth for inventory; the difference is booked at fair.
         if m.mismatch != exch_inv:
-            m.mismatch = exch_inv
+            m.mismatch, m.mismatch_since = exch_inv, now
+            return
+        if now - m.mismatch_since < self.cfg.settle_grace_s:
             return
         diff = exch_inv - m.pnl.position
         px = m.fair if m.fair is not None else 0.5
@@ -2770,6 +2812,64 @@ class Bot:
             )
         self.save_state()
 
+    def _confirm_quiet_book(self, s: Slot) -> None:
+        """A quiet stream is not a stale one: the real stream sends nothing while a book does
+        not change. A book the stream has not touched for book_confirm_s is read over REST; it
+        stays fresh only when REST shows the same top of book. A different one means the
+        stream missed a change: the book is left to go stale (fail closed at stale_after_s;
+        the stream's next snapshot, a whole book, heals it, or _kick_stream reconnects)."""
+        m = s.m
+        if m is None:
+            return
+        mid = m.qm.market_id.lower()
+        now = self.clock.now()
+        with self.feed.lock:
+            b = self.feed.books.get(mid)
+            connected = self.feed.connected
+        if not connected or b is None or not b.stream or now - b.ts < self.cfg.book_confirm_s:
+            return  # a REST book (stream down, or no snapshot since) ages: it is not confirmed
+        try:
+            rest = self.ex.orderbook(m.qm.market_id, now)
+        except ExchangeError as e:
+            self.log.event(
+                "error", level="WARNING", kind="book_confirm_failed", slot=s.name, reason=e.message
+            )
+            return
+        top = (rest.best_bid, rest.best_ask)
+        with self.feed.lock:
+            cur = self.feed.books.get(mid)
+            if cur is not b:
+                return  # the stream spoke meanwhile: its book is the fresher one
+            agree = (b.best_bid, b.best_ask) == top
+            if agree:
+                self.feed.books[mid] = Book(b.bids, b.asks, now, True)
+        s.c.books_confirmed += agree
+        if not agree and m.unconfirmed != b.ts:  # once per disputed book, not every tick
+            m.unconfirmed = b.ts
+            self.log.event(
+                "book_unconfirmed",
+                level="WARNING",
+                slot=s.name,
+                market=m.qm.market_id,
+                stream=[b.best_bid, b.best_ask],
+                rest=list(top),
+            )
+
+    def _kick_stream(self, s: Slot) -> None:
+        """A connected stream whose book stays stale answers pings but misses changes:
+        reconnect it for a new snapshot, after 2 x stale_after_s and then at most once per
+        stale_after_s (a reconnect's REST fallback must not turn fail-closed into a flicker)."""
+        if s.m is None or self.stream is None:
+            return
+        now = self.clock.now()
+        with self.feed.lock:
+            connected = self.feed.connected
+        age = self.feed_age(s.m.qm.market_id)
+        if connected and age > 2 * self.cfg.stale_after_s and now >= self.next_kick:
+            self.next_kick = now + self.cfg.stale_after_s
+            self.log.event("stream_reconnect", level="WARNING", slot=s.name, book_age=round(age, 1))
+            self.stream.reconnect("stale book")
+
     def _poll_book_if_needed(self, s: Slot, force: bool = False) -> None:
         """REST book when the stream is down (or at once after a rollover)."""
         with self.feed.lock:
@@ -2788,7 +2888,10 @@ class Bot:
             self.recorder.book(mid, book)
         with self.feed.lock:
             cur = self.feed.books.get(mid.lower())
-            if cur is not None and (force or not self.feed.connected) and book.ts >= cur.ts:
+            if cur is None or book.ts < cur.ts:
+                return
+            # after a rollover the subscription's snapshot may be here already: keep that one
+            if (force and not cur.stream) or not self.feed.connected:
                 self.feed.books[mid.lower()] = book
 
     def do_claims(self) -> None:
@@ -3039,8 +3142,10 @@ class Bot:
             return
         now = self.clock.now()
         self._poll_book_if_needed(s)
+        self._confirm_quiet_book(s)
         if not self.feed_fresh(m.qm.market_id):
             self.fail_closed(s, "stale_feed")
+            self._kick_stream(s)
             return
         if self.day_killed:
             self.fail_closed(s, "day_loss_limit")
@@ -3934,6 +4039,9 @@ class ReplayStream:
 
     def unsubscribe(self, market_id: str) -> None:
         return None
+
+    def reconnect(self, reason: str) -> None:
+        return None  # a recording has no socket
 
     def stop(self) -> None:
         return None

@@ -96,7 +96,7 @@ def test_existing_session_is_refused(tmp_path: pathlib.Path, capsys: Any) -> Non
 
 @pytest.mark.skipif(not shutil.which("tmux"), reason="tmux not installed")
 def test_short_comparison_under_tmux(tmp_path: pathlib.Path) -> None:
-    sim = ts.start_sim(ts.SimConfig(seed=5))
+    sim = ts.start_sim(ts.SimConfig(seed=5, market_age_s=5))
     name = f"spike-test-{time.time_ns()}"
     out = tmp_path / "cmp"
     a, b = env(tmp_path, "a.env"), env(tmp_path, "b.env")

@@ -14,7 +14,7 @@ import pytest
 
 import turbine_sim as ts
 from conftest import BotHarness, quiet_sim_cfg
-from test_spike_bot import _run, take
+from test_spike_bot import _run, rest, take
 
 THREE = "BTC:15,BTC:60,ETH:15"
 
@@ -205,6 +205,8 @@ def test_stale_feed_in_one_market_fails_closed_there_only(
     try:
         frozen = h.market_id("BTC:60")
         msim.fault("ws_freeze", market=frozen)
+        bid = quote_of(h, "BTC:60", ts.BUY)["price"]
+        rest(msim, frozen, ts.BUY, bid + 10_000, 2_000_000)  # a change the stream never shows
         h.tick_until(lambda: h.events("fail_closed"), max_ticks=30)
         ev = h.events("fail_closed")[0]
         assert ev["slot"] == "BTC:60" and ev["reason"] == "stale_feed"

@@ -42,7 +42,7 @@ def verdict(out: str, name: str) -> str:
 
 @pytest.fixture
 def rsim() -> Any:
-    s = ts.start_sim(ts.SimConfig(seed=3, participants=True))
+    s = ts.start_sim(ts.SimConfig(seed=3, participants=True, market_age_s=5))
     yield s
     s.stop()
 

@@ -22,7 +22,7 @@ from turbine_client import Outcome
 import spike_bot as sb
 import turbine_sim as ts
 from conftest import SIM_START, TEST_KEY
-from test_turbine_sim import DOMAIN_FIELDS, approve_max, client, headers, redemption
+from test_turbine_sim import approve_max, client, ctf_approve, headers, redemption
 
 # -- the rules ------------------------------------------------------------------------------------
 Rule = Callable[[Any], bool]
@@ -185,59 +185,6 @@ def check(kind: str, obj: Any) -> None:
 
 
 # -- the scenario ------------------------------------------------------------------------------
-def ctf_approve(sim: ts.Sim, c: Any, key: str) -> dict[str, Any]:
-    """SetApprovalForAll(settlement) as HEAD's approve_ctf_for_settlement signs it."""
-    owner = Account.from_key(key).address
-    nonce = requests.get(
-        f"{sim.base_url}/api/v1/contracts/nonce/{ts.CHAINS[137]['ctf']}/{owner}", timeout=5
-    ).json()["nonce"]
-    deadline = int(sim.clock.now()) + 3600
-    td = {
-        "types": {
-            "EIP712Domain": DOMAIN_FIELDS,
-            "SetApprovalForAll": [
-                {"name": "owner", "type": "address"},
-                {"name": "operator", "type": "address"},
-                {"name": "approved", "type": "bool"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "SetApprovalForAll",
-        "domain": {
-            "name": "ConditionalTokensWithPermit",
-            "version": "1",
-            "chainId": 137,
-            "verifyingContract": ts.CHAINS[137]["ctf"],
-        },
-        "message": {
-            "owner": owner,
-            "operator": ts.CHAINS[137]["settlement"],
-            "approved": True,
-            "nonce": nonce,
-            "deadline": deadline,
-        },
-    }
-    sm = Account.sign_typed_data(key, full_message=td)
-    r = requests.post(
-        f"{sim.base_url}/api/v1/relayer/ctf-approval",
-        headers=headers(c),
-        json={
-            "chainId": 137,
-            "owner": owner,
-            "operator": ts.CHAINS[137]["settlement"],
-            "approved": True,
-            "deadline": str(deadline),
-            "v": sm.v,
-            "r": "0x" + hex(sm.r)[2:].zfill(64),
-            "s": "0x" + hex(sm.s)[2:].zfill(64),
-        },
-        timeout=5,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 @pytest.fixture(scope="module")
 def replies() -> Iterator[dict[str, Any]]:
     sim = ts.start_sim(
@@ -263,12 +210,14 @@ def replies() -> Iterator[dict[str, Any]]:
         ).json()
         approve_max(sim, b, b_key)
         approve_max(sim, s, s_key)
-        out["RelayerReply"] = ctf_approve(sim, s, s_key)
+        r = ctf_approve(sim, s, s_key)
+        assert r.status_code == 200, r.text
+        out["RelayerReply"] = r.json()
         qm_reply = get("/api/v1/quick-markets/BTC")
         mid = qm_reply["quickMarket"]["marketId"]
         exp = int(sim.clock.now()) + 600
         # a settled trade: s sells YES it does not hold (split), b buys
-        s.post_order(s.create_limit_sell(mid, Outcome.YES, 400_000, 10_000_000, expiration=exp))
+        s.post_order(s.create_limit_sell(mid, Outcome.YES, 400_000, 12_000_000, expiration=exp))
         out["OrderReply"] = b.post_order(
             b.create_limit_buy(mid, Outcome.YES, 450_000, 4_000_000, expiration=exp)
         )
@@ -279,10 +228,10 @@ def replies() -> Iterator[dict[str, Any]]:
         out["SettlementSettled"] = get(f"/api/v1/settlements/{tx_settled}")
         # a failed trade (settle_fail), then one left pending
         sim.fault("settle_fail", count=1)
-        b.post_order(b.create_limit_buy(mid, Outcome.YES, 400_000, 2_000_000, expiration=exp))
+        b.post_order(b.create_limit_buy(mid, Outcome.YES, 400_000, 3_000_000, expiration=exp))
         sim.advance(6)
         out["FailedTrades"] = get("/api/v1/failed-trades")
-        b.post_order(b.create_limit_buy(mid, Outcome.YES, 400_000, 1_000_000, expiration=exp))
+        b.post_order(b.create_limit_buy(mid, Outcome.YES, 400_000, 3_000_000, expiration=exp))
         out["PendingTrades2"] = get("/api/v1/pending-trades")
         out["Markets"] = get("/api/v1/markets")
         out["QuickMarketReply"] = get("/api/v1/quick-markets/BTC")
@@ -335,7 +284,7 @@ def test_market(replies: dict[str, Any]) -> None:
 
 def test_market_stats(replies: dict[str, Any]) -> None:
     check("MarketStats", replies["MarketStats"])
-    assert replies["MarketStats"]["totalVolume"] == 7_000_000  # settled, failed and pending
+    assert replies["MarketStats"]["totalVolume"] == 10_000_000  # settled, failed and pending
 
 
 def test_quick_market(replies: dict[str, Any]) -> None:
@@ -405,7 +354,7 @@ def test_failed_trade(replies: dict[str, Any]) -> None:
     rows = replies["FailedTrades"]["failedTrades"]
     assert len(rows) == 1
     check("FailedTrade", rows[0])
-    assert "settle_fail" in rows[0]["reason"] and rows[0]["fillSize"] == 2_000_000
+    assert "settle_fail" in rows[0]["reason"] and rows[0]["fillSize"] == 3_000_000
 
 
 def test_failed_and_pending_claims(replies: dict[str, Any]) -> None:
@@ -440,7 +389,7 @@ def test_claimable_and_claim_data(replies: dict[str, Any]) -> None:
     r = replies["Claimable"]
     check("ClaimableReply", r)
     # 4 settled shares, plus the pending one: resolution waits for the market's last batch
-    assert r["count"] == 1 and r["totalPayout"] == "5.00"
+    assert r["count"] == 1 and r["totalPayout"] == "7.00"
     check("Claimable", r["claimable"][0])
     check("ClaimData", replies["ClaimData"]["markets"][0])
 

@@ -46,6 +46,20 @@ def take(sim: ts.Sim, market_id: str, side: int, price: int, size: int) -> None:
     sim.call(go)
 
 
+def rest(sim: ts.Sim, market_id: str, side: int, price: int, size: int) -> None:
+    """Someone else's resting order (an internal participant order that stays in the book)."""
+    maker = "0x" + "7b" * 20
+
+    def go() -> None:
+        ex = sim.app.ex
+        ex.ledger.ensure(maker, 10**15)
+        ex.ledger.allowance[maker] = ts.MAX_UINT
+        ex.place_internal(maker, market_id, side, ts.YES, price, size, False)
+        sim.app.flush()
+
+    sim.call(go)
+
+
 def bot_quotes(h: BotHarness) -> tuple[dict[str, Any], dict[str, Any]]:
     oo = h.open_orders(h.market_id())
     bid = next(o for o in oo if o["side"] == ts.BUY)
@@ -231,17 +245,46 @@ def test_losing_market_is_dropped_and_day_loss_kill_switch(
 
 
 # -- failures --------------------------------------------------------------------------------------
+def test_quiet_stream_is_not_a_stale_feed(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """The real stream sends nothing while a book does not change (spec 5.1). A quiet book
+    that REST confirms stays fresh: the bot keeps its quotes for minutes without a frame."""
+    h = BotHarness(
+        qsim, tmp_path, exchange_kind=kind, order_refresh_s=3600, requote_tolerance=0.3
+    ).start()
+    try:
+        before = {o["orderHash"] for o in h.open_orders()}
+        frames0 = qsim.state()["counters"].get("ws_frames", 0)
+        h.tick(90)  # 3 simulated minutes, 6x stale_after_s
+        assert {o["orderHash"] for o in h.open_orders()} == before
+        assert not h.events("fail_closed") and not h.events("book_unconfirmed")
+        assert h.slot.c.books_confirmed >= 90 * h.cfg.tick_s / h.cfg.stale_after_s
+        assert qsim.state()["counters"].get("ws_frames", 0) == frames0  # silent: no heartbeat
+        assert h.bot.feed.connected
+    finally:
+        h.stop()
+
+
+
 def test_frozen_stream_fails_closed_then_resumes(
     qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
 ) -> None:
+    """The stream stays connected but stops delivering while the book changes: REST no longer
+    confirms the stream's book, so it goes stale and the bot fails closed within
+    stale_after_s; a reconnect brings nothing (still frozen); the thaw resumes quoting."""
     h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
     try:
+        bid, _ = bot_quotes(h)
         qsim.fault("ws_freeze")
         t0 = qsim.clock.now()
+        rest(qsim, h.market_id(), ts.BUY, bid["price"] + 10_000, 3_000_000)  # a new best bid
         h.tick_until(lambda: h.open_orders() == [], max_ticks=30)
         assert qsim.clock.now() - t0 <= h.cfg.stale_after_s + 2 * h.cfg.tick_s
         fc = h.events("fail_closed")[-1]
         assert fc["reason"] == "stale_feed"
+        unc = h.events("book_unconfirmed")
+        assert unc and unc[0]["rest"][0] == bid["price"] + 10_000
         h.tick(3)
         assert h.open_orders() == []  # stays closed while blind
         qsim.clear_fault("ws_freeze")
@@ -303,7 +346,9 @@ def test_malformed_frames_are_skipped(qsim: ts.Sim, tmp_path: pathlib.Path, kind
     h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
     try:
         qsim.fault("malformed_ws")
-        h.tick(6)
+        for i in range(3):  # book changes away from the top: frames (each after a bad one)
+            rest(qsim, h.market_id(), ts.BUY, 20_000 + i * 10_000, 1_000_000)
+            h.tick(2)
         qsim.clear_fault("malformed_ws")
         h.tick(2)
         bad = [e for e in h.events("error") if e.get("kind") == "bad_frame"]
@@ -402,7 +447,7 @@ def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(
 ) -> None:
     """A live-mode process (the real code path: .env key, first-run registration saved to
     .env) against a real-time simulator; SIGTERM leaves no open order and exits 0."""
-    sim = ts.start_sim(ts.SimConfig(participants=True, seed=3))
+    sim = ts.start_sim(ts.SimConfig(participants=True, seed=3, market_age_s=5))
     key = "0x" + Account.create().key.hex().removeprefix("0x")
     addr = Account.from_key(key).address.lower()
     env_file = tmp_path / ".env"

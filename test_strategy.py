@@ -304,15 +304,16 @@ def test_limit_quotes_never_add_past_a_limit(
 ) -> None:
     room = sb.Headroom(budget, notional, up, down)
     out, _ = sb.limit_quotes(TWO, inv, fair, room, set())
-    spent = 0.0
+    spent = used = 0.0
     for q in out:
         held = max(0.0, -inv) if q.side == BUY else max(0.0, inv)
         add = q.size / S - min(q.size / S, held)
         if add <= 1e-6:
             continue  # reducing only: always allowed
         assert q.size == 5 * S  # the adding part passes whole or not at all
-        spent += sb.order_cost(q.side, q.price, q.size)
-        assert spent <= notional + 1e-6 and spent <= budget + 1e-6
+        spent += sb.order_cost(q.side, q.price, q.size)  # open notional: the whole order
+        used += sb.order_cost(q.side, q.price, round(add * S))  # budget: the adding part
+        assert spent <= notional + 1e-6 and used <= budget + 1e-6
         after = inv + 5 if q.side == BUY else inv - 5
         move = sb.exposure(after, fair) - sb.exposure(inv, fair)
         assert (move <= up + 1e-6) if q.side == BUY else (-move <= down + 1e-6)

@@ -22,7 +22,7 @@ from turbine_client.auth import create_bearer_auth
 from turbine_client.exceptions import TurbineApiError
 
 import turbine_sim as ts
-from conftest import SETTLEMENT, TEST_KEY, wait_until
+from conftest import SETTLEMENT, SIM_START, TEST_KEY, wait_until
 
 MAX = 2**256 - 1
 DOMAIN_FIELDS = [
@@ -310,9 +310,17 @@ def test_refusals_tampered_expired_reused_nonce_and_auth(sim: ts.Sim) -> None:
     tampered["order"]["price"] = 20_000
     r = requests.post(sim.base_url + "/api/v1/orders", json=tampered, headers=headers(c), timeout=5)
     assert r.status_code == 400 and r.json()["error"] == "invalid signature"
-    expired = c.create_limit_buy(mid, Outcome.YES, 10_000, 1_000_000, expiration=now - 1)
-    with pytest.raises(TurbineApiError, match="expired"):
-        c.post_order(expired)
+    for exp in (now - 1, now + 59):  # [docs] at least 60 s ahead
+        short = c.create_limit_buy(mid, Outcome.YES, 10_000, 1_000_000, expiration=exp)
+        with pytest.raises(TurbineApiError, match="at least 60 seconds"):
+            c.post_order(short)
+    # [docs] a taker order must be worth $1; a resting one need not be
+    ask = c.create_limit_sell(mid, Outcome.YES, 900_000, 1_000_000, expiration=now + 600)
+    c.post_order(ask)
+    small = c.create_limit_buy(mid, Outcome.YES, 900_000, 1_000_000, expiration=now + 600)
+    with pytest.raises(TurbineApiError, match=r"\$1 minimum"):
+        c.post_order(small)
+    c.cancel_order(ask.order_hash)
     c.post_order(good)
     with pytest.raises(TurbineApiError, match="nonce"):
         c.post_order(good)
@@ -740,3 +748,200 @@ def test_chain_tables_agree_with_the_bot_and_the_vectors(vectors: dict[str, Any]
     assert ts.CHAINS[137]["settlement"] == v["verifying_contract"]
     assert vectors["usdc_permits"][0]["domain"]["verifyingContract"] == ts.CHAINS[137]["usdc"]
     assert vectors["redemption"]["domain"]["verifyingContract"] == ts.CHAINS[137]["ctf"]
+
+
+# -- stream cadence ------------------------------------------------------------------------------
+@pytest.mark.parametrize("heartbeat", [0.0, 2.0])
+def test_quiet_book_is_quiet_unless_heartbeat_asked(heartbeat: float, fresh_key: str) -> None:
+    """Spec 5.1/5.3: an ack and a snapshot on subscribe, a snapshot after every change, nothing
+    while the book is quiet (the default); `book_heartbeat_s` > 0 resends books (the option)."""
+    sim = quiet_sim(book_heartbeat_s=heartbeat)
+    try:
+        mid = sim.state()["markets"]["BTC:15"]["marketId"]
+        r = WsReader(sim)
+        r.sub(mid)
+        first = r.read()
+        assert [m["type"] for m in first] == ["subscribe", "orderbook"]
+        sim.advance(60)
+        quiet = r.read()
+        if heartbeat:
+            assert len([m for m in quiet if m["type"] == "orderbook"]) >= 25
+        else:
+            assert quiet == []  # a minute, nothing changed, nothing sent
+            c = client(sim, fresh_key)
+            approve_max(sim, c, fresh_key)
+            exp = int(sim.clock.now()) + 600
+            c.post_order(c.create_limit_buy(mid, Outcome.YES, 300_000, 5_000_000, expiration=exp))
+            changed = r.read()
+            assert [m["type"] for m in changed] == ["orderbook"]
+            assert changed[0]["data"]["bids"] == [{"price": 300_000, "size": 5_000_000}]
+        r.ws.close()
+    finally:
+        sim.stop()
+
+
+# -- settlement ----------------------------------------------------------------------------------
+def ctf_approve(sim: ts.Sim, c: TurbineClient, key: str, approved: bool = True) -> Any:
+    """SetApprovalForAll(settlement) signed as HEAD's approve_ctf_for_settlement signs it."""
+    owner = Account.from_key(key).address
+    ctf = ts.CHAINS[137]["ctf"]
+    nonce = requests.get(f"{sim.base_url}/api/v1/contracts/nonce/{ctf}/{owner}", timeout=5)
+    deadline = int(sim.clock.now()) + 3600
+    td = {
+        "types": {
+            "EIP712Domain": DOMAIN_FIELDS,
+            "SetApprovalForAll": [
+                {"name": "owner", "type": "address"},
+                {"name": "operator", "type": "address"},
+                {"name": "approved", "type": "bool"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "SetApprovalForAll",
+        "domain": {
+            "name": "ConditionalTokensWithPermit",
+            "version": "1",
+            "chainId": 137,
+            "verifyingContract": ctf,
+        },
+        "message": {
+            "owner": owner,
+            "operator": SETTLEMENT,
+            "approved": approved,
+            "nonce": nonce.json()["nonce"],
+            "deadline": deadline,
+        },
+    }
+    sm = Account.sign_typed_data(key, full_message=td)
+    return requests.post(
+        f"{sim.base_url}/api/v1/relayer/ctf-approval",
+        headers=headers(c),
+        json={
+            "chainId": 137,
+            "owner": owner,
+            "operator": SETTLEMENT,
+            "approved": approved,
+            "deadline": str(deadline),
+            "v": sm.v,
+            "r": "0x" + hex(sm.r)[2:].zfill(64),
+            "s": "0x" + hex(sm.s)[2:].zfill(64),
+        },
+        timeout=5,
+    )
+
+
+def failed_trades(sim: ts.Sim) -> list[dict[str, Any]]:
+    return requests.get(f"{sim.base_url}/api/v1/failed-trades", timeout=5).json()["failedTrades"]
+
+
+def test_selling_held_shares_needs_the_ctf_approval(fresh_key: str) -> None:
+    """The chain moves held ERC-1155 shares only for an approved operator: without the
+    approval the match happens and then fails at settlement, reverting nothing on-chain; with
+    it, the same sale settles. A naked SELL (split) needs no approval."""
+    sim = quiet_sim()
+    try:
+        a_key, b_key = fresh_key, "0x" + Account.create().key.hex().removeprefix("0x")
+        a, b = client(sim, a_key), client(sim, b_key)
+        for c, k in ((a, a_key), (b, b_key)):
+            approve_max(sim, c, k)
+        mid = a.get_quick_market("BTC").market_id
+        exp = int(sim.clock.now()) + 600
+        # a buys 5 YES from b's naked sell (b splits): settles, no approval needed
+        b.post_order(b.create_limit_sell(mid, Outcome.YES, 500_000, 5_000_000, expiration=exp))
+        a.post_order(a.create_limit_buy(mid, Outcome.YES, 500_000, 5_000_000, expiration=exp))
+        sim.advance(3)
+        assert a.get_positions(mid, a.address)[0].yes_shares == 5_000_000
+        assert failed_trades(sim) == []
+        before = sim.state()
+        # a sells its held YES to b: matched, then refused on-chain
+        a.post_order(a.create_limit_sell(mid, Outcome.YES, 600_000, 5_000_000, expiration=exp))
+        b.post_order(b.create_limit_buy(mid, Outcome.YES, 600_000, 5_000_000, expiration=exp))
+        sim.advance(3)
+        ft = failed_trades(sim)
+        assert len(ft) == 1 and "approved" in ft[0]["reason"]
+        assert ft[0]["sellerAddress"] == a.address.lower() and ft[0]["fillSize"] == 5_000_000
+        st = sim.state()
+        assert st["balances"] == before["balances"] and st["invariants_ok"]
+        assert a.get_positions(mid, a.address)[0].yes_shares == 5_000_000  # still a's
+        status = requests.get(
+            f"{sim.base_url}/api/v1/settlements/{ft[0]['txHash']}", timeout=5
+        ).json()
+        assert status["status"] == "failed" and status["error"] == ft[0]["reason"]
+        # approve, and the same sale settles
+        r = ctf_approve(sim, a, a_key)
+        assert r.status_code == 200 and r.json()["tx_hash"].startswith("0x")
+        assert ctf_approve(sim, a, a_key, approved=True).status_code == 200  # nonce moved on
+        a.post_order(a.create_limit_sell(mid, Outcome.YES, 600_000, 5_000_000, expiration=exp))
+        b.post_order(b.create_limit_buy(mid, Outcome.YES, 600_000, 5_000_000, expiration=exp))
+        sim.advance(3)
+        assert len(failed_trades(sim)) == 1
+        assert a.get_positions(mid, a.address)[0].yes_shares == 0
+        assert sim.state()["invariants_ok"]
+    finally:
+        sim.stop()
+
+
+def test_ctf_approval_refuses_a_bad_signature(fresh_key: str) -> None:
+    sim = quiet_sim()
+    try:
+        c = client(sim, fresh_key)
+        other = "0x" + Account.create().key.hex().removeprefix("0x")
+        r = ctf_approve(sim, c, other)  # signed by another key, sent with c's token
+        assert r.status_code in (400, 403)
+        assert fresh_key.lower() not in r.text.lower()
+        assert c.address.lower() not in sim.state()["ctf_approved"]
+    finally:
+        sim.stop()
+
+
+def test_buyer_allowance_gone_before_settlement_fails_the_trade(fresh_key: str) -> None:
+    """The buyer's allowance covered the match but not the settlement (a new permit set it to
+    zero meanwhile): the trade fails with the chain's reason and nothing moves."""
+    sim = quiet_sim(settle_delay_s=10)
+    try:
+        b_key, s_key = fresh_key, "0x" + Account.create().key.hex().removeprefix("0x")
+        b, s = client(sim, b_key), client(sim, s_key)
+        approve_max(sim, b, b_key)
+        approve_max(sim, s, s_key)
+        mid = b.get_quick_market("BTC").market_id
+        exp = int(sim.clock.now()) + 600
+        s.post_order(s.create_limit_sell(mid, Outcome.YES, 400_000, 5_000_000, expiration=exp))
+        b.post_order(b.create_limit_buy(mid, Outcome.YES, 400_000, 5_000_000, expiration=exp))
+        before = sim.state()["balances"]
+        p = permit(b_key, 0, 1, MAX)  # permits set the allowance: now 0
+        r = requests.post(
+            sim.base_url + "/api/v1/relayer/usdc-permit",
+            headers=headers(b),
+            json={"chainId": 137, "owner": b.address, "spender": SETTLEMENT, **p},
+            timeout=5,
+        )
+        assert r.status_code == 200, r.text
+        sim.advance(11)
+        ft = failed_trades(sim)
+        assert len(ft) == 1 and "allowance" in ft[0]["reason"] and "buyer" in ft[0]["reason"]
+        st = sim.state()
+        assert st["balances"] == before and st["invariants_ok"]
+        assert b.get_positions(mid, b.address)[0].yes_shares == 0
+        assert s.get_positions(mid, s.address)[0].no_shares == 0  # the split never happened
+        # the orders keep their filledSize (README: settlement)
+        assert b.get_orders(trader=b.address)[0].filled_size == 5_000_000
+    finally:
+        sim.stop()
+
+
+def test_settle_fail_fraction_keeps_the_books_whole() -> None:
+    """20% of a simulated hour's trades fail at settlement: every failure is listed, and USDC,
+    supply and non-negativity invariants hold throughout."""
+    sim = ts.start_sim(ts.SimConfig(manual_clock=True, start_time=SIM_START + 1, seed=9))
+    try:
+        sim.fault("settle_fail", fraction=0.2)
+        for _ in range(12):
+            sim.advance(300)
+            assert sim.state()["invariants_ok"]
+        st = sim.state()
+        n, failed = st["counters"]["trades"], st["counters"]["failed_trades"]
+        assert n > 50 and 0.1 * n < failed < 0.3 * n
+        assert st["counters"]["settled_trades"] + failed + st["pending_trades"] == n
+    finally:
+        sim.stop()

@@ -67,6 +67,8 @@ MAX_UINT = 2**256 - 1
 ZERO_ADDRESS = "0x" + "00" * 20
 MARKET_CREATOR = "0x" + keccak(b"turbine_sim:market-creator").hex()[-40:]  # Market.maker
 BEARER_VALIDITY_S = 300
+MIN_EXPIRY_S = 60  # [docs] an order's expiration must be at least this far in the future
+MIN_TAKER_VALUE = 1_000_000  # $1: an order that takes liquidity must be worth this (u6)
 # Transcribed from the spec independently of spike_bot (the simulator must not share the code
 # it judges); test_turbine_sim checks the two transcriptions agree.
 CHAINS: dict[int, dict[str, str]] = {
@@ -106,7 +108,12 @@ class SimConfig:
     seed: int = 7
     speed: float = 1.0  # sim seconds per real second (ignored with manual_clock)
     manual_clock: bool = False  # time moves only through advance()
-    start_time: float | None = None  # sim epoch at start; default: now, aligned to the interval
+    # sim epoch at start; None: the wall clock at 1x, else the last interval boundary + 1 s
+    start_time: float | None = None
+    # None: markets on interval boundaries, as live (at 1x the one in progress is partial).
+    # A number: the first markets began this many seconds before the start (real-time tests
+    # that need a whole market now, whatever the wall clock says).
+    market_age_s: float | None = None
     assets: tuple[str, ...] = ("BTC",)
     intervals: tuple[int, ...] = (15,)  # minutes
     btc_price: float = 95_000.0
@@ -117,7 +124,10 @@ class SimConfig:
     maker_fee_bps: int = 0
     rate_limit_per_s: float = 0.0  # per client (API key or IP); 0 = off
     rate_limit_burst: float = 40.0
-    book_heartbeat_s: float = 2.0  # resend subscribed books at least this often (sim s)
+    # The real stream sends a book on subscribe and after every change, nothing while it is
+    # quiet (spec 5.1, 5.3). >0: also resend every subscribed book this often (sim s), the
+    # old behaviour, kept as an option.
+    book_heartbeat_s: float = 0.0
     participants: bool = True
     noise_rate_per_min: float = 4.0  # noise taker orders per sim minute
     noise_size_mean: float = 60.0  # shares, lognormal
@@ -676,6 +686,8 @@ class Exchange:
             self.price_hist[a].append((self.t, self.prices[a]))
             for iv in cfg.intervals:
                 start = int(self.t // (iv * 60) * (iv * 60))
+                if cfg.market_age_s is not None:  # a market that began just now, for tests
+                    start = int(self.t - cfg.market_age_s)
                 self._open_market(a, iv, start)
 
     # -- markets ------------------------------------------------------------------------------
@@ -885,10 +897,19 @@ class Exchange:
         m = self.market(fields["marketId"])
         if m.closed or self.t >= m.end:
             raise ApiError(400, "market is closed")
-        if fields["expiration"] <= self.t:
-            raise ApiError(400, "order expired")
+        if fields["expiration"] < self.t + MIN_EXPIRY_S:
+            raise ApiError(400, "expiration must be at least 60 seconds in the future")
         if (trader, fields["nonce"]) in self.used_nonces:
             raise ApiError(400, "nonce already used")
+        book = self.books[(m.market_id, fields["outcome"])]
+        opp = book.asks if fields["side"] == BUY else book.bids
+        crosses = bool(opp) and (
+            opp[0].price <= fields["price"]
+            if fields["side"] == BUY
+            else opp[0].price >= fields["price"]
+        )
+        if crosses and fields["price"] * fields["size"] // PRICE_SCALE < MIN_TAKER_VALUE:
+            raise ApiError(400, "order value below the $1 minimum for taker orders")
         usdc, standing, held = self.available(trader, m.market_id, fields["outcome"])
         need = self.required_usdc(fields["side"], fields["price"], fields["size"], max(0, held))
         permit_value = 0
@@ -2203,7 +2224,9 @@ class SimApp:
         refuse = self.faults.active.get("ws_drop", {}).get("refuse")
         if refuse:
             return _err(503, "stream unavailable")
-        ws = web.WebSocketResponse(heartbeat=20.0)
+        # [docs] the server pings every 54 s (aiohttp then waits heartbeat/2 = 27 s for the
+        # pong, the real server 60 s: stricter, and any client library answers at once)
+        ws = web.WebSocketResponse(heartbeat=54.0)
         await ws.prepare(request)
         self.sockets[ws] = set()
         self.ex.counters["ws_connections"] += 1
@@ -2426,6 +2449,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--initial-usdc", type=float, default=1000.0)
     ap.add_argument("--rate-limit", type=float, default=0.0, help="requests/s per client, 0=off")
     ap.add_argument("--no-participants", action="store_true")
+    ap.add_argument(
+        "--settle-delay", type=float, default=2.0, help="sim s, match to settlement (0: at once)"
+    )
+    ap.add_argument(
+        "--book-heartbeat", type=float, default=0.0, help="resend books every N sim s (0: quiet)"
+    )
+    ap.add_argument(
+        "--no-ctf-approval", action="store_true", help="settle held-share sales unapproved"
+    )
     a = ap.parse_args(argv)
     if a.speed <= 0:
         ap.error("--speed must be > 0")
@@ -2442,6 +2474,9 @@ def main(argv: list[str] | None = None) -> int:
         initial_usdc=a.initial_usdc,
         rate_limit_per_s=a.rate_limit,
         participants=not a.no_participants,
+        settle_delay_s=a.settle_delay,
+        book_heartbeat_s=a.book_heartbeat,
+        require_ctf_approval=not a.no_ctf_approval,
     )
     sim = Sim(cfg)
     log.info(

@@ -36,7 +36,11 @@ class NoWake(threading.Event):
 
 
 def measure(samples: int, wake: bool) -> list[float]:
-    sim = ts.start_sim(ts.SimConfig(speed=1.0, participants=False, annual_vol=0.0001, seed=4))
+    sim = ts.start_sim(
+        ts.SimConfig(
+            speed=1.0, participants=False, annual_vol=0.0001, seed=4, market_age_s=5
+        )
+    )
     key = "0x" + Account.create().key.hex().removeprefix("0x")
     kid, secret = creds_for(sim, key)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="react-"))
