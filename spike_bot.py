@@ -824,6 +824,24 @@ class OrderInfo:
         )
 
 
+def parse_position(d: Any, market_id: str) -> tuple[int, int]:
+    """(YES, NO) shares (u6) from GET /positions/{market}: the SDK's `{"positions": [...]}` or
+    a bare list, or the single object the API docs show (`{"yesShares", "noShares", ...}`,
+    zeros when none; spec 3.2 #23). A row of another market is not ours."""
+    if isinstance(d, dict) and "positions" not in d and "yesShares" in d:
+        d = [d]
+    rows = d.get("positions", []) if isinstance(d, dict) else d
+    if not isinstance(rows, list):
+        raise ExchangeError("invalid", "positions: not a list or an object")
+    try:
+        for p in rows:
+            if str(p.get("marketId") or market_id).lower() == market_id.lower():
+                return int(p.get("yesShares", 0)), int(p.get("noShares", 0))
+    except (AttributeError, TypeError, ValueError) as e:
+        raise ExchangeError("invalid", f"positions: bad field {e}") from None
+    return 0, 0
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     market_id: str
@@ -1183,11 +1201,7 @@ class TurbineExchange:
             params={"user": self.address},
             auth=True,
         )
-        rows = d.get("positions", []) if isinstance(d, dict) else d
-        for p in rows or []:
-            if str(p.get("marketId", market.market_id)).lower() == market.market_id.lower():
-                return int(p.get("yesShares", 0)), int(p.get("noShares", 0))
-        return 0, 0
+        return parse_position(d, market.market_id)
 
     def balances(self) -> tuple[int, int]:
         d = self._call(

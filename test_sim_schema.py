@@ -420,3 +420,19 @@ def test_bot_parses_what_the_sdk_parses(replies: dict[str, Any]) -> None:
     assert qm.market_id == replies["QuickMarketReply"]["quickMarket"]["marketId"]
     only_int_id = {**replies["QuickMarketReply"]["quickMarket"], "id": 12345}
     assert sb.QuickMarket.parse(only_int_id).market_id == qm.market_id
+
+
+def test_bot_reads_every_documented_positions_shape(replies: dict[str, Any]) -> None:
+    """GET /positions/{market}: the SDK's wrapped list, a bare list, and the single object of
+    the API docs (which the SDK turns into []) all give the bot its shares."""
+    rows = replies["Positions"]["positions"]
+    mid = rows[0]["marketId"]
+    want = (rows[0]["yesShares"], rows[0]["noShares"])
+    assert sb.parse_position({"positions": rows}, mid) == want
+    assert sb.parse_position(rows, mid) == want
+    single = {k: rows[0][k] for k in ("yesShares", "noShares", "totalInvested")}
+    assert sb.parse_position(single, mid) == want
+    assert sb.parse_position({"yesShares": 0, "noShares": 0}, mid) == (0, 0)
+    assert sb.parse_position({"positions": rows}, "0x" + "ab" * 32) == (0, 0)
+    with pytest.raises(sb.ExchangeError):
+        sb.parse_position({"positions": [{"marketId": mid, "yesShares": "x"}]}, mid)
