@@ -153,9 +153,11 @@ class OfficialExchange:
         except (KeyError, TypeError, ValueError) as e:
             raise sb.ExchangeError("invalid", f"orderbook: {e}") from None
 
-    def orders(self, market_id: str | None, status: str | None) -> list[sb.OrderInfo]:
+    def orders(
+        self, market_id: str | None, status: str | None, urgent: bool = True
+    ) -> list[sb.OrderInfo]:
         rows = self._sdk(
-            "orders",
+            "orders" if urgent else "orders_sync",
             lambda: self.client.get_orders(trader=self.address, market_id=market_id, status=status),
         )
         return [

@@ -912,6 +912,26 @@ class NullObserver:
         return None
 
 
+# The engine's jobs made of such polls: the stale-feed check runs before each of them.
+DEFERRED_JOBS = frozenset({"rollover", "price", "positions", "claims", "balance"})
+# Polls that can wait for their next turn: tried once (with a short timeout while the host is
+# failing), so a tick reaches its cancels and the stale-feed check instead of backing off in
+# retries. Cancels, a cancel's read-back and placements keep their retries.
+DEFERRABLE = frozenset(
+    {
+        "quick_market",
+        "market",
+        "price",
+        "positions",
+        "balances",
+        "claim_data",
+        "orderbook",
+        "orders_sync",
+    }
+)
+DEFERRED_TIMEOUT_S = 1.0  # their HTTP timeout while the host is failing
+
+
 class CallPolicy:
     """Pacing, retries with exponential backoff and jitter, error classes: used by both adapters.
 
@@ -925,6 +945,9 @@ class CallPolicy:
         self.pacer = pacer or Pacer(cfg.rate_limit_per_s)
         self.observer: Observer = observer or NullObserver()
         self.rng = random.Random()
+        # the last call ended in a transient failure (after its retries): until one succeeds,
+        # deferrable polls get one attempt each
+        self.degraded = False
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         base = min(2.0, 0.2 * (2**attempt))
@@ -934,6 +957,8 @@ class CallPolicy:
 
     def call(self, endpoint: str, fn: Callable[[], Any], retries: int | None = None) -> Any:
         retries = self.cfg.max_retries if retries is None else retries
+        if endpoint in DEFERRABLE:
+            retries = 0  # a poll that fails waits for its next turn, never backs off in the tick
         attempt = 0
         while True:
             self.pacer.acquire()
@@ -942,11 +967,14 @@ class CallPolicy:
                 out = fn()
             except ExchangeError as e:
                 self.observer.request_done(endpoint, time.perf_counter() - t, e.kind)
-                if e.kind in ("retryable", "rate_limited", "network") and attempt < retries:
+                transient = e.kind in ("retryable", "rate_limited", "network")
+                if transient and attempt < retries:
                     time.sleep(self.backoff(attempt, e.retry_after))
                     attempt += 1
                     continue
+                self.degraded = transient
                 raise
+            self.degraded = False
             self.observer.request_done(endpoint, time.perf_counter() - t, "ok")
             return out
 
@@ -975,7 +1003,9 @@ class Exchange(Protocol):
     ) -> str: ...
     def cancel(self, order_hash: str, market_id: str, side: int) -> None: ...
     def cancel_market(self, market_id: str) -> None: ...
-    def orders(self, market_id: str | None, status: str | None) -> list[OrderInfo]: ...
+    def orders(
+        self, market_id: str | None, status: str | None, urgent: bool = True
+    ) -> list[OrderInfo]: ...
     def position(self, market: QuickMarket) -> tuple[int, int]: ...
     def balances(self) -> tuple[int, int]: ...
     def claim(self, markets: list[tuple[str, str]], now: float) -> list[ClaimResult]: ...
@@ -1097,6 +1127,7 @@ class TurbineExchange:
         params: dict[str, Any] | None = None,
         body: Any = None,
         auth: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         headers = {}
         if auth:
@@ -1110,7 +1141,7 @@ class TurbineExchange:
                 params=params,
                 json=body,
                 headers=headers,
-                timeout=self.cfg.http_timeout_s,
+                timeout=timeout or self.cfg.http_timeout_s,
             )
         except requests.RequestException as e:
             raise ExchangeError("network", type(e).__name__) from None
@@ -1135,6 +1166,9 @@ class TurbineExchange:
     def _call(
         self, endpoint: str, method: str, path: str, retries: int | None = None, **kw: Any
     ) -> Any:
+        if self.policy.degraded and endpoint in DEFERRABLE:
+            # the host is failing: a poll that can wait gets one short attempt
+            kw["timeout"] = min(self.cfg.http_timeout_s, DEFERRED_TIMEOUT_S)
         return self.policy.call(endpoint, lambda: self._raw(method, path, **kw), retries)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -1180,13 +1214,19 @@ class TurbineExchange:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ExchangeError("invalid", f"orderbook: {e}") from None
 
-    def orders(self, market_id: str | None, status: str | None) -> list[OrderInfo]:
+    def orders(
+        self, market_id: str | None, status: str | None, urgent: bool = True
+    ) -> list[OrderInfo]:
+        """`urgent=False`: a routine read-back, deferrable while the host is failing (a
+        cancel's read-back is urgent)."""
         params: dict[str, Any] = {"trader": self.address}
         if market_id:
             params["market_id"] = market_id
         if status:
             params["status"] = status
-        d = self._call("orders", "GET", "/api/v1/orders", params=params, auth=True)
+        d = self._call(
+            "orders" if urgent else "orders_sync", "GET", "/api/v1/orders", params=params, auth=True
+        )
         rows = d.get("orders", []) if isinstance(d, dict) else d
         try:
             return [OrderInfo.parse(o) for o in rows or []]
@@ -1577,6 +1617,7 @@ class LiveOrder:
     size: int  # original size
     remaining: int
     placed_at: float
+    expires: float = math.inf  # its expiration (unix s): gone by then whatever we heard
 
 
 def norm_cdf(x: float) -> float:
@@ -2260,6 +2301,7 @@ class MarketState:
     mismatch: float | None = None  # exchange inventory seen once that differs from ours
     mismatch_since: float = 0.0  # clock time it was first seen
     unconfirmed: float = 0.0  # ts of the stream book REST last disagreed with (logged once)
+    unconfirmed_cancels: set[str] = field(default_factory=set)  # logged, still tracked
     dry_seq: int = 0
 
 
@@ -2541,7 +2583,7 @@ class Bot:
             if e.kind not in ("rejected", "stale_feed"):
                 s.need_resync = True  # unsure whether it landed: read back
             return
-        m.live[h] = LiveOrder(h, q.side, q.outcome, q.price, q.size, q.size, now)
+        m.live[h] = LiveOrder(h, q.side, q.outcome, q.price, q.size, q.size, now, exp)
         m.meta[h] = (q.side, q.price)
         m.filled.setdefault(h, 0)
         self._count(s, "orders")
@@ -2573,15 +2615,17 @@ class Bot:
                 s.need_resync = True
                 return
             s.need_resync = True
+            self._count(s, "errors")
             self.log.event(
-                "error",
+                "cancel_unconfirmed",
                 level="WARNING",
-                kind="cancel_failed",
                 slot=s.name,
-                reason=e.message[:160],
+                market=m.qm.market_id,
                 order_hash=o.order_hash,
+                reason=reason,
+                error=e.message[:160],
             )
-            return
+            return  # still tracked: cancelled again, or confirmed gone, later
         m.live.pop(o.order_hash, None)
         self._count(s, "cancels")
         s.metrics.cancels.inc()
@@ -2601,9 +2645,11 @@ class Bot:
             if s.m:
                 s.m.live.clear()
             return True
+        market_ok = True
         try:
             self.ex.cancel_market(mid)
         except ExchangeError as e:
+            market_ok = False
             self.log.event(
                 "error",
                 level="WARNING",
@@ -2619,15 +2665,51 @@ class Bot:
         if left:
             left = self._read_open(mid)
         if s.m and s.m.qm.market_id == mid:
-            for h in list(s.m.live):
+            self._settle_cancels(s, reason, market_ok, left)
+        return left == []
+
+    def _settle_cancels(
+        self, s: Slot, reason: str, market_ok: bool, left: list[OrderInfo] | None
+    ) -> None:
+        """What cancel_all may say of each order it tracked: `order_cancelled` only when the
+        exchange confirmed it (the market cancel answered, and the read-back, if it came, does
+        not list the order) or a read-back shows it gone; otherwise `cancel_unconfirmed`, and
+        the order stays tracked until it is confirmed gone or has expired."""
+        m = s.m
+        assert m is not None
+        mid = m.qm.market_id
+        now = self.clock.now()
+        still = None if left is None else {o.order_hash for o in left}
+        for h, o in list(m.live.items()):
+            gone = (still is not None and h not in still) or (still is None and market_ok)
+            if gone:
+                m.live.pop(h)
                 self._count(s, "cancels")
                 s.metrics.cancels.inc()
                 self.log.event(
                     "order_cancelled", slot=s.name, market=mid, order_hash=h, reason=reason
                 )
-            s.m.live.clear()
-            s.need_resync = True  # count fills that raced the cancels
-        return left == []
+            elif now >= o.expires:
+                m.live.pop(h)  # expired at the exchange whatever it said
+                self.log.event(
+                    "order_expired", slot=s.name, market=mid, order_hash=h, reason=reason
+                )
+            elif o.order_hash not in m.unconfirmed_cancels:
+                m.unconfirmed_cancels.add(h)  # logged once per order, retried every tick
+                self._count(s, "errors")
+                self.log.event(
+                    "cancel_unconfirmed",
+                    level="WARNING",
+                    slot=s.name,
+                    market=mid,
+                    order_hash=h,
+                    reason=reason,
+                    error="the exchange did not confirm the cancel"
+                    if still is None
+                    else "still open on read-back",
+                )
+        m.unconfirmed_cancels &= set(m.live)
+        s.need_resync = True  # count fills that raced the cancels
 
     def _read_open(self, mid: str) -> list[OrderInfo] | None:
         try:
@@ -2645,7 +2727,7 @@ class Bot:
         m = s.m
         if m is None or self.dry_run:
             return
-        rows = self.ex.orders(m.qm.market_id, None)
+        rows = self.ex.orders(m.qm.market_id, None, urgent=False)
         now = self.clock.now()
         seen_open: set[str] = set()
         for o in rows:
@@ -2671,6 +2753,7 @@ class Bot:
                     o.size,
                     o.size - o.filled,
                     lo.placed_at if lo else now,
+                    lo.expires if lo else math.inf,
                 )
         for h in list(m.live):
             if h not in seen_open:
@@ -3190,13 +3273,18 @@ class Bot:
         # cancel first: never more exposure on the book than the plan allows
         for o in cancels:
             self._cancel(s, o, "requote")
+        if self.ex.policy.degraded:
+            return  # the host's last answer was a failure: no new order until one succeeds
         for q in places:
             self._place(s, q, now)
 
     # -- the loop -------------------------------------------------------------------------------
     def _job(self, name: str, fn: Callable[[], None], s: Slot | None = None) -> None:
-        """Run a job; an exception is logged with context and never kills the loop."""
+        """Run a job; an exception is logged with context and never kills the loop. Before a
+        poll, the stale-feed check runs again: a slow host delays polls, not fail-closed."""
         where = {"slot": s.name} if s is not None else {}
+        if name in DEFERRED_JOBS:
+            self._safety_first()
         try:
             fn()
         except ExchangeError as e:
@@ -3309,6 +3397,7 @@ class Bot:
             self.reload_params()
         now = self.clock.now()
         cfg = self.cfg
+        self._safety_first()
         with self.feed.lock:
             hints, self.feed.hints = self.feed.hints, {}
             own = set(self.feed.own_trades)
@@ -3347,6 +3436,12 @@ class Bot:
         if cfg.status_every_s and wall - self.last_status >= cfg.status_every_s:
             self.last_status = wall
             print(self.status_line(), flush=True)
+
+    def _safety_first(self) -> None:
+        """A stale book fails its market closed (and cancels) before any poll runs."""
+        for s in self.slots:
+            if s.m is not None and s.quoting and not self.feed_fresh(s.m.qm.market_id):
+                self._job("quote", lambda s=s: self.fail_closed(s, "stale_feed"), s)
 
     def request_reload(self) -> None:
         """Called from the SIGHUP handler: only sets flags (signal-safe)."""
@@ -4154,7 +4249,9 @@ class ReplayExchange:
             if o.market_id == market_id and o.status == "open":
                 o.status = "cancelled"
 
-    def orders(self, market_id: str | None, status: str | None) -> list[OrderInfo]:
+    def orders(
+        self, market_id: str | None, status: str | None, urgent: bool = True
+    ) -> list[OrderInfo]:
         return [
             OrderInfo(o.h, o.market_id, o.side, o.outcome, o.price, o.size, o.filled, o.status)
             for o in self.orders_.values()

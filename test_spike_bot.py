@@ -294,6 +294,41 @@ def test_frozen_stream_fails_closed_then_resumes(
         h.stop()
 
 
+def test_outage_never_logs_a_cancel_the_exchange_did_not_confirm(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """Stream frozen and every REST call failing: the bot fails closed, cannot cancel, says so
+    (`cancel_unconfirmed`, once per order) and keeps tracking the orders; when REST is back the
+    cancels are confirmed and each order is `order_cancelled` exactly once."""
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind, max_retries=1).start()
+    try:
+        bid, ask = bot_quotes(h)
+        hashes = {bid["orderHash"], ask["orderHash"]}
+        qsim.fault("ws_freeze")
+        qsim.fault("http_500", fraction=1.0)
+        rest(qsim, h.market_id(), ts.BUY, bid["price"] + 10_000, 2_000_000)  # unseen change
+        n0 = len(h.events())
+        h.tick_until(lambda: h.events("fail_closed"), max_ticks=30)
+        h.tick(5)
+        during = h.events()[n0:]
+        assert not [e for e in during if e["event"] == "order_cancelled"]
+        unconf = [e for e in during if e["event"] == "cancel_unconfirmed"]
+        assert {e["order_hash"] for e in unconf} == hashes and len(unconf) == 2
+        assert {o["orderHash"] for o in h.open_orders()} == hashes  # really still there
+        assert set(h.slot.m.live) == hashes  # and still tracked
+        qsim.clear_fault("http_500")
+        h.tick_until(lambda: h.open_orders() == [], max_ticks=5)
+        h.tick(2)
+        done = [e for e in h.events() if e["event"] == "order_cancelled"]
+        assert sorted(e["order_hash"] for e in done) == sorted(hashes)  # once each
+        assert not h.slot.m.live
+        qsim.clear_fault("ws_freeze")
+        h.tick_until(lambda: len(h.open_orders()) == 2)
+        assert len([e for e in h.events() if e["event"] == "order_cancelled"]) == 2
+    finally:
+        h.stop()
+
+
 def test_http_429_and_500_bursts_leave_no_orphans(
     qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
 ) -> None:
