@@ -5,7 +5,8 @@
 
 Each figure is measured against a baseline in the same run (see each script's docstring):
 signing against the official SDK and a bare secp256k1 signature; the tick against decoding one
-book message; reaction against a pure 2 s tick; requests against cancel-and-replace every tick;
+book message; reaction against a pure 2 s tick; fail-closed latency in a REST outage against
+the same with REST healthy; requests against cancel-and-replace every tick;
 trading quality against plain symmetric mid quoting. In --quick mode the soak figures come from
 the quality run's spike_bot row (the same bot, defaults, participants on).
 """
@@ -52,6 +53,7 @@ def main() -> int:
         ("quality", "bench_quality.py"),
         ("sim", "bench_sim.py"),
         ("markets", "bench_markets.py"),
+        ("outage", "bench_outage.py"),
     ):
         print(f"== {script}", flush=True)
         r[name] = run(script, a.quick)
@@ -78,6 +80,13 @@ def main() -> int:
         "sim_day_wall_s": r["sim"].get("day_wall_s_per_24h"),
         "markets_request_ratio_3_vs_1": r["markets"].get("markets_request_ratio_3_vs_1"),
         "markets_errors": r["markets"].get("three_markets_errors"),
+        "outage_fail_closed_s_max": max(
+            (r["outage"].get(o, {}).get("latency_s_max", 0.0) for o in ("http_500", "hang")),
+            default=None,
+        ),
+        "outage_false_cancels": sum(
+            r["outage"].get(o, {}).get("false_cancels", 0) for o in ("none", "http_500", "hang")
+        ),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     goals = [
@@ -94,6 +103,8 @@ def main() -> int:
         ("sim_day_wall_s", "<", 120),
         ("markets_request_ratio_3_vs_1", "<", 3),
         ("markets_errors", "==", 0),
+        ("outage_fail_closed_s_max", "<=", 2.0),  # one tick
+        ("outage_false_cancels", "==", 0),
     ]
     ops = {
         ">=": lambda x, y: x >= y,
