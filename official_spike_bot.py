@@ -146,6 +146,9 @@ class OfficialExchange:
     def balances(self) -> tuple[int, int]:
         return self.own.balances()  # not in the PyPI SDK
 
+    def failed_trades(self) -> list[sb.FailedFill]:
+        return self.own.failed_trades()  # not in the PyPI SDK
+
     def orderbook(self, market_id: str, now: float) -> sb.Book:
         ob = self._sdk("orderbook", lambda: self.client.get_orderbook(market_id))
         try:
@@ -184,8 +187,11 @@ class OfficialExchange:
 
     # -- writes ---------------------------------------------------------------------------------
     def prepare(self, now: float) -> dict[str, str]:
-        # the CTF operator approval and the one-time max permit: 0.1.0 has neither call
-        return self.own.prepare(now)
+        return self.own.prepare(now)  # the one-time max permit: not in the PyPI SDK
+
+    def approve_ctf(self, now: float) -> str:
+        # 0.1.0's request_ctf_approval posts another body and signs nothing: spike_bot's code
+        return self.own.approve_ctf(now)
 
     def place(
         self,

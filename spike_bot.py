@@ -843,6 +843,42 @@ def parse_position(d: Any, market_id: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class FailedFill:
+    """A matched trade the chain refused (GET /failed-trades, spec 3.3 FailedTrade)."""
+
+    tx: str
+    market_id: str
+    buyer: str
+    seller: str
+    size: int  # u6 shares
+    price: int  # u6
+    reason: str
+
+    @staticmethod
+    def parse_all(d: Any) -> list[FailedFill]:
+        rows = d.get("failedTrades", []) if isinstance(d, dict) else d
+        if not isinstance(rows, list):
+            raise ExchangeError("invalid", "failed-trades: not a list")
+        out = []
+        try:
+            for r in rows:
+                out.append(
+                    FailedFill(
+                        str(r.get("txHash", "")).lower(),
+                        str(r.get("marketId", "")).lower(),
+                        str(r.get("buyerAddress", "")).lower(),
+                        str(r.get("sellerAddress", "")).lower(),
+                        int(r.get("fillSize", 0)),
+                        int(r.get("fillPrice", 0)),
+                        str(r.get("reason", ""))[:160],
+                    )
+                )
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ExchangeError("invalid", f"failed-trades: bad field {e}") from None
+        return out
+
+
+@dataclass(frozen=True)
 class ClaimResult:
     market_id: str
     contract: str
@@ -913,7 +949,9 @@ class NullObserver:
 
 
 # The engine's jobs made of such polls: the stale-feed check runs before each of them.
-DEFERRED_JOBS = frozenset({"rollover", "price", "positions", "claims", "balance"})
+DEFERRED_JOBS = frozenset(
+    {"rollover", "price", "positions", "failed_trades", "claims", "balance"}
+)
 # Polls that can wait for their next turn: tried once (with a short timeout while the host is
 # failing), so a tick reaches its cancels and the stale-feed check instead of backing off in
 # retries. Cancels, a cancel's read-back and placements keep their retries.
@@ -927,9 +965,11 @@ DEFERRABLE = frozenset(
         "claim_data",
         "orderbook",
         "orders_sync",
+        "failed_trades",
     }
 )
 DEFERRED_TIMEOUT_S = 1.0  # their HTTP timeout while the host is failing
+CTF_RETRY_S = 30.0  # a failed CTF approval request is repeated at most this often
 
 
 class CallPolicy:
@@ -991,6 +1031,7 @@ class Exchange(Protocol):
     def asset_price(self, asset: str) -> float | None: ...
     def orderbook(self, market_id: str, now: float) -> Book: ...
     def prepare(self, now: float) -> dict[str, str]: ...
+    def approve_ctf(self, now: float) -> str: ...
     def place(
         self,
         market: QuickMarket,
@@ -1008,6 +1049,7 @@ class Exchange(Protocol):
     ) -> list[OrderInfo]: ...
     def position(self, market: QuickMarket) -> tuple[int, int]: ...
     def balances(self) -> tuple[int, int]: ...
+    def failed_trades(self) -> list[FailedFill]: ...
     def claim(self, markets: list[tuple[str, str]], now: float) -> list[ClaimResult]: ...
     def stream(self) -> Stream: ...
 
@@ -1243,6 +1285,10 @@ class TurbineExchange:
         )
         return parse_position(d, market.market_id)
 
+    def failed_trades(self) -> list[FailedFill]:
+        """The exchange's recent failed settlements (a global list: the engine keeps its own)."""
+        return FailedFill.parse_all(self._call("failed_trades", "GET", "/api/v1/failed-trades"))
+
     def balances(self) -> tuple[int, int]:
         d = self._call(
             "balances",
@@ -1268,16 +1314,12 @@ class TurbineExchange:
         return int(d["nonce"])
 
     # -- writes ---------------------------------------------------------------------------------
-    def prepare(self, now: float) -> dict[str, str]:
-        """Start-up approvals; returns what was requested ({what: tx hash}).
-
-        The CTF operator approval is requested at every start, as the official market maker
-        does: no documented read says whether it is in place, and without it every SELL of
-        held shares fails at settlement. Then the one-time max USDC allowance
-        (permit_mode=max) unless one is already in place."""
-        done: dict[str, str] = {}
+    def approve_ctf(self, now: float) -> str:
+        """Make the settlement contract our CTF operator (setApprovalForAll by permit through
+        the relayer, spec 4.6); returns the relayer's transaction hash. Without it every SELL
+        of shares the wallet holds fails at settlement."""
         if self.signer is None:
-            return done
+            raise ExchangeError("auth", "no signing key")
         d = self._call(
             "nonce",
             "GET",
@@ -1288,8 +1330,13 @@ class TurbineExchange:
             int(d["nonce"]), int(now + self.cfg.permit_deadline_s)
         )
         r = self._call("ctf_approval", "POST", "/api/v1/relayer/ctf-approval", body=body, auth=True)
-        done["ctf_approval"] = str((r or {}).get("tx_hash", "")) if isinstance(r, dict) else ""
-        if self.cfg.permit_mode != "max":
+        return str((r or {}).get("tx_hash", "")) if isinstance(r, dict) else ""
+
+    def prepare(self, now: float) -> dict[str, str]:
+        """The one-time max USDC allowance (permit_mode=max) unless one is already in place;
+        returns what was requested ({what: tx hash})."""
+        done: dict[str, str] = {}
+        if self.signer is None or self.cfg.permit_mode != "max":
             return done
         _, allowance = self.balances()
         if allowance >= 2**255:
@@ -1775,6 +1822,22 @@ def plan(
     return cancels, places
 
 
+def take_out(
+    journal: list[tuple[int, float, float, float]], side: int, price: float, shares: float
+) -> None:
+    """Remove `shares` of a (side, price) fill from a fill journal: a failed trade's part of a
+    fill counted from filledSize (several trades can make one fill). Without such a fill (a
+    journal that never saw it), book the reverse at that price instead."""
+    for i, (sd, p, sh, fee) in enumerate(journal):
+        if sd == side and abs(p - price) < 1e-9 and sh >= shares - 1e-9:
+            left = sh - shares
+            journal[i] = (sd, p, left, fee * left / sh if sh else 0.0)
+            if left <= 1e-9:
+                del journal[i]
+            return
+    journal.append((SELL if side == BUY else BUY, price, shares, 0.0))
+
+
 # -- portfolio limits and capital budgets --------------------------------------------------------
 # New risk-adding quotes must fit with this much of their own cost to spare; a side already
 # resting only has to fit. Without it a quote at the edge of a limit would be placed and
@@ -2136,6 +2199,7 @@ class MarketMetrics:
     quoting: Any
     budget: Any
     budget_used: Any
+    reversed: Any
 
 
 class Metrics:
@@ -2169,6 +2233,9 @@ class Metrics:
             "budget": Gauge("spike_budget_usdc", "capital budget of the market", lb, registry=r),
             "budget_used": Gauge(
                 "spike_budget_used_usdc", "USDC tied in the market's position", lb, registry=r
+            ),
+            "reversed": Counter(
+                "spike_fills_reversed", "fills that failed at settlement", lb, registry=r
             ),
         }
         self.open_notional = Gauge(
@@ -2293,6 +2360,9 @@ class MarketState:
     filled: dict[str, int] = field(default_factory=dict)  # order hash -> size counted
     meta: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (side, price)
     pnl: PnL = field(default_factory=PnL)
+    # every fill booked into pnl, in order: (side, price, shares, fee); a fill that failed at
+    # settlement is taken out and pnl rebuilt from the rest
+    journal: list[tuple[int, float, float, float]] = field(default_factory=list)
     exch_yes: int = 0
     exch_no: int = 0
     fair: float | None = None
@@ -2322,6 +2392,7 @@ class Counters:
     errors: int = 0
     ticks: int = 0
     books_confirmed: int = 0  # quiet stream books that REST confirmed
+    reversals: int = 0  # fills that failed at settlement, taken back
 
 
 @dataclass
@@ -2420,6 +2491,10 @@ class Bot:
         self.last_status = 0.0
         self.stream: Stream | None = None
         self.next_kick = 0.0  # clock time before which a stale stream is not reconnected again
+        self.failed_seen: dict[str, None] = {}  # failed settlements already handled (tx)
+        self.failed_primed = False  # the first read of /failed-trades only learns the past
+        self.ctf_approved = False  # the relayer accepted our CTF operator approval
+        self.ctf_next = 0.0  # clock time before which a failed approval is not asked again
         self.recorder: Recorder | None = None  # --record
         # live tuning: SIGHUP sets the flag; the loop re-reads settings through `reloader`
         self.fresh_state = False  # --sim: start without the previous run's state
@@ -2769,6 +2844,7 @@ class Bot:
         shares, px = size / SIZE_SCALE, price / PRICE_SCALE
         fee = shares * self.cfg.fee_bps / 10_000
         m.pnl.fill(side, px, shares, fee)
+        m.journal.append((side, px, shares, fee))
         self._count(s, "fills")
         self._count(s, "filled_size", shares)
         s.metrics.fills.inc()
@@ -2830,7 +2906,87 @@ class Bot:
             booked_at=px,
         )
         m.pnl.fill(BUY if diff > 0 else SELL, px, abs(diff))
+        m.journal.append((BUY if diff > 0 else SELL, px, abs(diff), 0.0))
         m.mismatch = None
+
+    def request_ctf_approval(self) -> None:
+        """Ask the relayer for the CTF operator approval; on failure, SELLs of held shares
+        stay off and the request is repeated (at most every ctf_retry_s) before one."""
+        now = self.clock.now()
+        self.ctf_next = now + CTF_RETRY_S
+        try:
+            tx = self.ex.approve_ctf(now)
+        except ExchangeError as e:
+            self.log.event(
+                "error", level="WARNING", kind="ctf_approval_failed", reason=e.message[:160]
+            )
+            return
+        self.ctf_approved = True
+        self.log.event("approval_requested", what="ctf_approval", tx=tx)
+
+    def poll_failed_trades(self) -> None:
+        """Fills of ours that failed at settlement (spec 6.5) are taken back: out of the
+        market's journal, PnL rebuilt from the rest (position, average price, realized), logged
+        `fill_reversed` once per transaction. The first read only learns what is already there
+        (failures from before this run are in the position the exchange reports)."""
+        rows = self.ex.failed_trades()
+        me = getattr(self.ex, "address", "").lower()
+        first, self.failed_primed = not self.failed_primed, True
+        mine: list[FailedFill] = []
+        for f in rows:
+            if f.tx in self.failed_seen:
+                continue
+            if first or (f.buyer == me) == (f.seller == me):
+                # the past, not ours, or a trade with ourselves (nothing moved either way)
+                remember(self.failed_seen, f.tx, None, most=5000)
+                continue
+            mine.append(f)
+        # a fill can match and fail between two reads: count every fill first, so that the
+        # one taken back is one we booked
+        for s in self.slots:
+            if s.m is not None and any(f.market_id == s.m.qm.market_id.lower() for f in mine):
+                self.sync_orders(s)  # an error leaves them unseen: next turn
+        for f in mine:
+            remember(self.failed_seen, f.tx, None, most=5000)
+            self.reverse_fill(f, BUY if f.buyer == me else SELL)
+
+    def reverse_fill(self, f: FailedFill, side: int) -> None:
+        slot = next(
+            (s for s in self.slots if s.m is not None and s.m.qm.market_id.lower() == f.market_id),
+            None,
+        )
+        shares, px = f.size / SIZE_SCALE, f.price / PRICE_SCALE
+        common = {"market": f.market_id, "tx": f.tx, "side": _side(side), "size": shares}
+        if slot is None or slot.m is None:
+            # a market no longer quoted: its PnL is settled; the claim pays what the chain holds
+            self.log.event(
+                "fill_reversed", level="WARNING", **common, price=px, reason=f.reason, booked=False
+            )
+            return
+        m = slot.m
+        signed = shares if side == BUY else -shares
+        exch = (m.exch_yes - m.exch_no) / SIZE_SCALE
+        booked = abs(m.pnl.position - signed - exch) < abs(m.pnl.position - exch) + 1e-9
+        if booked:  # not already corrected by a position reconcile
+            take_out(m.journal, side, px, shares)
+            m.pnl = PnL()
+            for sd, p, sh, fee in m.journal:
+                m.pnl.fill(sd, p, sh, fee)
+            m.mismatch = None
+        self._count(slot, "reversals")
+        slot.metrics.reversed.inc()
+        self.log.event(
+            "fill_reversed",
+            level="WARNING",
+            slot=slot.name,
+            **common,
+            price=px,
+            reason=f.reason,
+            booked=booked,
+            position=round(m.pnl.position, 6),
+            avg_price=round(m.pnl.avg, 6),
+            realized=round(m.pnl.realized, 6),
+        )
 
     def inventory(self, s: Slot | None = None) -> float:
         """Net YES-equivalent shares of one slot, or summed over all."""
@@ -3267,6 +3423,12 @@ class Bot:
         desired = quotes(m.fair, m.pnl.position, book, left, self.cfg)
         resting = {o.side for o in m.live.values()}
         desired, blocked = limit_quotes(desired, m.pnl.position, m.fair, self.headroom(s), resting)
+        if not self.ctf_approved and m.pnl.position > 0 and not self.dry_run:
+            # a SELL would move shares we hold: the chain refuses it without the approval
+            if now >= self.ctf_next:
+                self.request_ctf_approval()
+            if not self.ctf_approved:
+                desired = [q for q in desired if q.side != SELL]
         self._note_limits(s, blocked)
         tol = round(self.cfg.requote_tolerance * PRICE_SCALE)
         cancels, places = plan(desired, m.live.values(), tol, now, self.cfg.order_refresh_s)
@@ -3323,6 +3485,10 @@ class Bot:
             config={k: v for k, v in dataclasses.asdict(self.cfg).items()},
             pending_claims=len(self.claims),
         )
+        if not self.dry_run:
+            # at every start, as the official market maker does: no documented read says
+            # whether the approval is in place, and asking again is harmless
+            self.request_ctf_approval()
         for what, tx in self.ex.prepare(self.clock.now()).items():
             self.log.event("approval_requested", what=what, tx=tx)
         if not self.dry_run:
@@ -3415,6 +3581,9 @@ class Bot:
             for asset in dict.fromkeys(s.key.asset for s in self.slots):
                 if _due(self.due, "price:" + asset, cfg.price_s, now):
                     self._job("price", lambda a=asset: self._read_price(a))
+        # failed settlements first: a reversed fill must not look like a position mismatch
+        if not self.dry_run and _due(self.due, "failed_trades", cfg.positions_s, now):
+            self._job("failed_trades", self.poll_failed_trades)
         for s in self.slots:
             mine = s.m is not None and bool({"", s.m.qm.market_id.lower()} & own)
             if _due(s.due, "positions", cfg.positions_s, now) or mine:
@@ -3715,6 +3884,8 @@ def summarize(events: list[dict[str, Any]], bad_lines: int = 0) -> dict[str, Any
         "orders_rejected": len(by.get("order_rejected", [])),
         "requests_per_min": round(requests_ / minutes, 1),
         "fills": len(fills),
+        "fills_reversed": len(by.get("fill_reversed", [])),
+        "cancels_unconfirmed": len(by.get("cancel_unconfirmed", [])),
         "fill_rate_size": round(filled / placed, 5) if placed else 0.0,
         "fill_rate_count": round(len(fills) / len(by["order_placed"]), 5)
         if by.get("order_placed")
@@ -3752,6 +3923,7 @@ def per_market(
             {
                 "orders_placed": 0,
                 "fills": 0,
+                "fills_reversed": 0,
                 "markets": 1,
                 "claims": 0,
                 "claimed_usdc": 0.0,
@@ -3764,6 +3936,7 @@ def per_market(
     for ev, key in (
         ("order_placed", "orders_placed"),
         ("fill", "fills"),
+        ("fill_reversed", "fills_reversed"),
         ("rollover", "markets"),
         ("claim", "claims"),
         ("fail_closed", "fail_closed"),
@@ -3989,6 +4162,20 @@ def preflight(
                         warn=bool(open_orders),
                     )
                 )
+                try:  # no read says whether it is in place: ask (harmless, the bot does too)
+                    tx = ex.approve_ctf(time.time())
+                    out.append(
+                        Check("ctf approval", True, f"settlement is CTF operator (tx {tx[:18]})")
+                    )
+                except ExchangeError as e:
+                    out.append(
+                        Check(
+                            "ctf approval",
+                            False,
+                            f"the relayer refused: {e.message[:120]}",
+                            "without it no SELL of held shares can settle",
+                        )
+                    )
             except (ConfigError, ExchangeError) as e:
                 out.append(
                     Check(
@@ -4209,6 +4396,9 @@ class ReplayExchange:
     def balances(self) -> tuple[int, int]:
         return 10**6 * SIZE_SCALE, 0  # replay studies quoting: capital_usdc caps it if set
 
+    def failed_trades(self) -> list[FailedFill]:
+        return []  # a recording settles every fill
+
     def orderbook(self, market_id: str, now: float) -> Book:
         b = self.books.get(market_id, Book())
         return Book(b.bids, b.asks, now)
@@ -4218,6 +4408,9 @@ class ReplayExchange:
 
     def prepare(self, now: float) -> dict[str, str]:
         return {}
+
+    def approve_ctf(self, now: float) -> str:
+        return ""
 
     # orders
     def place(

@@ -61,6 +61,7 @@ def test_preflight_passes_on_the_simulator(
         "clock",
         "credentials",
         "wallet",
+        "ctf approval",
         "contracts",
         "market",
         "balance",
@@ -72,6 +73,8 @@ def test_preflight_passes_on_the_simulator(
     assert (
         "registered and saved" in out and "TURBINE_API_KEY_ID=" in (tmp_path / ".env").read_text()
     )
+    addr = next(x for x in out.splitlines() if x[5:].startswith("key")).split()[-1].lower()
+    assert addr in rsim.state()["ctf_approved"]  # the approval really went through
     assert key[2:] not in out
     # a second run reuses the saved credentials
     code, out = run_preflight(

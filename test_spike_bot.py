@@ -20,7 +20,7 @@ import requests
 from eth_account import Account
 
 import turbine_sim as ts
-from conftest import ROOT, BotHarness, quiet_sim_cfg, wait_until
+from conftest import ROOT, SIM_START, BotHarness, quiet_sim_cfg, wait_until
 
 KINDS = ["spike"]
 if (ROOT / "official_spike_bot.py").exists():
@@ -783,3 +783,83 @@ def test_sim_runs_start_from_a_fresh_state(qsim: ts.Sim, tmp_path: pathlib.Path)
     th.join(10)
     log.close()
     assert h2.events("start")[-1]["pending_claims"] == 0 and bot.realized_total == 0.0
+
+
+# -- settlement failures ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["spike", "official"])
+def test_fills_failing_at_settlement_are_reversed(tmp_path: pathlib.Path, kind: str) -> None:
+    """A simulated hour with participants where 20% of trades fail on-chain: each failed fill
+    of ours is taken back once (`fill_reversed`), no position ever needs reconciling, and at
+    the end the bot's position and realized PnL equal the simulator's ledger for its address."""
+    sim = ts.start_sim(ts.SimConfig(manual_clock=True, start_time=SIM_START + 1, seed=21))
+    h = BotHarness(sim, tmp_path, exchange_kind=kind, claim_s=2, tick_s=10.0)
+    try:
+        sim.fault("settle_fail", fraction=0.2)
+        h.start()
+        h.tick(360)  # a simulated hour in 10 s ticks: four markets
+        sim.clear_fault("settle_fail")
+        h.tick(5)
+        addr = h.address
+        ev = h.events()
+        rev = [e for e in ev if e["event"] == "fill_reversed"]
+        fails = [
+            f
+            for f in requests.get(f"{sim.base_url}/api/v1/failed-trades", timeout=5).json()[
+                "failedTrades"
+            ]
+            if addr in (f["buyerAddress"], f["sellerAddress"])
+        ]
+        assert fails and len(rev) == len(fails)  # every failure of ours, once
+        print(f"{kind}: {len(h.events('fill'))} fills, {len(rev)} reversed")
+        assert len({e["tx"] for e in rev}) == len(rev)
+        assert not [e for e in ev if e["event"] == "position_reconciled"]
+        m = h.slot.m
+        chain = sim.call(lambda: sim.app.ex.ledger.pos(addr, m.qm.market_id))
+        assert m.pnl.position == pytest.approx((chain.yes - chain.no) / 1e6)
+        # resolve the current market, claim everything, stop (cancels): the ledger's USDC is
+        # the start plus every realized PnL
+        sim.fault("resolve_now")
+        h.tick_until(lambda: not h.bot.claims and h.slot.m.qm.market_id != m.qm.market_id)
+        h.tick(3)
+        h.stop()
+        st = sim.state()
+        assert not [o for o in st["open_orders"] if o["trader"] == addr]
+        realized, _ = h.bot.pnl_now()
+        assert st["balances"][addr] / 1e6 - 1000.0 == pytest.approx(realized, abs=1e-3)
+        assert st["invariants_ok"]
+    finally:
+        h.stop()
+        sim.stop()
+
+
+@pytest.mark.parametrize("kind", ["spike", "official"])
+def test_no_sell_of_held_shares_without_the_ctf_approval(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """The relayer refuses the start-up approval: the bot quotes while flat, but once it holds
+    YES it quotes no SELL (it would fail at settlement) and asks again every 30 s; when the
+    relayer accepts, the SELL comes back and its fill settles."""
+    qsim.fault("ctf_reject")
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        errs = [e for e in h.events("error") if e["kind"] == "ctf_approval_failed"]
+        assert len(errs) == 1 and not h.events("approval_requested")
+        bid, _ = bot_quotes(h)
+        take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+        h.tick_until(lambda: h.bot.inventory() == 5.0)
+        h.tick(3)
+        assert {o["side"] for o in h.open_orders()} == {ts.BUY}  # no SELL of held shares
+        h.tick(15)  # 30 s: asked again, refused again
+        assert len([e for e in h.events("error") if e["kind"] == "ctf_approval_failed"]) >= 2
+        qsim.clear_fault("ctf_reject")
+        h.tick_until(lambda: h.events("approval_requested"), max_ticks=20)
+        h.tick_until(lambda: ts.SELL in {o["side"] for o in h.open_orders()})
+        ask = next(o for o in h.open_orders() if o["side"] == ts.SELL)
+        take(qsim, h.market_id(), ts.BUY, ask["price"], ask["size"])
+        h.tick(4)
+        assert h.address in qsim.state()["ctf_approved"]
+        fails = requests.get(f"{qsim.base_url}/api/v1/failed-trades", timeout=5).json()
+        assert not fails["failedTrades"]
+        assert h.bot.inventory() == 0.0
+    finally:
+        h.stop()

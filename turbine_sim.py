@@ -581,6 +581,7 @@ FAULT_NAMES = (
     "permit_reject",
     "clock_skew",
     "settle_fail",
+    "ctf_reject",
 )
 
 
@@ -2141,6 +2142,8 @@ class SimApp:
         encoding, the CTF nonce consumed, the settlement becomes (or stops being) operator."""
         caller = self.auth(request)
         body = await self._json(request)
+        if "ctf_reject" in self.faults.active:
+            raise ApiError(503, "relayer unavailable")
         ex = self.ex
         try:
             owner = str(body["owner"])
