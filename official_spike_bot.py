@@ -423,9 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "preflight":
-        return sb.preflight_cli(args[1:], DEFAULTS)
+        return sb.preflight_cli(args[1:], DEFAULTS, official_exchange)  # canary via the SDK
     if args and args[0] == "report":
-        return sb.report_cli(args[1:])
+        import spike_tools
+
+        return spike_tools.report_cli(args[1:])
     return sb.run_cli(args, official_exchange, DEFAULTS)
 
 

@@ -64,6 +64,7 @@ def test_preflight_passes_on_the_simulator(
         "ctf approval",
         "contracts",
         "market",
+        "price",
         "balance",
         "allowance",
         "log file",
@@ -136,3 +137,75 @@ def test_second_bot_on_the_same_files_stops_without_touching_orders(tmp_path: pa
     finally:
         h.stop()
         sim.stop()
+
+
+# -- the canary ------------------------------------------------------------------------------------
+def mine(sim: ts.Sim, key: str) -> list[dict[str, Any]]:
+    a = Account.from_key(key).address.lower()
+    return [o for o in sim.state()["open_orders"] if o["trader"] == a]
+
+
+@pytest.mark.parametrize("bot", ["spike", "official"])
+def test_canary_places_reads_cancels_and_leaves_nothing(
+    rsim: ts.Sim, tmp_path: pathlib.Path, capsys: Any, bot: str
+) -> None:
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    if bot == "official":
+        import official_spike_bot as ob
+
+        main = ob.main
+    else:
+        main = sb.main
+    (tmp_path / ".env").write_text(f"TURBINE_PRIVATE_KEY={key}\n")
+    args = ["--env-file", str(tmp_path / ".env"), "--host", rsim.base_url]
+    args += ["--log-file", str(tmp_path / "b.log"), "--state-file", str(tmp_path / "s.json")]
+    assert main(["preflight", *args]) == 0  # registers the credentials
+    capsys.readouterr()
+    before = rsim.state()["counters"]
+    code = main(["preflight", "--canary", *args])
+    out = capsys.readouterr().out
+    after = rsim.state()["counters"]
+    assert code == 0, out
+    for name in ("canary place", "canary read", "canary cancel", "canary gone"):
+        assert verdict(out, name) == "PASS", (name, out)
+    assert mine(rsim, key) == []
+    assert after["orders_placed"] - before.get("orders_placed", 0) == 1
+    assert after["orders_cancelled"] - before.get("orders_cancelled", 0) == 1
+
+
+def test_canary_fault_on_the_cancel_still_leaves_nothing(
+    rsim: ts.Sim, tmp_path: pathlib.Path, capsys: Any
+) -> None:
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    env = f"TURBINE_PRIVATE_KEY={key}\n"
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    assert code == 0, out
+    rsim.fault("cancel_404", count=1)
+    env = (tmp_path / ".env").read_text()
+    code, out = run_preflight(rsim.base_url, tmp_path, env, "--canary", capsys=capsys)
+    assert code == 1
+    assert verdict(out, "canary cancel") == "FAIL" and "order not found" in out
+    assert verdict(out, "canary gone") == "PASS"
+    assert mine(rsim, key) == []
+
+
+def test_canary_interrupted_leaves_nothing(rsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    """Ctrl-C between the placement and the cancel: the cleanup still runs."""
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    kid, secret = ts.new_api_credentials_for_tests(rsim, key)
+    cfg = sb.validate(sb.Config(host=rsim.base_url, status_every_s=0))
+    ex = sb.spike_exchange(cfg, key, kid, secret, sb.Metrics("t"))
+    real, calls = ex.orders, []
+
+    def orders(*a: Any, **k: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    ex.orders = orders
+    qm = ex.quick_market(cfg.market_keys()[0])
+    with pytest.raises(KeyboardInterrupt):
+        sb.canary(ex, qm, cfg)
+    assert rsim.state()["counters"]["orders_placed"] >= 1
+    assert mine(rsim, key) == []

@@ -863,3 +863,22 @@ def test_no_sell_of_held_shares_without_the_ctf_approval(
         assert h.bot.inventory() == 0.0
     finally:
         h.stop()
+
+
+def test_asset_price_in_the_wrong_unit_quotes_nothing_model_based(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    h = BotHarness(qsim, tmp_path, fair_source="model").start()
+    try:
+        real = h.bot.ex.asset_price
+        h.bot.ex.asset_price = lambda a: None if (p := real(a)) is None else p * 1e8
+        h.tick_until(lambda: h.open_orders() == [])
+        err = [e for e in h.events("error") if e["kind"] == "price_scale"]
+        assert len(err) == 1 and err[0]["ratio"] == pytest.approx(1e8, rel=0.05)
+        assert h.events("fail_closed")[-1]["reason"] == "no_fair_value"
+        h.tick(3)
+        assert h.open_orders() == []
+        h.bot.ex.asset_price = real
+        h.tick_until(lambda: len(h.open_orders()) == 2)
+    finally:
+        h.stop()

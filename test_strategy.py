@@ -585,3 +585,19 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (root / "README.md").read_text()
     cmd = next(line for line in readme.splitlines() if "requirements-dev.txt" in line)
     assert cmd in (root / ".ci" / "run").read_text()
+
+
+def test_a_price_in_the_wrong_unit_is_no_price() -> None:
+    """The price endpoint's scale is unconfirmed (spec 1.3): a price off by 1e6 or 1e8 would
+    read as probability 0 or 1; outside price_band of the strike it counts as missing."""
+    cfg = sb.Config()
+    strike = 95_000.0
+    assert sb.price_consistent(95_500.0, strike, cfg.price_band)
+    for bad in (95_000.0 * 1e6, 95_000.0 * 1e8, 95_000.0 / 1e6, 0.0, None):
+        assert not sb.price_consistent(bad, strike, cfg.price_band)
+    book = sb.Book(((400_000, 5_000_000),), ((600_000, 5_000_000),), 0.0)
+    model_cfg = dataclasses.replace(cfg, fair_source="model")
+    assert sb.fair_value(book, strike * 1e6, strike, 300, model_cfg) is None  # no quotes
+    assert sb.fair_value(book, strike, strike, 300, model_cfg) == pytest.approx(0.5)
+    # blend without a usable price: the book alone, never a model read as 0 or 1
+    assert sb.fair_value(book, strike * 1e8, strike, 300, cfg) == sb.micro_price(book)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import spike_bot as sb
+import spike_tools as st
 
 
 def ev(t: float, event: str, level: str = "INFO", bot: str = "spike_bot", **kw: Any) -> str:
@@ -52,8 +53,8 @@ def hand_made_log(path: pathlib.Path, bot: str = "spike_bot") -> None:
 def test_summary_known_totals_and_corrupt_lines(tmp_path: pathlib.Path) -> None:
     p = tmp_path / "a.log"
     hand_made_log(p)
-    events, bad = sb.read_events(str(p))
-    s = sb.summarize(events, bad)
+    events, bad = st.read_events(str(p))
+    s = st.summarize(events, bad)
     assert bad == 2 and s["events"] == 15
     assert s["run_minutes"] == 20.0 and s["requests_per_min"] == 2.0
     assert s["orders_placed"] == 2 and s["orders_cancelled"] == 1
@@ -92,7 +93,7 @@ def test_report_plots_are_written(tmp_path: pathlib.Path) -> None:
     pytest.importorskip("matplotlib")
     p = tmp_path / "a.log"
     hand_made_log(p)
-    runs = sb.report([str(p)], str(tmp_path / "charts"), out=open(tmp_path / "o.txt", "w"))
+    runs = st.report([str(p)], str(tmp_path / "charts"), out=open(tmp_path / "o.txt", "w"))
     assert runs[0]["fills"] == 2
     for name in ("pnl.png", "inventory.png", "fill_rate_per_hour.png", "errors_per_hour.png"):
         f = tmp_path / "charts" / name
@@ -136,21 +137,21 @@ def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path, mark
         sim.stop()
     live = [(e["side"], e["price"], e["size"]) for e in h.events("fill")]
     assert len(live) == 2
-    recs = sb.read_recording(str(rec))
+    recs = st.read_recording(str(rec))
     assert {r["k"] for r in recs} >= {"book", "trade", "price", "market"}
     cfg = dataclasses.replace(
         h.cfg, state_file=str(tmp_path / "replay_state.json"), bot_name="replay"
     )
     out = tmp_path / "replay.log"
-    s = sb.replay_run(recs, cfg, str(out))
+    s = st.replay_run(recs, cfg, str(out))
     replayed = [
         (e["side"], e["price"], e["size"])
-        for e in sb.read_events(str(out))[0]
+        for e in st.read_events(str(out))[0]
         if e["event"] == "fill"
     ]
     assert replayed == live, (replayed, live)  # the same fills: side, price, size
     assert s["fills"] == 2 and s["errors"] == 0
-    assert sb.recording_markets(recs) == markets.split(",")
+    assert st.recording_markets(recs) == markets.split(",")
     assert set(s["per_market"]) == set(markets.split(","))
     assert s["per_market"]["BTC:15"]["fills"] == 2
 

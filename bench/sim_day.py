@@ -23,6 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from eth_account import Account
 
 import spike_bot as sb
+import spike_tools
 import turbine_sim as ts
 
 
@@ -111,7 +112,7 @@ def main() -> int:
     )
     logs = [str(out / "spike_bot.log"), str(out / "official_spike_bot.log")]
     with open(out / "report.txt", "w") as fh:
-        sb.report(logs, str(out), out=fh)
+        spike_tools.report(logs, str(out), out=fh)
     print((out / "report.txt").read_text())
     return 0 if all(p.exitcode == 0 for p in procs) else 1
 

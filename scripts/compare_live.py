@@ -7,7 +7,8 @@
 
 Checks first and refuses to start (exit 2) when: an env file is missing, both name the same
 file or the same wallet, the ports are equal, a tmux session of that name exists, or a running
-bot holds one of the state or log files. Then both preflights must pass (exit 3 otherwise).
+bot holds one of the state or log files. Then both preflights, each with its canary order,
+must pass (exit 3 otherwise).
 Window `spike` and window `official` run the bots (own env file, state file, log file and
 metrics port; `--duration`, then a clean stop); window `report` refreshes the side-by-side
 report every few minutes and, once both bots have stopped, writes the final report and charts
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             a.python,
             str(ROOT / b["script"]),
             "preflight",
+            "--canary",  # one real order through each bot's own adapter, cancelled
             "--env-file",
             b["env"],
             "--log-file",
