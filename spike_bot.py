@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import os
+import queue
 import random
 import secrets
 import signal
@@ -200,6 +201,11 @@ class Config:
     metrics_port: int = _f(0, "Prometheus metrics port on 127.0.0.1 (0: off)", 0, 65535)
     status_every_s: float = _f(2.0, "status line period, wall seconds (0: off)", 0, 3600)
     bot_name: str = _f(BOT_NAME, "`bot` field in logs and metrics")
+    alert_fail_closed_s: float = _f(
+        60.0, "webhook alert when a market stays failed closed this long (s)", 0, 86400
+    )
+    alert_repeat_s: float = _f(300.0, "the same webhook alert at most this often (s)", 0, 86400)
+    alert_errors: int = _f(20, "webhook alert at this many errors within 5 minutes", 1, 10000)
 
     def market_keys(self) -> list[MarketKey]:
         return parse_markets(self.markets)
@@ -244,6 +250,7 @@ TUNABLE = frozenset(
 ENV_PRIVATE_KEY = "TURBINE_PRIVATE_KEY"
 ENV_API_KEY_ID = "TURBINE_API_KEY_ID"
 ENV_API_PRIVATE_KEY = "TURBINE_API_PRIVATE_KEY"
+ENV_ALERT_WEBHOOK = "SPIKE_ALERT_WEBHOOK"  # a secret like the keys: env or env file only
 
 
 class ConfigError(Exception):
@@ -314,6 +321,7 @@ class Secrets:
     private_key: str = field(default="", repr=False)
     api_key_id: str = field(default="", repr=False)
     api_private_key: str = field(default="", repr=False)
+    alert_webhook: str = field(default="", repr=False)  # its URL carries the channel's token
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"
@@ -392,7 +400,10 @@ def load_config(
         private_key=environ.get(ENV_PRIVATE_KEY, "").strip(),
         api_key_id=environ.get(ENV_API_KEY_ID, "").strip(),
         api_private_key=environ.get(ENV_API_PRIVATE_KEY, "").strip(),
+        alert_webhook=environ.get(ENV_ALERT_WEBHOOK, "").strip(),
     )
+    if sec.alert_webhook and not sec.alert_webhook.startswith(("https://", "http://")):
+        raise ConfigError(f"{ENV_ALERT_WEBHOOK} must be an http(s) URL")  # value not echoed
     return validate(cfg, sources), sec
 
 
@@ -2083,6 +2094,8 @@ class EventLog:
         self.echo = echo
         self.counts: dict[str, int] = {}
         self.clock: Callable[[], float] | None = None  # market time, set by the engine
+        # called with every record after it is written (any thread; must not block): alerts
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def event(self, event: str, level: str = "INFO", **fields: Any) -> None:
         rec = {
@@ -2099,6 +2112,8 @@ class EventLog:
             self.counts[event] = self.counts.get(event, 0) + 1
             self._fh.write(line + "\n")
             self._fh.flush()
+        for listen in self.listeners:
+            listen(rec)
         if self.echo is not None and event in ECHO_EVENTS:
             self.echo(
                 f"{event:>14} "
@@ -2129,6 +2144,173 @@ ECHO_EVENTS = {
     "risk_limit",
     "capital",
 }
+
+
+class Alerter:
+    """Webhook alerts (SPIKE_ALERT_WEBHOOK) for the events nobody should sleep through.
+
+    It listens to the JSON log (any thread; `on_event` only files the record) and posts from
+    its own thread, so a slow or dead webhook never delays the tick. One JSON body that Slack
+    (`text`) and Discord (`content`) incoming webhooks both accept. The same alert (kind and
+    market) at most every `alert_repeat_s`, 30 at most an hour, each a few lines built from
+    the event's public fields: never a key, a secret or the webhook's own URL.
+    """
+
+    WINDOW_S = 300.0  # the error-rate window
+
+    def __init__(
+        self,
+        url: str,
+        cfg: Config,
+        clock: Callable[[], float],
+        post: Callable[..., Any] | None = None,
+    ) -> None:
+        self._url = url
+        self.cfg = cfg
+        self.clock = clock  # market time: fail-closed durations are measured on it
+        self.post = post or requests.post
+        self.q: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1000)
+        self.closed_since: dict[str, tuple[float, str]] = {}  # slot -> (since, reason)
+        self.closed_sent: set[str] = set()
+        self.errors: list[float] = []
+        self.last: dict[str, float] = {}  # alert key -> wall time sent
+        self.sent_times: list[float] = []
+        self.sent = 0
+        self.failed = 0
+        self.suppressed = 0
+        self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return "Alerter(<webhook redacted>)"
+
+    # -- any thread ------------------------------------------------------------------------------
+    def on_event(self, rec: dict[str, Any]) -> None:
+        if rec.get("event") in ALERT_EVENTS:
+            with contextlib.suppress(queue.Full):
+                self.q.put_nowait(rec)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued (the shutdown alert among it), then stop."""
+        with contextlib.suppress(queue.Full):
+            self.q.put(None, timeout=timeout)
+        self._thread.join(timeout)
+
+    # -- the alerts thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                rec = self.q.get(timeout=1.0)
+            except queue.Empty:
+                rec = {}
+            if rec is None:
+                return
+            try:
+                if rec:
+                    self._file(rec)
+                self._check_closed()
+            except Exception:  # noqa: BLE001 -- an alert must never take anything down
+                self.failed += 1
+
+    def _file(self, r: dict[str, Any]) -> None:
+        ev, slot = r["event"], str(r.get("slot") or "")
+        bot = str(r.get("bot", ""))
+        if ev == "fail_closed":
+            self.closed_since.setdefault(slot, (float(r.get("t", self.clock())), str(r["reason"])))
+        elif ev == "resumed":
+            self.closed_since.pop(slot, None)
+            self.closed_sent.discard(slot)
+        elif ev == "kill_switch":
+            scope = r.get("scope")
+            self._send(
+                f"kill:{scope}:{slot}",
+                f"{bot}: KILL SWITCH ({scope}) {slot} PnL {r.get('pnl')} USDC: "
+                + ("every market stopped" if scope == "day" else "this market stopped"),
+            )
+        elif ev == "risk_limit" and r.get("state") == "on":
+            self._send(
+                f"limit:{slot}:{r.get('side')}:{r.get('limit')}",
+                f"{bot}: {slot} {r.get('side')} held back by {r.get('limit')} "
+                f"(open notional {r.get('open_notional')}, net exposure {r.get('net_exposure')})",
+            )
+        elif ev == "cancel_unconfirmed":
+            self._send(
+                f"cancel:{slot}",
+                f"{bot}: {slot} cancel NOT confirmed for {str(r.get('order_hash'))[:18]} "
+                f"({r.get('error')}); retrying every tick",
+            )
+        elif ev == "fill_reversed":
+            self._send(
+                f"reversed:{slot}",
+                f"{bot}: {slot or r.get('market', '')[:10]} fill reversed at settlement: "
+                f"{r.get('side')} {r.get('size')} @ {r.get('price')} ({r.get('reason')})",
+            )
+        elif ev == "error":
+            now = time.monotonic()
+            self.errors = [t for t in self.errors if now - t < self.WINDOW_S] + [now]
+            if len(self.errors) >= self.cfg.alert_errors:
+                self._send(
+                    "errors",
+                    f"{bot}: {len(self.errors)} errors in 5 min (last: {r.get('kind')} "
+                    f"{str(r.get('reason') or r.get('error') or '')[:80]})",
+                )
+        elif ev == "shutdown":
+            ok = r.get("orders_left_ok")
+            self._send(
+                "shutdown",
+                f"{bot}: STOPPED, realized {r.get('realized')} USDC, "
+                + ("no order left" if ok else "ORDERS MAY BE LEFT: check the exchange"),
+                force=True,
+            )
+
+    def _check_closed(self) -> None:
+        now = self.clock()
+        for slot, (since, reason) in list(self.closed_since.items()):
+            if slot not in self.closed_sent and now - since >= self.cfg.alert_fail_closed_s:
+                self.closed_sent.add(slot)
+                self._send(
+                    f"closed:{slot}",
+                    f"{self.cfg.bot_name}: {slot or 'all markets'} not quoting for "
+                    f"{now - since:.0f} s ({reason})",
+                )
+
+    def _send(self, key: str, text: str, force: bool = False) -> None:
+        wall = time.monotonic()
+        self.sent_times = [t for t in self.sent_times if wall - t < 3600]
+        recent = wall - self.last.get(key, -math.inf) < self.cfg.alert_repeat_s
+        if not force and (recent or len(self.sent_times) >= 30):
+            self.suppressed += 1
+            return
+        self.last[key] = wall
+        self.sent_times.append(wall)
+        if self.suppressed:
+            text += f" ({self.suppressed} alerts suppressed before this one)"
+            self.suppressed = 0
+        try:
+            r = self.post(
+                self._url, json={"text": text, "content": text[:2000]}, timeout=5
+            )
+            ok = getattr(r, "status_code", 200) < 400
+        except requests.RequestException:
+            ok = False
+        if ok:
+            self.sent += 1
+        else:
+            self.failed += 1
+
+
+ALERT_EVENTS = frozenset(
+    {
+        "fail_closed",
+        "resumed",
+        "kill_switch",
+        "risk_limit",
+        "cancel_unconfirmed",
+        "fill_reversed",
+        "error",
+        "shutdown",
+    }
+)
 
 
 def lock_path(path: str) -> str:
@@ -2510,6 +2692,7 @@ class Bot:
         self.ctf_approved = False  # the relayer accepted our CTF operator approval
         self.ctf_next = 0.0  # clock time before which a failed approval is not asked again
         self.recorder: Recorder | None = None  # --record
+        self.alerter: Alerter | None = None  # SPIKE_ALERT_WEBHOOK
         # live tuning: SIGHUP sets the flag; the loop re-reads settings through `reloader`
         self.fresh_state = False  # --sim: start without the previous run's state
         self.reloader: Callable[[], Config] | None = None
@@ -3837,6 +4020,8 @@ class Bot:
             tick_p50_ms=round(ticks[len(ticks) // 2] * 1000, 3) if ticks else None,
             markets=self.market_summary(),
         )
+        if self.alerter is not None:
+            self.alerter.close()  # the shutdown alert goes out before the process ends
 
 
 # =============================================================================================
@@ -4377,6 +4562,9 @@ def run_cli(
             ex = factory(cfg, sec.private_key, kid, secret, metrics)
         log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
         bot = Bot(cfg, ex, clock, log, metrics, dry_run=a.dry_run)
+        if sec.alert_webhook:
+            bot.alerter = Alerter(sec.alert_webhook, cfg, clock.now)
+            log.listeners.append(bot.alerter.on_event)
         bot.fresh_state = a.sim
         if a.record:
             bot.recorder = Recorder(a.record, clock.now)

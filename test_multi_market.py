@@ -242,8 +242,9 @@ def test_day_loss_across_markets_stops_every_market(msim: ts.Sim, tmp_path: path
         bid = quote_of(h, "BTC:15", ts.BUY)
         take(msim, h.market_id("BTC:15"), ts.SELL, bid["price"], bid["size"])
         h.tick_until(lambda: h.events("fill"))
-        # BTC falls 20%: the long BTC:15 position is now worth far less; ETH is untouched
-        msim.call(lambda: msim.app.ex.prices.__setitem__("BTC", msim.app.ex.prices["BTC"] * 0.8))
+        # BTC falls 4% (inside price_band): the long BTC:15 position is now worth far less;
+        # ETH is untouched
+        msim.call(lambda: msim.app.ex.prices.__setitem__("BTC", msim.app.ex.prices["BTC"] * 0.96))
         h.tick_until(lambda: h.events("kill_switch"))
         assert h.events("kill_switch")[0]["scope"] == "day"
         h.tick(2)

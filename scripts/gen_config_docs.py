@@ -45,6 +45,9 @@ def env_example() -> str:
         "# (The secret cannot be fetched again: keep this file backed up.)",
         "# TURBINE_API_KEY_ID=",
         "# TURBINE_API_PRIVATE_KEY=",
+        "# Optional: a Slack or Discord incoming-webhook URL for alerts (it carries the",
+        "# channel's token: kept here or in the environment only, never logged).",
+        "# SPIKE_ALERT_WEBHOOK=https://hooks.slack.com/services/...",
     ]
     last = None
     for title, f in sections():
