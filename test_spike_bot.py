@@ -32,32 +32,26 @@ def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def take(sim: ts.Sim, market_id: str, side: int, price: int, size: int) -> None:
-    """A taker outside the bot trades against the book (an internal participant order)."""
-    taker = "0x" + "7a" * 20
+def take(
+    sim: ts.Sim, market_id: str, side: int, price: int, size: int, keep: bool = False
+) -> None:
+    """Someone outside the bot trades against the book (an internal participant order); with
+    `keep`, what does not match stays in the book as its own resting order."""
+    other = "0x" + ("7b" if keep else "7a") * 20
 
     def go() -> None:
         ex = sim.app.ex
-        ex.ledger.ensure(taker, 10**15)
-        ex.ledger.allowance[taker] = ts.MAX_UINT
-        ex.place_internal(taker, market_id, side, ts.YES, price, size, True)
+        ex.ledger.ensure(other, 10**15)
+        ex.ledger.allowance[other] = ts.MAX_UINT
+        ex.place_internal(other, market_id, side, ts.YES, price, size, not keep)
         sim.app.flush()
 
     sim.call(go)
 
 
 def rest(sim: ts.Sim, market_id: str, side: int, price: int, size: int) -> None:
-    """Someone else's resting order (an internal participant order that stays in the book)."""
-    maker = "0x" + "7b" * 20
-
-    def go() -> None:
-        ex = sim.app.ex
-        ex.ledger.ensure(maker, 10**15)
-        ex.ledger.allowance[maker] = ts.MAX_UINT
-        ex.place_internal(maker, market_id, side, ts.YES, price, size, False)
-        sim.app.flush()
-
-    sim.call(go)
+    """Someone else's resting order."""
+    take(sim, market_id, side, price, size, keep=True)
 
 
 def bot_quotes(h: BotHarness) -> tuple[dict[str, Any], dict[str, Any]]:

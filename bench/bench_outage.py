@@ -16,46 +16,30 @@ import json
 import pathlib
 import sys
 import tempfile
-import threading
 import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from eth_account import Account
-
-import spike_bot as sb
 import turbine_sim as ts
-from harness import creds_for, wait_until
+from harness import BotHarness, wait_until
 
 STALE_S, TICK_S = 8.0, 2.0
 
 
 def measure(outage: str) -> dict[str, Any]:
     sim = ts.start_sim(ts.SimConfig(speed=1.0, participants=False, seed=4, market_age_s=5))
-    key = "0x" + Account.create().key.hex().removeprefix("0x")
-    kid, secret = creds_for(sim, key)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="outage-"))
-    cfg = sb.validate(
-        sb.Config(
-            host=sim.base_url,
-            log_file=str(tmp / "bot.log"),
-            state_file=str(tmp / "s.json"),
-            rate_limit_per_s=10_000,
-            status_every_s=0,
-            stale_after_s=STALE_S,
-            book_confirm_s=2.0,
-            tick_s=TICK_S,
-            http_timeout_s=2.0,
-        )
-    )
-    metrics = sb.Metrics("outage")
-    ex = sb.TurbineExchange(cfg, sb.Signer(key, 137), sb.BearerAuth(kid, secret), metrics)
-    log = sb.EventLog(cfg.log_file, "outage")
-    bot = sb.Bot(cfg, ex, sim.clock, log, metrics)
-    th = threading.Thread(target=bot.run, daemon=True)
-    th.start()
-    addr = ex.address.lower()
+    h = BotHarness(
+        sim,
+        tmp,
+        stale_after_s=STALE_S,
+        book_confirm_s=2.0,
+        tick_s=TICK_S,
+        http_timeout_s=2.0,
+    ).start(wait_quotes=False)  # on the simulator's real clock
+    bot, cfg = h.bot, h.cfg
+    addr = h.address
     try:
         wait_until(
             lambda: len([o for o in sim.state()["open_orders"] if o["trader"] == addr]) == 2, 30
@@ -108,9 +92,7 @@ def measure(outage: str) -> dict[str, Any]:
     finally:
         for f in ("http_500", "latency", "ws_freeze"):
             sim.clear_fault(f)
-        bot.stop()
-        th.join(30)
-        bot.log.close()
+        h.stop()
         sim.stop()
 
 

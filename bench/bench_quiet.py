@@ -19,13 +19,11 @@ import json
 import pathlib
 import sys
 import tempfile
-import threading
 import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import spike_bot as sb
 import turbine_sim as ts
 from harness import SIM_START, BotHarness
 
@@ -75,11 +73,8 @@ def real_minute(seconds: float) -> dict[str, Any]:
     )
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="quiet-rt-"))
     h = BotHarness(sim, tmp, requote_tolerance=0.3, order_refresh_s=3600)
+    h.start(wait_quotes=False)  # on the simulator's real clock
     try:
-        log = sb.EventLog(str(h.log_path), h.cfg.bot_name)
-        h.bot = sb.Bot(h.cfg, h.make_exchange(), sim.clock, log, h.metrics)
-        h.thread = threading.Thread(target=h.bot.run, daemon=True)
-        h.thread.start()
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds:
             time.sleep(1.0)
