@@ -985,9 +985,8 @@ DEFERRABLE = frozenset(
 )
 DEFERRED_TIMEOUT_S = 1.0  # their HTTP timeout while the host is failing
 CTF_RETRY_S = 30.0  # a failed CTF approval request is repeated at most this often
-# /failed-trades is read on the positions schedule for this long after a fill (settlement
-# takes seconds), and only every FAILED_IDLE_S otherwise
-FAILED_WATCH_S = 120.0
+# /failed-trades is read before any position reconcile (a failed fill is what a mismatch that
+# lasts usually is) and every FAILED_IDLE_S besides
 FAILED_IDLE_S = 60.0
 
 
@@ -2693,7 +2692,6 @@ class Bot:
         self.next_kick = 0.0  # clock time before which a stale stream is not reconnected again
         self.failed_seen: dict[str, None] = {}  # failed settlements already handled (tx)
         self.failed_primed = False  # the first read of /failed-trades only learns the past
-        self.last_fill_at = -math.inf  # clock time of the last fill counted
         self.ctf_approved = False  # the relayer accepted our CTF operator approval
         self.ctf_next = 0.0  # clock time before which a failed approval is not asked again
         self.recorder: Recorder | None = None  # --record
@@ -3047,9 +3045,6 @@ class Bot:
         fee = shares * self.cfg.fee_bps / 10_000
         m.pnl.fill(side, px, shares, fee)
         m.journal.append((side, px, shares, fee))
-        self.last_fill_at = now = self.clock.now()
-        # watch its settlement from the next positions turn on (not the idle minute)
-        self.due["failed_trades"] = min(self.due.get("failed_trades", 0.0), now + 1.0)
         self._count(s, "fills")
         self._count(s, "filled_size", shares)
         s.metrics.fills.inc()
@@ -3098,6 +3093,12 @@ class Bot:
             m.mismatch, m.mismatch_since = exch_inv, now
             return
         if now - m.mismatch_since < self.cfg.settle_grace_s:
+            return
+        # a mismatch that lasts is usually a fill that failed at settlement: take it back at
+        # its own price first; reconcile (at fair) only what that does not explain
+        self.poll_failed_trades()
+        if abs(exch_inv - m.pnl.position) <= 1e-6:
+            m.mismatch = None
             return
         diff = exch_inv - m.pnl.position
         px = m.fair if m.fair is not None else 0.5
@@ -3801,11 +3802,9 @@ class Bot:
             for asset in dict.fromkeys(s.key.asset for s in self.slots):
                 if _due(self.due, "price:" + asset, cfg.price_s, now):
                     self._job("price", lambda a=asset: self._read_price(a))
-        # failed settlements first: a reversed fill must not look like a position mismatch.
-        # On the positions schedule while a recent fill may still fail, slowly otherwise.
-        watching = now - self.last_fill_at < FAILED_WATCH_S
-        period = cfg.positions_s if watching else FAILED_IDLE_S
-        if not self.dry_run and _due(self.due, "failed_trades", period, now):
+        # failed settlements: read when a position disagrees with our fills (poll_positions),
+        # and every FAILED_IDLE_S whatever happens
+        if not self.dry_run and _due(self.due, "failed_trades", FAILED_IDLE_S, now):
             self._job("failed_trades", self.poll_failed_trades)
         for s in self.slots:
             mine = s.m is not None and bool({"", s.m.qm.market_id.lower()} & own)
