@@ -143,6 +143,10 @@ class SimConfig:
     # many sim seconds later (0: at once), or fails if the chain would refuse it then.
     settle_delay_s: float = 2.0
     require_ctf_approval: bool = True  # selling held shares needs the CTF operator approval
+    # Pyth Hermes on the same port (/v2/updates/price/latest and /stream) from the model's
+    # price path. A key: every Hermes request must carry `Authorization: Bearer <key>`, as
+    # Hermes requires since Pyth's 2026 Core upgrade; None: open, like a self-hosted Hermes.
+    hermes_api_key: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,7 +586,18 @@ FAULT_NAMES = (
     "clock_skew",
     "settle_fail",
     "ctf_reject",
+    "hermes_freeze",
+    "hermes_drop",
 )
+# Pyth price feed ids (Hermes, /v2/updates/price/*), transcribed from Pyth's public feed list
+# independently of spike_bot; the settlement oracle of quick markets is Pyth (spec 6.3).
+PYTH_FEEDS: dict[str, str] = {
+    "BTC": "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43",
+    "ETH": "ff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace",
+    "SOL": "ef0d8b6fda2ceba41da15d4095d1da392a0d2f8ed0c6c7bc0f4cfac8c280b56d",
+    "XRP": "ec5d399846a9209f3fe5881d70aae9268c94339ff9817e8d18ff19fa05eea1c8",
+}
+PYTH_EXPO = -8
 
 
 class Faults:
@@ -1471,6 +1486,7 @@ class SimApp:
         self.last_heartbeat_real = self.clock.real()
         self._malformed_i = 0
         self._sends: set[asyncio.Future[None]] = set()
+        self.hermes_streams: set[web.StreamResponse] = set()
         self.app = web.Application(middlewares=[self.middleware], client_max_size=1 << 20)
         self._routes()
 
@@ -1518,6 +1534,8 @@ class SimApp:
         p("/api/v1/relayer/ctf-redemption", self.relayer_redeem)
         p("/api/v1/relayer/batch-ctf-redemption", self.relayer_batch_redeem)
         g("/api/v1/stream", self.stream)
+        g("/v2/updates/price/latest", self.hermes_latest)
+        g("/v2/updates/price/stream", self.hermes_stream)
         p("/sim/fault/{name}", self.sim_fault_on)
         d("/sim/fault/{name}", self.sim_fault_off)
         p("/sim/advance", self.sim_advance)
@@ -1531,6 +1549,13 @@ class SimApp:
         path = request.path
         if path.startswith("/sim/"):
             return await handler(request)
+        if path.startswith("/v2/"):  # Hermes: another service, none of Turbine's faults
+            self.sync()
+            self.ex.counters["hermes_requests"] += 1
+            try:
+                return await handler(request)
+            except ApiError as e:
+                return _err(e.status, e.message)
         self.sync()
         self.ex.counters["requests"] += 1
         f = self.faults
@@ -2260,6 +2285,75 @@ class SimApp:
             self.sockets.pop(ws, None)
         return ws
 
+    # -- Pyth Hermes ---------------------------------------------------------------------------
+    def _hermes_ids(self, request: web.Request) -> list[str]:
+        key = self.cfg.hermes_api_key
+        if key is not None and request.headers.get("Authorization", "") != f"Bearer {key}":
+            raise ApiError(401, "missing or invalid API key")
+        ids = [i.lower().removeprefix("0x") for i in request.query.getall("ids[]", [])]
+        known = {v: a for a, v in PYTH_FEEDS.items() if a in self.ex.prices}
+        missing = [i for i in ids if i not in known]
+        if not ids or missing:
+            raise ApiError(404, f"Price ids not found: {', '.join(missing) or '(none given)'}")
+        return ids
+
+    def _hermes_update(self, ids: list[str]) -> dict[str, Any]:
+        """A Hermes price update (parsed) from the model: publish_time is the last grid step."""
+        ex = self.ex
+        asset = {v: a for a, v in PYTH_FEEDS.items()}
+        pub = int(ex.grid0 + ex.k * self.cfg.step_s)
+        parsed = []
+        for i in ids:
+            p = ex.prices[asset[i]]
+            px = {
+                "price": str(round(p * 10**-PYTH_EXPO)),
+                "conf": str(round(p * 1e-4 * 10**-PYTH_EXPO)),  # ~1 bp, as BTC's usually is
+                "expo": PYTH_EXPO,
+                "publish_time": pub,
+            }
+            parsed.append(
+                {
+                    "id": i,
+                    "price": px,
+                    "ema_price": px,
+                    "metadata": {
+                        "slot": ex.k,
+                        "proof_available_time": pub,
+                        "prev_publish_time": pub - 1,
+                    },
+                }
+            )
+        blob = keccak(json.dumps(parsed, sort_keys=True).encode()).hex()  # not a real VAA
+        return {"binary": {"encoding": "hex", "data": [blob]}, "parsed": parsed}
+
+    async def hermes_latest(self, request: web.Request) -> web.Response:
+        return web.json_response(self._hermes_update(self._hermes_ids(request)))
+
+    async def hermes_stream(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: one `data:` update per model step (coalesced to 50 a second)."""
+        ids = self._hermes_ids(request)
+        if self.faults.active.get("hermes_drop", {}).get("refuse"):
+            raise ApiError(503, "stream unavailable")
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        self.hermes_streams.add(resp)
+        self.ex.counters["hermes_streams"] += 1
+        sent = -1
+        try:
+            while resp in self.hermes_streams:
+                if self.ex.k != sent and "hermes_freeze" not in self.faults.active:
+                    sent = self.ex.k
+                    data = json.dumps(self._hermes_update(ids), separators=(",", ":"))
+                    await resp.write(f"data:{data}\n\n".encode())
+                await asyncio.sleep(0.02)
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away
+        finally:
+            self.hermes_streams.discard(resp)
+        return resp
+
     async def drop_sockets(self) -> None:
         for ws in list(self.sockets):
             await ws.close(code=1011, message=b"dropped by simulator")
@@ -2283,6 +2377,10 @@ class SimApp:
         self.faults.on(name, params, self.ex.t)
         if name == "ws_drop":
             await self.drop_sockets()
+            if not params.get("refuse"):
+                self.faults.off(name, self.ex.t)
+        elif name == "hermes_drop":
+            self.hermes_streams.clear()  # each stream's loop ends and closes its response
             if not params.get("refuse"):
                 self.faults.off(name, self.ex.t)
         elif name == "resolve_now":
@@ -2404,6 +2502,8 @@ class Sim:
 
         async def shutdown() -> None:
             self._ticker.cancel()
+            self.app.hermes_streams.clear()  # their loops end within 20 ms
+            await asyncio.sleep(0.05)
             await self.app.drop_sockets()
             await self._runner.cleanup()
 
