@@ -177,6 +177,16 @@ class Config:
         10.0, "a book quiet this long is re-read over REST; fresh only if REST agrees (s)", 0.1, 600
     )
     price_s: float = _f(2.0, "poll the asset price for the model (s)", 0.1, 600)
+    price_source: str = _f(
+        "auto",
+        "pyth: stream the settlement oracle's price (Hermes SSE), poll Turbine only while it "
+        "is stale; turbine: poll only; auto: pyth when PYTH_API_KEY is set or under --sim",
+        choices=("auto", "pyth", "turbine"),
+    )
+    hermes_url: str = _f("https://hermes.pyth.network", "Pyth Hermes base URL")
+    price_max_age_s: float = _f(
+        5.0, "a streamed price older than this (publish time) counts as missing (s)", 0.5, 600
+    )
     price_band: float = _f(
         0.05, "use the asset price only within this fraction of the strike (unit check)", 0.001, 1
     )
@@ -251,6 +261,7 @@ ENV_PRIVATE_KEY = "TURBINE_PRIVATE_KEY"
 ENV_API_KEY_ID = "TURBINE_API_KEY_ID"
 ENV_API_PRIVATE_KEY = "TURBINE_API_PRIVATE_KEY"
 ENV_ALERT_WEBHOOK = "SPIKE_ALERT_WEBHOOK"  # a secret like the keys: env or env file only
+ENV_PYTH_API_KEY = "PYTH_API_KEY"  # Hermes requires a key since Pyth's 2026 Core upgrade
 
 
 class ConfigError(Exception):
@@ -322,6 +333,7 @@ class Secrets:
     api_key_id: str = field(default="", repr=False)
     api_private_key: str = field(default="", repr=False)
     alert_webhook: str = field(default="", repr=False)  # its URL carries the channel's token
+    hermes_api_key: str = field(default="", repr=False)  # Pyth Hermes (Bearer)
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"
@@ -401,6 +413,7 @@ def load_config(
         api_key_id=environ.get(ENV_API_KEY_ID, "").strip(),
         api_private_key=environ.get(ENV_API_PRIVATE_KEY, "").strip(),
         alert_webhook=environ.get(ENV_ALERT_WEBHOOK, "").strip(),
+        hermes_api_key=environ.get(ENV_PYTH_API_KEY, "").strip(),
     )
     if sec.alert_webhook and not sec.alert_webhook.startswith(("https://", "http://")):
         raise ConfigError(f"{ENV_ALERT_WEBHOOK} must be an http(s) URL")  # value not echoed
@@ -420,6 +433,13 @@ YES, NO = 0, 1
 MAX_UINT = 2**256 - 1
 # [docs] the API refuses an expiration less than 60 s ahead; 5 s more for clock differences
 MIN_EXPIRY_AHEAD_S = 65
+# Pyth price feed ids (public, docs.pyth.network): quick markets resolve on Pyth (spec 6.3)
+PYTH_FEEDS = {
+    "BTC": "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43",
+    "ETH": "ff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace",
+    "SOL": "ef0d8b6fda2ceba41da15d4095d1da392a0d2f8ed0c6c7bc0f4cfac8c280b56d",
+    "XRP": "ec5d399846a9209f3fe5881d70aae9268c94339ff9817e8d18ff19fa05eea1c8",
+}
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO32 = "0x" + "00" * 32
 
@@ -1660,6 +1680,87 @@ class TurbineStream:
             backoff = min(backoff * 2, 10.0)
 
 
+class HermesStream:
+    """The settlement oracle's price: Pyth Hermes server-sent events
+    (/v2/updates/price/stream) on its own thread, handed to `on_price(asset, price,
+    publish_time)`; reconnects with backoff, and after `read_s` without a line.
+
+    A small reader over requests' streaming rather than an SSE library: Hermes sends only
+    `data:` lines of JSON (no event names, ids or retry fields to honour), and requests is
+    already pinned; sseclient-py or requests-sse would add a dependency for one loop."""
+
+    def __init__(
+        self,
+        url: str,
+        assets: list[str],
+        key: str,
+        on_price: Callable[[str, float, float], None],
+        read_s: float,
+    ) -> None:
+        self.url = url.rstrip("/") + "/v2/updates/price/stream"
+        self.ids = {PYTH_FEEDS[a]: a for a in assets if a in PYTH_FEEDS}
+        self._key = key
+        self.on_price = on_price
+        self.read_s = read_s
+        self.connected = False
+        self.reason = ""
+        self._stop = threading.Event()
+        self._resp: requests.Response | None = None
+        self._thread = threading.Thread(target=self._run, name="price-stream", daemon=True)
+
+    def __repr__(self) -> str:
+        return "HermesStream(<key redacted>)"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            if self._resp is not None:
+                self._resp.close()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        backoff = 0.25
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        while not self._stop.is_set():
+            try:
+                with requests.get(
+                    self.url,
+                    params=[("ids[]", "0x" + i) for i in self.ids],
+                    headers=headers,
+                    stream=True,
+                    timeout=(5.0, self.read_s),
+                ) as r:
+                    self._resp = r
+                    if r.status_code != 200:
+                        raise ConnectionError(f"HTTP {r.status_code}")
+                    self.connected, backoff = True, 0.25
+                    for line in r.iter_lines():
+                        if self._stop.is_set():
+                            return
+                        if line.startswith(b"data:"):
+                            self._dispatch(line[5:])
+                    raise ConnectionError("stream ended")
+            except Exception as e:  # noqa: BLE001 -- any failure: reconnect, never die
+                self.reason = f"{type(e).__name__}: {str(e)[:80]}"
+            self.connected = False
+            self._stop.wait(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 10.0)
+
+    def _dispatch(self, raw: bytes) -> None:
+        try:
+            for u in json.loads(raw).get("parsed", []):
+                asset = self.ids.get(str(u["id"]).lower().removeprefix("0x"))
+                p = u["price"]
+                px = int(p["price"]) * 10.0 ** int(p["expo"])
+                if asset and px > 0 and math.isfinite(px):
+                    self.on_price(asset, px, float(p["publish_time"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return  # a bad update is no price; freshness runs out on its own
+
+
 # =============================================================================================
 # 4. STRATEGY: pure functions over plain values. No clock, no I/O, no logging.
 #    quotes(): T-minus -> extremes widening (around fair) -> inventory skew -> limits ->
@@ -1996,6 +2097,8 @@ class Feed:
         self.hints: dict[MarketKey, dict[str, Any]] = {}  # rollover hints from the stream
         self.own_trades: set[str] = set()  # market ids where our address traded: poll fills
         self.cancelled: set[str] = set()  # order hashes the stream saw die
+        # asset -> (price, publish time): the price-stream thread writes, the engine reads
+        self.prices: dict[str, tuple[float, float]] = {}
         self.bad_frames = 0
         self.closing = False  # set by the engine before stop()
 
@@ -2398,6 +2501,8 @@ class MarketMetrics:
     budget: Any
     budget_used: Any
     reversed: Any
+    price_age: Any
+    price_streamed: Any
 
 
 class Metrics:
@@ -2434,6 +2539,12 @@ class Metrics:
             ),
             "reversed": Counter(
                 "spike_fills_reversed", "fills that failed at settlement", lb, registry=r
+            ),
+            "price_age": Gauge(
+                "spike_price_age_seconds", "age of the model price (-1: none)", lb, registry=r
+            ),
+            "price_streamed": Gauge(
+                "spike_price_streamed", "1: the oracle's stream, 0: Turbine's poll", lb, registry=r
             ),
         }
         self.open_notional = Gauge(
@@ -2686,6 +2797,11 @@ class Bot:
         self.due: dict[str, float] = {}
         self.tick_times: list[float] = []
         self.asset_px: dict[str, float | None] = {}
+        self.asset_px_at: dict[str, float] = {}  # clock time of the last Turbine price read
+        self.price_stream: HermesStream | None = None  # price_source pyth (startup)
+        self.hermes_key = ""  # set by the CLI from PYTH_API_KEY; never logged
+        self.pyth_auto = False  # price_source=auto streams: a Hermes key, or --sim
+        self.price_src: dict[str, str] = {}  # asset -> source in use (logged on a change)
         self.started = clock.now()
         self.last_status = 0.0
         self.stream: Stream | None = None
@@ -3621,7 +3737,8 @@ class Bot:
             self.sync_orders(s)
         book = self.book_excluding_own(s)
         left = m.qm.end - now
-        px = self.asset_px.get(s.key.asset)
+        streamed = self.stream_price(s.key.asset)  # the freshest price, read at quote time
+        px = streamed[0] if streamed is not None else self.asset_px.get(s.key.asset)
         if px is not None and not m.price_off and not price_consistent(
             px, m.qm.strike, self.cfg.price_band
         ):
@@ -3723,6 +3840,16 @@ class Bot:
             self.recorder,
         )
         self.stream.start(handler)
+        if self.cfg.fair_source in ("model", "blend") and self.uses_pyth():
+            assets = list(dict.fromkeys(s.key.asset for s in self.slots))
+            self.price_stream = HermesStream(
+                self.cfg.hermes_url,
+                assets,
+                self.hermes_key,
+                self._on_stream_price,
+                read_s=max(2.0, self.cfg.price_max_age_s),
+            )
+            self.price_stream.start()
         for s in self.slots:
             try:
                 self.check_market(s)
@@ -3730,6 +3857,10 @@ class Bot:
                 raise ExchangeError(e.kind, f"market {s.name}: {e.message}", e.status) from None
         self.refresh_capital()  # a failure schedules its own retry, sooner than balance_s
         self.due.setdefault("balance", self.clock.now() + self.cfg.balance_s)
+
+    def uses_pyth(self) -> bool:
+        src = self.cfg.price_source
+        return src == "pyth" or (src == "auto" and self.pyth_auto)
 
     def cancel_leftovers(self) -> None:
         """Orders a previous run left behind (crash, kill -9) are cancelled before quoting."""
@@ -3874,10 +4005,58 @@ class Bot:
             self.due["balance"] = 0.0  # new budgets on the next step
 
     def _read_price(self, asset: str) -> None:
-        px = self.ex.asset_price(asset)
+        """The model's asset price: the oracle's stream while it is fresh, else (and with
+        price_source=turbine) Turbine's price endpoint. A change of source is logged."""
+        streamed = self.stream_price(asset)
+        if streamed is not None:
+            px, src = streamed[0], "pyth"
+        else:
+            px, src = self.ex.asset_price(asset), "turbine"
+            self.asset_px_at[asset] = self.clock.now()
         self.asset_px[asset] = px
+        before = self.price_src.get(asset)
+        if self.price_stream is not None and before != src:
+            self.log.event(
+                "price_source",
+                # falling back from the stream is worth a look; the start (no stream update
+                # yet) is not
+                level="WARNING" if before == "pyth" else "INFO",
+                asset=asset,
+                source=src,
+                reason="" if src == "pyth" else (self.price_stream.reason or "stale"),
+            )
+        self.price_src[asset] = src
         if self.recorder is not None and px is not None:
             self.recorder.write("price", {"a": asset, "p": px})
+
+    def _on_stream_price(self, asset: str, price: float, published: float) -> None:
+        """Price-stream thread: the latest oracle price, under the feed lock."""
+        with self.feed.lock:
+            old = self.feed.prices.get(asset)
+            if old is None or published >= old[1]:
+                self.feed.prices[asset] = (price, published)
+
+    def stream_price(self, asset: str) -> tuple[float, float] | None:
+        """(price, age s) of the streamed oracle price, or None when off, missing or older
+        than price_max_age_s (then the Turbine poll stands in)."""
+        if self.price_stream is None:
+            return None
+        with self.feed.lock:
+            got = self.feed.prices.get(asset)
+        if got is None:
+            return None
+        age = self.clock.now() - got[1]
+        return (got[0], max(0.0, age)) if age <= self.cfg.price_max_age_s else None
+
+    def price_state(self, asset: str) -> tuple[str, float]:
+        """(source, age s) of the price the model uses now (age inf: none)."""
+        streamed = self.stream_price(asset)
+        if streamed is not None:
+            return "pyth", streamed[1]
+        at = self.asset_px_at.get(asset)
+        if self.asset_px.get(asset) is None or at is None:
+            return "turbine", math.inf
+        return "turbine", max(0.0, self.clock.now() - at)
 
     def update_gauges(self) -> None:
         for s in self.slots:
@@ -3888,6 +4067,9 @@ class Bot:
             mm.inventory.set(self.inventory(s))
             age = self.feed_age(s.m.qm.market_id) if s.m else math.inf
             mm.feed_age.set(age if math.isfinite(age) else -1)
+            src, p_age = self.price_state(s.key.asset)
+            mm.price_age.set(p_age if math.isfinite(p_age) else -1)
+            mm.price_streamed.set(1 if src == "pyth" else 0)
             mm.budget.set(s.budget if math.isfinite(s.budget) else -1)
             mm.budget_used.set(s.tied())
         notional, net = self.portfolio()
@@ -3958,11 +4140,13 @@ class Bot:
                     f"{_side(k)}:{v}" for k, v in sorted(s.blocked.items())
                 ) + ")"
             age = self.feed_age(m.qm.market_id)
+            src, p_age = self.price_state(s.key.asset)
             parts.append(
                 f"{s.name} {m.qm.market_id[:10]} T-{max(0, m.qm.end - self.clock.now()):.0f}s "
                 f"fair={m.fair if m.fair is not None else float('nan'):.3f} bid={fmt(bid)} "
                 f"ask={fmt(ask)} inv={m.pnl.position:+g} "
-                f"feed={age if math.isfinite(age) else -1:.1f}s {state}"
+                f"feed={age if math.isfinite(age) else -1:.1f}s "
+                f"px={src}:{p_age if math.isfinite(p_age) else -1:.1f}s {state}"
             )
         r, u = self.pnl_now()
         notional, net = self.portfolio()
@@ -4002,6 +4186,8 @@ class Bot:
                     kind="shutdown_cancel",
                     error=f"{type(e).__name__}: {str(e)[:200]}",
                 )
+        if self.price_stream is not None:
+            self.price_stream.stop()
         if self.stream is not None:
             self.feed.closing = True
             self.stream.stop()
@@ -4113,6 +4299,27 @@ def _canary_cleanup(ex: Any, mid: str, h: str) -> bool:
         except ExchangeError:
             time.sleep(0.5 * (attempt + 1))
     return False
+
+
+def hermes_check(cfg: Config, sec: Secrets, asset: str) -> Check:
+    """Whether Pyth Hermes answers this key with a current price (price_source pyth)."""
+    url = cfg.hermes_url.rstrip("/") + "/v2/updates/price/latest"
+    headers = {"Authorization": f"Bearer {sec.hermes_api_key}"} if sec.hermes_api_key else {}
+    fix = f"set {ENV_PYTH_API_KEY} (Pyth requires one) or --price-source turbine"
+    try:
+        r = requests.get(
+            url, params={"ids[]": "0x" + PYTH_FEEDS[asset]}, headers=headers, timeout=10
+        )
+        if r.status_code in (401, 403):
+            why = f"{cfg.hermes_url} refused the key ({r.status_code})"
+            return Check("hermes", False, why, fix)
+        r.raise_for_status()
+        p = r.json()["parsed"][0]["price"]
+        px, age = int(p["price"]) * 10.0 ** int(p["expo"]), time.time() - int(p["publish_time"])
+    except (requests.RequestException, ValueError, KeyError, IndexError, TypeError) as e:
+        return Check("hermes", False, f"{cfg.hermes_url} unusable ({type(e).__name__})", fix)
+    ok = age <= max(60.0, cfg.price_max_age_s)
+    return Check("hermes", ok, f"{asset} {px:.2f}, published {age:.0f} s ago", "" if ok else fix)
 
 
 def preflight(
@@ -4269,6 +4476,9 @@ def preflight(
             else:
                 trading = canary_factory(cfg, sec.private_key, kid, secret, Metrics(cfg.bot_name))
                 out.extend(canary(trading, trading.quick_market(key), cfg))
+        pyth = cfg.price_source == "pyth" or (cfg.price_source == "auto" and sec.hermes_api_key)
+        if cfg.fair_source in ("model", "blend") and pyth and key == keys[0]:
+            out.append(hermes_check(cfg, sec, key.asset))
         if cfg.fair_source in ("model", "blend"):
             try:
                 px = ex.asset_price(key.asset)
@@ -4528,6 +4738,7 @@ def start_sim(
         )
     )
     cfg.host = sim.base_url
+    cfg.hermes_url = sim.base_url  # the simulator serves Hermes from its own price path
     cfg.rate_limit_per_s *= max(1.0, speed)  # the pacer guards real seconds
     key = "0x" + secrets.token_bytes(32).hex()
     kid, secret = TurbineExchange(cfg, Signer(key, cfg.chain_id), None).register_api_key()
@@ -4572,6 +4783,8 @@ def run_cli(
             ex = factory(cfg, sec.private_key, kid, secret, metrics)
         log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
         bot = Bot(cfg, ex, clock, log, metrics, dry_run=a.dry_run)
+        bot.hermes_key = sec.hermes_api_key
+        bot.pyth_auto = bool(sec.hermes_api_key) or a.sim
         if sec.alert_webhook:
             bot.alerter = Alerter(sec.alert_webhook, cfg, clock.now)
             log.listeners.append(bot.alerter.on_event)

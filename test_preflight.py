@@ -209,3 +209,20 @@ def test_canary_interrupted_leaves_nothing(rsim: ts.Sim, tmp_path: pathlib.Path)
         sb.canary(ex, qm, cfg)
     assert rsim.state()["counters"]["orders_placed"] >= 1
     assert mine(rsim, key) == []
+
+
+def test_preflight_checks_hermes_when_the_price_is_streamed(
+    tmp_path: pathlib.Path, capsys: Any
+) -> None:
+    sim = ts.start_sim(ts.SimConfig(seed=3, market_age_s=5, hermes_api_key="pk-1"))
+    try:
+        key = "0x" + Account.create().key.hex().removeprefix("0x")
+        env = f"TURBINE_PRIVATE_KEY={key}\nPYTH_API_KEY=pk-1\nSPIKE_HERMES_URL={sim.base_url}\n"
+        code, out = run_preflight(sim.base_url, tmp_path, env, capsys=capsys)
+        assert code == 0 and verdict(out, "hermes") == "PASS", out
+        assert "pk-1" not in out
+        env = env.replace("pk-1", "wrong")
+        code, out = run_preflight(sim.base_url, tmp_path, env, capsys=capsys)
+        assert code == 1 and verdict(out, "hermes") == "FAIL" and "refused the key" in out
+    finally:
+        sim.stop()

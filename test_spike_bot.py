@@ -876,3 +876,42 @@ def test_asset_price_in_the_wrong_unit_quotes_nothing_model_based(
         h.tick_until(lambda: len(h.open_orders()) == 2)
     finally:
         h.stop()
+
+
+@pytest.mark.parametrize("kind", ["spike", "official"])
+def test_streamed_oracle_price_and_its_fallback(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """price_source=pyth: the model reads Hermes' stream and Turbine's price endpoint is left
+    alone; a frozen stream goes stale after price_max_age_s and the poll stands in (quoting
+    goes on, never on the stale price); the stream back, the poll stops again."""
+    h = BotHarness(
+        qsim,
+        tmp_path,
+        exchange_kind=kind,
+        price_source="pyth",
+        hermes_url=qsim.base_url,
+        fair_source="model",
+    ).start()
+    try:
+        h.tick_until(lambda: h.bot.price_state("BTC")[0] == "pyth")
+        n0 = qsim.state()["counters"].get("price_requests", 0)
+        h.tick(10)
+        assert qsim.state()["counters"].get("price_requests", 0) == n0  # no poll needed
+        assert h.bot.price_state("BTC")[1] <= h.cfg.price_max_age_s
+        qsim.fault("hermes_freeze")
+        h.tick_until(lambda: h.bot.price_state("BTC")[0] == "turbine", max_ticks=10)
+        h.tick(3)
+        assert qsim.state()["counters"]["price_requests"] > n0  # the poll stands in
+        src = h.events("price_source")
+        assert src[-1]["source"] == "turbine" and src[-1]["level"] == "WARNING"
+        assert len(h.open_orders()) == 2 and h.slot.quoting
+        qsim.clear_fault("hermes_freeze")
+        h.tick_until(lambda: h.bot.price_state("BTC")[0] == "pyth", max_ticks=10)
+        h.tick(2)
+        n1 = qsim.state()["counters"]["price_requests"]
+        h.tick(5)
+        assert qsim.state()["counters"]["price_requests"] == n1
+        assert h.events("price_source")[-1]["source"] == "pyth"
+    finally:
+        h.stop()

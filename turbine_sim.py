@@ -1824,6 +1824,7 @@ class SimApp:
         )
 
     async def quick_price(self, request: web.Request) -> web.Response:
+        self.ex.counters["price_requests"] += 1
         a = request.match_info["asset"].upper()
         if a not in self.ex.prices:
             raise ApiError(404, f"unknown asset {a}")

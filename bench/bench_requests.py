@@ -20,6 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from bench_soak import run_day
 
 REPLACE_EVERY_TICK = {"requote_tolerance": 0.0, "order_refresh_s": 2.0}
+STREAMED_PRICE = {"price_source": "pyth", "hermes_url": "<sim>"}  # the simulator's Hermes
 
 
 def main() -> int:
@@ -45,6 +46,28 @@ def main() -> int:
             res[f"{regime}_{name}_baseline"] = base[key]
             res[f"{regime}_{name}_reduction"] = round(ratio, 1)
             print(f"{regime + ', ' + name:32}{ours[key]:12.1f}{base[key]:12.1f}{ratio:7.1f}x")
+    # the oracle's price streamed (issue 15) against the same bot polling it, same seed
+    streamed = run_day(hours, a.seed, STREAMED_PRICE, "spike_bot_pyth", {"annual_vol": 0.10})
+    poll = rows["calm"][0]
+    res["calm_all_streamed"] = streamed["requests_per_min"]
+    res["calm_streamed_vs_poll"] = round(streamed["requests_per_min"] / poll["requests_per_min"], 3)
+    res["price_age_p50_poll"], res["price_age_p99_poll"] = (
+        poll["price_age_p50_s"],
+        poll["price_age_p99_s"],
+    )
+    res["price_age_p50_stream"], res["price_age_p99_stream"] = (
+        streamed["price_age_p50_s"],
+        streamed["price_age_p99_s"],
+    )
+    print(
+        f"{'calm, all, price streamed':32}{streamed['requests_per_min']:12.1f}"
+        f"{poll['requests_per_min']:12.1f}  (baseline here: the same bot polling the price)"
+    )
+    print(
+        f"model price age after a tick, p50/p99 s: stream {res['price_age_p50_stream']}/"
+        f"{res['price_age_p99_stream']}, poll {res['price_age_p50_poll']}/"
+        f"{res['price_age_p99_poll']}"
+    )
     res["calm_request_reduction"] = res["calm_all_reduction"]
     res["calm_order_request_reduction"] = res["calm_orders_reduction"]
     if a.json:

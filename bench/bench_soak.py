@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import resource
 import sys
@@ -152,6 +153,10 @@ def print_rows(rows: list[dict[str, Any]], keys: list[str], width: int = 20) -> 
         print(f"{k:30}" + "".join(f"{r[k]!s:>{width}}" for r in rows))
 
 
+def pct(xs: list[float], q: float) -> float | None:
+    return round(sorted(xs)[min(len(xs) - 1, int(len(xs) * q))], 3) if xs else None
+
+
 def run_day(
     hours: float,
     seed: int,
@@ -173,7 +178,7 @@ def run_day(
         bot_name=label,
     )
     for k, v in (overrides or {}).items():
-        setattr(cfg, k, v)
+        setattr(cfg, k, sim.base_url if v == "<sim>" else v)  # "<sim>": its own Hermes
     sb.validate(cfg)
     metrics = sb.Metrics(label)
     ex = sb.TurbineExchange(cfg, sb.Signer(key, 137), sb.BearerAuth(kid, secret), metrics)
@@ -190,6 +195,7 @@ def run_day(
     rolls = 0
     steps = int(hours * 3600 / cfg.tick_s)
     warm_req, warm_t = 0, 0.0
+    price_ages: list[float] = []  # the model price's age after each step (about quote time)
     for i in range(steps):
         before = bot.c.ticks
         sim.advance(cfg.tick_s)
@@ -205,6 +211,9 @@ def run_day(
                 and o["marketId"] not in {s.m.qm.market_id for s in bot.slots if s.m}
             ]
             left_after_rollover.append(len(old))
+        age = bot.price_state(bot.slots[0].key.asset)[1]
+        if math.isfinite(age) and i > int(steps * 0.05):
+            price_ages.append(age)
         if i == int(steps * 0.05):  # skip start-up for the steady-state rate
             warm_req, warm_t = metrics.requests_total, sim.clock.now()
             rss0 = rss_mb()  # after warm-up: imports, pools and caches are in
@@ -256,6 +265,8 @@ def run_day(
         "rss_growth_mb": round(rss1 - rss0, 1),
         "cpu_s_per_sim_hour": round(cpu / hours, 2),  # the bot's process only
         "sim_invariants_ok": st["invariants_ok"],
+        "price_age_p50_s": pct(price_ages, 0.5),
+        "price_age_p99_s": pct(price_ages, 0.99),
     }
 
 

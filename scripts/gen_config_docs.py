@@ -48,6 +48,8 @@ def env_example() -> str:
         "# Optional: a Slack or Discord incoming-webhook URL for alerts (it carries the",
         "# channel's token: kept here or in the environment only, never logged).",
         "# SPIKE_ALERT_WEBHOOK=https://hooks.slack.com/services/...",
+        "# Pyth Hermes API key (price_source pyth; auto streams when it is set). Never logged.",
+        "# PYTH_API_KEY=",
     ]
     last = None
     for title, f in sections():
