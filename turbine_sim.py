@@ -1487,6 +1487,7 @@ class SimApp:
         self._malformed_i = 0
         self._sends: set[asyncio.Future[None]] = set()
         self.hermes_streams: set[web.StreamResponse] = set()
+        self.price_waiters: set[asyncio.Future[None]] = set()  # streams waiting for a step
         self.app = web.Application(middlewares=[self.middleware], client_max_size=1 << 20)
         self._routes()
 
@@ -1714,7 +1715,10 @@ class SimApp:
         often this runs changes when frames go out, never what happens."""
         if self.clock.manual:
             return
+        k = self.ex.k
         self.sync()
+        if self.ex.k != k:
+            self._price_moved()
         hb = False
         if self.cfg.book_heartbeat_s > 0:
             # at most 50 heartbeats a real second, however fast simulated time runs
@@ -1738,7 +1742,10 @@ class SimApp:
         while t < target:
             t = min(target, t + max(self.cfg.step_s, 1.0))
             self.clock.set(t)
+            k = self.ex.k
             self.ex.step_to(t, self.participants)
+            if self.ex.k != k:
+                self._price_moved()
             hb = (
                 self.cfg.book_heartbeat_s > 0
                 and self.ex.t - self.last_heartbeat >= self.cfg.book_heartbeat_s
@@ -2327,6 +2334,22 @@ class SimApp:
         blob = keccak(json.dumps(parsed, sort_keys=True).encode()).hex()  # not a real VAA
         return {"binary": {"encoding": "hex", "data": [blob]}, "parsed": parsed}
 
+    async def _next_price(self, timeout: float) -> None:
+        """Wait until the model steps (or `timeout`): streams send as the price moves."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.price_waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self.price_waiters.discard(fut)
+
+    def _price_moved(self) -> None:
+        for f in list(self.price_waiters):
+            if not f.done():
+                f.set_result(None)
+
     async def hermes_latest(self, request: web.Request) -> web.Response:
         return web.json_response(self._hermes_update(self._hermes_ids(request)))
 
@@ -2348,7 +2371,7 @@ class SimApp:
                     sent = self.ex.k
                     data = json.dumps(self._hermes_update(ids), separators=(",", ":"))
                     await resp.write(f"data:{data}\n\n".encode())
-                await asyncio.sleep(0.02)
+                await self._next_price(0.25)
         except (ConnectionError, RuntimeError):
             pass  # the client went away
         finally:
