@@ -3212,9 +3212,15 @@ class Bot:
             return
         # a mismatch that lasts is usually a fill that failed at settlement: take it back at
         # its own price first; reconcile (at fair) only what that does not explain
+        before = (s.c.reversals, s.c.fills)
         self.poll_failed_trades()
         if abs(exch_inv - m.pnl.position) <= 1e-6:
             m.mismatch = None
+            return
+        if (s.c.reversals, s.c.fills) != before:
+            # a reversal or a fill just counted explains part of it: what is left (a fill
+            # still settling, say) gets its own settle_grace_s
+            m.mismatch, m.mismatch_since = exch_inv, now
             return
         diff = exch_inv - m.pnl.position
         px = m.fair if m.fair is not None else 0.5
