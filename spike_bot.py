@@ -859,15 +859,24 @@ class OrderInfo:
         )
 
 
+def list_reply(d: Any, key: str) -> list[Any]:
+    """A list reply as the SDK accepts it: `{key: [...]}` or a bare list (spec 3.1); `null` is
+    empty. Anything else is an ExchangeError."""
+    rows = d.get(key, []) if isinstance(d, dict) else d
+    if rows is None:
+        return []
+    if not isinstance(rows, list):
+        raise ExchangeError("invalid", f"{key}: not a list")
+    return rows
+
+
 def parse_position(d: Any, market_id: str) -> tuple[int, int]:
     """(YES, NO) shares (u6) from GET /positions/{market}: the SDK's `{"positions": [...]}` or
     a bare list, or the single object the API docs show (`{"yesShares", "noShares", ...}`,
     zeros when none; spec 3.2 #23). A row of another market is not ours."""
     if isinstance(d, dict) and "positions" not in d and "yesShares" in d:
         d = [d]
-    rows = d.get("positions", []) if isinstance(d, dict) else d
-    if not isinstance(rows, list):
-        raise ExchangeError("invalid", "positions: not a list or an object")
+    rows = list_reply(d, "positions")
     try:
         for p in rows:
             if str(p.get("marketId") or market_id).lower() == market_id.lower():
@@ -891,9 +900,7 @@ class FailedFill:
 
     @staticmethod
     def parse_all(d: Any) -> list[FailedFill]:
-        rows = d.get("failedTrades", []) if isinstance(d, dict) else d
-        if not isinstance(rows, list):
-            raise ExchangeError("invalid", "failed-trades: not a list")
+        rows = list_reply(d, "failedTrades")
         out = []
         try:
             for r in rows:
@@ -1307,9 +1314,9 @@ class TurbineExchange:
         d = self._call(
             "orders" if urgent else "orders_sync", "GET", "/api/v1/orders", params=params, auth=True
         )
-        rows = d.get("orders", []) if isinstance(d, dict) else d
+        rows = list_reply(d, "orders")
         try:
-            return [OrderInfo.parse(o) for o in rows or []]
+            return [OrderInfo.parse(o) for o in rows]
         except (KeyError, TypeError, ValueError) as e:
             raise ExchangeError("invalid", f"orders: {e}") from None
 
@@ -3085,7 +3092,7 @@ class Bot:
                 self.log.event(
                     "order_expired", slot=s.name, market=mid, order_hash=h, reason=reason
                 )
-            elif o.order_hash not in m.unconfirmed_cancels:
+            elif h not in m.unconfirmed_cancels:
                 m.unconfirmed_cancels.add(h)  # logged once per order, retried every tick
                 self._count(s, "errors")
                 self.log.event(
@@ -4254,6 +4261,7 @@ def canary(ex: Any, qm: QuickMarket, cfg: Config) -> list[Check]:
     mid = qm.market_id
     # far from the market it cannot fill: the stale-feed firewall (no feed in preflight) is
     # the only check waived
+    feed_ok = ex.gate.feed_ok
     ex.gate.feed_ok = lambda market_id: market_id == mid
     h = ""
     try:
@@ -4288,7 +4296,7 @@ def canary(ex: Any, qm: QuickMarket, cfg: Config) -> list[Check]:
                     "" if gone else f"cancel it: DELETE /api/v1/orders/{h}",
                 )
             )
-        ex.gate.feed_ok = lambda market_id: False
+        ex.gate.feed_ok = feed_ok
     return out
 
 
