@@ -59,6 +59,7 @@ class BotHarness:
         key: str | None = None,
         exchange_kind: str = "spike",
         record: pathlib.Path | None = None,
+        paper: bool = False,
         **overrides: Any,
     ) -> None:
         import spike_bot as sb
@@ -82,6 +83,7 @@ class BotHarness:
             setattr(cfg, k, v)
         self.cfg = sb.validate(cfg)
         self.exchange_kind = exchange_kind
+        self.paper = paper  # --paper: the simulator is the live market, orders are paper
         self.record = record
         self.metrics = sb.Metrics(cfg.bot_name)
         self.kid, self.secret = creds_for(sim, self.key)
@@ -90,29 +92,38 @@ class BotHarness:
 
     def make_exchange(self) -> Any:
         sb = self.sb
+        # paper trading reads without a key, as `--paper` does
+        key, kid, secret = (None, None, None) if self.paper else (self.key, self.kid, self.secret)
         if self.exchange_kind == "official":
             import official_spike_bot as ob
 
-            return ob.OfficialExchange(self.cfg, self.key, self.kid, self.secret, self.metrics)
-        return sb.TurbineExchange(
-            self.cfg,
-            sb.Signer(self.key, self.cfg.chain_id),
-            sb.BearerAuth(self.kid, self.secret),
-            self.metrics,
-        )
+            ex = ob.OfficialExchange(self.cfg, key, kid, secret, self.metrics)
+        else:
+            ex = sb.spike_exchange(self.cfg, key, kid, secret, self.metrics)
+        if self.paper:
+            import spike_paper
+
+            wallet = str(self.state_path).replace(".json", ".wallet.json")
+            ex = spike_paper.PaperExchange(ex, self.cfg, self.sim.clock.now, wallet)
+        return ex
 
     def start(self, wait_quotes: bool = True) -> BotHarness:
         sb = self.sb
         log = sb.EventLog(str(self.log_path), self.cfg.bot_name)
         self.bot = sb.Bot(self.cfg, self.make_exchange(), self.sim.clock, log, self.metrics)
+        if self.paper:
+            self.bot.mode = "paper"
         if self.record is not None:
             self.bot.recorder = sb.Recorder(str(self.record), self.sim.clock.now)
+            if self.paper:
+                self.bot.ex.recorder = self.bot.recorder
         self.thread = threading.Thread(target=self.bot.run, name="bot-under-test", daemon=True)
         self.thread.start()
         wait_until(lambda: all(s.m is not None for s in self.bot.slots), 10)
         if wait_quotes:
             self.tick_until(lambda: len(self.open_orders()) == 2 * len(self.bot.slots))
         return self
+
 
     def stop(self) -> None:
         if self.bot is not None and self.thread is not None:
@@ -122,14 +133,16 @@ class BotHarness:
             self.bot.log.close()
 
     # -- time ----------------------------------------------------------------------------------
-    def tick(self, n: int = 1, seconds: float | None = None) -> None:
-        """Advance the clock one tick at a time and wait for the bot to finish each step."""
+    def tick(self, n: int = 1, seconds: float | None = None, quiet: float = 0.05) -> None:
+        """Advance the clock one tick at a time and wait for the bot to finish each step.
+        `quiet`: how long the bot must stay idle after a step (less: faster, but messages
+        may arrive after the next step has begun)."""
         for _ in range(n):
             before = self.bot.c.ticks
             self.sim.advance(seconds if seconds is not None else self.cfg.tick_s)
             wait_until(lambda b=before: self.bot.c.ticks > b or not self.thread.is_alive(), 10)
             assert self.thread.is_alive(), "bot thread died"
-            self.settle()
+            self.settle(quiet)
 
     def settle(self, quiet: float = 0.05) -> None:
         """Wait for the bot to go idle (its step counter stops moving for `quiet` seconds)."""
@@ -148,6 +161,12 @@ class BotHarness:
 
     # -- observation ---------------------------------------------------------------------------
     def open_orders(self, market_id: str | None = None) -> list[dict[str, Any]]:
+        """Our open orders on the simulator (paper mode: on the paper venue, as dicts)."""
+        if self.paper and self.bot is not None:
+            return [
+                {"marketId": o.market_id, "side": o.side, "price": o.price, "size": o.size}
+                for o in self.bot.ex.orders(market_id, "open")
+            ]
         return [
             o
             for o in self.sim.state()["open_orders"]

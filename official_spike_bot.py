@@ -149,6 +149,9 @@ class OfficialExchange:
     def failed_trades(self) -> list[sb.FailedFill]:
         return self.own.failed_trades()  # not in the PyPI SDK
 
+    def resolution(self, market_id: str) -> bool | None:
+        return self.own.resolution(market_id)  # not in the PyPI SDK (paper payouts)
+
     def orderbook(self, market_id: str, now: float) -> sb.Book:
         ob = self._sdk("orderbook", lambda: self.client.get_orderbook(market_id))
         try:
@@ -307,6 +310,9 @@ class OfficialStream:
         with self._lock:
             self._subs.discard(market_id)
         self._call(lambda ws: ws.unsubscribe(market_id, channel="orderbook"))
+
+    def pump(self) -> None:
+        return None  # delivered on the stream thread as each message arrives
 
     def stop(self) -> None:
         self._stop.set()

@@ -153,6 +153,7 @@ class Config:
     )
     balance_s: float = _f(300.0, "re-read the USDC balance for the budgets (s)", 5, 86400)
     fee_bps: float = _f(0.0, "assumed maker fee, bps of size (undocumented; sim: 0)", 0, 1000)
+    paper_usdc: float = _f(1000.0, "--paper: the paper wallet's starting USDC", 0, 1e9)
     # -- T-minus ---------------------------------------------------------------------------------
     tminus_widen_s: float = _f(120.0, "widen and cut size this long before expiry (s)", 0, 86400)
     tminus_widen_mult: float = _f(1.5, "spread multiplier in the widen window", 1, 10)
@@ -1008,6 +1009,7 @@ DEFERRABLE = frozenset(
         "orderbook",
         "orders_sync",
         "failed_trades",
+        "resolution",
     }
 )
 DEFERRED_TIMEOUT_S = 1.0  # their HTTP timeout while the host is failing
@@ -1114,6 +1116,9 @@ class Stream(Protocol):
     def unsubscribe(self, market_id: str) -> None: ...
     def reconnect(self, reason: str) -> None: ...
     def stop(self) -> None: ...
+    # Engine thread, first in every step: deliver messages held for it (paper trading holds
+    # books and trades so that its fills replay exactly); a live stream delivers at once.
+    def pump(self) -> None: ...
     @property
     def connected(self) -> bool: ...
 
@@ -1329,6 +1334,17 @@ class TurbineExchange:
             auth=True,
         )
         return parse_position(d, market.market_id)
+
+    def resolution(self, market_id: str) -> bool | None:
+        """Whether YES won, None until resolved (spec 6.3: check `resolved` first; the SDK's
+        outcome defaults to YES while unresolved). Paper trading pays out on it."""
+        d = self._call("resolution", "GET", f"/api/v1/resolution/{market_id}")
+        if not isinstance(d, dict) or not d.get("resolved"):
+            return None
+        won = d.get("winningOutcome", d.get("outcome"))
+        if won not in (0, 1, "0", "1"):
+            raise ExchangeError("invalid", f"resolution: winningOutcome {won!r}")
+        return int(won) == YES
 
     def failed_trades(self) -> list[FailedFill]:
         """The exchange's recent failed settlements (a global list: the engine keeps its own)."""
@@ -1621,6 +1637,9 @@ class TurbineStream:
         with self._lock:
             self._subs.discard(market_id)
         self._send({"type": "unsubscribe", "marketId": market_id})
+
+    def pump(self) -> None:
+        return None  # delivered on the stream thread as each frame arrives
 
     def stop(self) -> None:
         self._stop.set()
@@ -2147,7 +2166,7 @@ class FeedHandler:
         mine = self.address in {
             str(trade.get(k, "")).lower() for k in ("buyer", "seller", "maker", "taker")
         }
-        if self.recorder is not None:
+        if self.recorder is not None and not trade.get("paper"):  # paper fills are ours
             self.recorder.write("trade", {**trade, "marketId": market_id})
         if mine:
             with f.lock:
@@ -2479,8 +2498,13 @@ class Recorder:
             json.dumps({"r": round(self.clock(), 3), "k": kind, "d": data}, separators=(",", ":"))
         )
 
-    def book(self, market_id: str, book: Book) -> None:
-        self.write("book", {"m": market_id, "b": book.bids, "a": book.asks})
+    def book(self, market_id: str, book: Book, rest: bool = False) -> None:
+        """`rest`: read over REST by the engine (replay serves it to the engine's read), not
+        heard on the stream."""
+        d: dict[str, Any] = {"m": market_id, "b": book.bids, "a": book.asks}
+        if rest:
+            d["rest"] = 1
+        self.write("book", d)
 
     def market(self, qm: QuickMarket) -> None:
         self.write("market", dataclasses.asdict(qm))
@@ -2785,6 +2809,7 @@ class Bot:
         self.log = log
         self.metrics = metrics
         self.dry_run = dry_run
+        self.mode = "dry_run" if dry_run else "live"  # the CLI says: live, sim, paper, dry_run
         self.feed = Feed(clock)
         self.ex.gate.feed_ok = self.feed_fresh
         self.log.clock = clock.now
@@ -3423,6 +3448,8 @@ class Bot:
                 "error", level="WARNING", kind="book_confirm_failed", slot=s.name, reason=e.message
             )
             return
+        if self.recorder is not None:
+            self.recorder.book(m.qm.market_id, rest, rest=True)
         top = (rest.best_bid, rest.best_ask)
         with self.feed.lock:
             cur = self.feed.books.get(mid)
@@ -3473,7 +3500,7 @@ class Bot:
             )
             return
         if self.recorder is not None:
-            self.recorder.book(mid, book)
+            self.recorder.book(mid, book, rest=True)
         with self.feed.lock:
             cur = self.feed.books.get(mid.lower())
             if cur is None or book.ts < cur.ts:
@@ -3828,10 +3855,13 @@ class Bot:
 
     def startup(self) -> None:
         self.load_state()
+        if self.recorder is not None:  # replay reads the mode: a live run's books hold ours
+            self.recorder.write("start", {"mode": self.mode})
         self.log.event(
             "start",
             address=getattr(self.ex, "address", ""),
             dry_run=self.dry_run,
+            mode=self.mode,
             markets=[s.name for s in self.slots],
             config={k: v for k, v in dataclasses.asdict(self.cfg).items()},
             pending_claims=len(self.claims),
@@ -3926,6 +3956,10 @@ class Bot:
         if self.reload_requested.is_set():
             self.reload_requested.clear()
             self.reload_params()
+        if self.stream is not None:
+            self.stream.pump()
+        if self.recorder is not None:
+            self.recorder.write("step", None)  # replay steps the engine exactly here
         now = self.clock.now()
         cfg = self.cfg
         self._safety_first()
@@ -4039,11 +4073,14 @@ class Bot:
                 reason="" if src == "pyth" else (self.price_stream.reason or "stale"),
             )
         self.price_src[asset] = src
-        if self.recorder is not None and px is not None:
+        if self.recorder is not None and px is not None and src == "turbine":
             self.recorder.write("price", {"a": asset, "p": px})
 
     def _on_stream_price(self, asset: str, price: float, published: float) -> None:
         """Price-stream thread: the latest oracle price, under the feed lock."""
+        if self.recorder is not None:  # replay feeds these to the model as the stream did;
+            # written first, so that a step that used the price is marked after it
+            self.recorder.write("price", {"a": asset, "p": price, "t": published, "s": "pyth"})
         with self.feed.lock:
             old = self.feed.prices.get(asset)
             if old is None or published >= old[1]:
@@ -4163,8 +4200,9 @@ class Bot:
             )
         r, u = self.pnl_now()
         notional, net = self.portfolio()
+        tag = f" {self.mode.upper()}" if self.mode in ("paper", "dry_run") else ""
         return (
-            f"[{self.cfg.bot_name}] "
+            f"[{self.cfg.bot_name}{tag}] "
             + " | ".join(parts)
             + f" | pnl={r + u:+.2f} (r{r:+.2f} u{u:+.2f}) expo={net:+.1f}"
             f"/{self.cfg.max_net_exposure:g} open={notional:.1f}/{self.cfg.max_open_notional:g}"
@@ -4642,6 +4680,12 @@ def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
         help="read the live API and log the quotes it would place; sign nothing",
     )
     ap.add_argument(
+        "--paper",
+        action="store_true",
+        help="paper trading: live reads and stream, orders filled on a local paper venue with a "
+        "paper wallet (paper_usdc); no key needed; own log, state and wallet files",
+    )
+    ap.add_argument(
         "--record",
         metavar="FILE",
         default=None,
@@ -4768,13 +4812,17 @@ def run_cli(
     sim = None
     try:
         environ = {**read_env_file(a.env_file), **os.environ}
-        if a.sim:  # a simulated run never shares the live run's default log and state files
-            b = base or Config()
-            base = dataclasses.replace(
-                b,
-                log_file=b.log_file.replace(".log", ".sim.log"),
-                state_file=b.state_file.replace(".json", ".sim.json"),
-            )
+        if a.paper and a.dry_run:
+            raise ConfigError("--paper and --dry-run: choose one")
+        # a simulated or paper run never shares the live run's default log and state files
+        for on, tag in ((a.sim, ".sim"), (a.paper, ".paper")):
+            if on:
+                b = base or Config()
+                base = dataclasses.replace(
+                    b,
+                    log_file=b.log_file.replace(".log", tag + ".log"),
+                    state_file=b.state_file.replace(".json", tag + ".json"),
+                )
         cfg, sec = load_config(vars(a), environ, base)
         if a.speed <= 0:
             raise ConfigError("--speed must be > 0")
@@ -4786,8 +4834,8 @@ def run_cli(
             sim, key, kid, secret = start_sim(cfg, a.speed, a.seed, a.sim_start)
             clock = sim.clock
             print(f"simulator on {cfg.host} (speed {a.speed:g}x, seed {a.seed})", flush=True)
-            ex = factory(cfg, key, kid, secret, metrics)
-        elif a.dry_run:
+            ex = factory(cfg, *((None,) * 3 if a.paper else (key, kid, secret)), metrics)
+        elif a.dry_run or a.paper:
             ex = factory(cfg, None, None, None, metrics)
         else:
             if not sec.private_key:
@@ -4795,8 +4843,17 @@ def run_cli(
             Signer(sec.private_key, cfg.chain_id)  # validate before any I/O
             kid, secret = live_credentials(cfg, sec, a.env_file)
             ex = factory(cfg, sec.private_key, kid, secret, metrics)
+        if a.paper:
+            import spike_paper  # not the bot: loaded only for paper trading
+
+            wallet = cfg.state_file.replace(".json", "") + ".wallet.json"
+            if a.sim:  # a new simulated world: the last one's paper wallet means nothing
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(wallet)
+            ex = spike_paper.PaperExchange(ex, cfg, clock.now, wallet)
         log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
         bot = Bot(cfg, ex, clock, log, metrics, dry_run=a.dry_run)
+        bot.mode = "paper" if a.paper else "dry_run" if a.dry_run else "sim" if a.sim else "live"
         bot.hermes_key = sec.hermes_api_key
         bot.pyth_auto = bool(sec.hermes_api_key) or a.sim
         if sec.alert_webhook:
@@ -4805,6 +4862,8 @@ def run_cli(
         bot.fresh_state = a.sim
         if a.record:
             bot.recorder = Recorder(a.record, clock.now)
+            if a.paper:
+                ex.recorder = bot.recorder  # the paper venue's payouts: their real outcomes
     except (ConfigError, ExchangeError) as e:
         kind = "config error" if isinstance(e, ConfigError) else "cannot start"
         print(f"{name}: {kind}: {e}", file=sys.stderr)

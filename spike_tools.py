@@ -21,31 +21,25 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from spike_bot import (
-    BUY,
-    SELL,
-    SIZE_SCALE,
     Book,
     Bot,
     CallPolicy,
-    ClaimResult,
     Config,
     ConfigError,
     EventLog,
     ExchangeError,
-    FailedFill,
     MarketKey,
     Metrics,
     OrderGate,
-    OrderInfo,
     QuickMarket,
     StreamHandler,
     load_config,
 )
+from spike_paper import PaperExchange, PaperStream
 
 
 # =============================================================================================
@@ -306,7 +300,6 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
     return written
 
 
-
 # -- replay: the engine, unchanged, over a recording -------------------------------------------
 class ReplayClock:
     """Market time set by the replay driver."""
@@ -322,7 +315,8 @@ class ReplayClock:
 
 
 class ReplayStream:
-    """The driver pushes recorded messages into the handler the engine registered."""
+    """The driver pushes recorded messages into the handler the engine registered (the paper
+    venue's PaperStream, which holds them for the engine's next step)."""
 
     connected = True
 
@@ -342,43 +336,42 @@ class ReplayStream:
     def reconnect(self, reason: str) -> None:
         return None  # a recording has no socket
 
+    def pump(self) -> None:
+        return None
+
     def stop(self) -> None:
         return None
 
 
-@dataclass
-class _ReplayOrder:
-    h: str
-    market_id: str
-    side: int
-    outcome: int
-    price: int
-    size: int
-    filled: int = 0
-    status: str = "open"
+class RecordedPriceStream:
+    """Stands in for the price-stream thread in a replay: the driver delivers the recorded
+    updates (`price` records with `"s": "pyth"`) at their receive times."""
+
+    connected = True
+    reason = ""
+
+    def stop(self) -> None:
+        return None
 
 
-class ReplayExchange:
-    """The Exchange interface over a recording, with a fill model: a resting quote fills (at
-    its own price, as a maker) when a recorded trade prints at or through it, or when the
-    recorded opposite best reaches it; each trade's size is used once."""
-
-    address = "0x" + "00" * 19 + "01"
+class ReplayExchange(PaperExchange):
+    """The Exchange interface over a recording: recorded reads (quick markets, prices, REST
+    books, resolutions), and our orders on the same PaperVenue and fill model as --paper."""
 
     def __init__(self, cfg: Config, clock: ReplayClock) -> None:
-        self.cfg = cfg
+        self.markets: list[QuickMarket] = []
+        self.prices: dict[str, list[tuple[float, float]]] = {}  # asset -> (time, price)
+        self.rest_books: dict[str, list[tuple[float, Book]]] = {}  # REST reads, in order
+        self.resolutions: dict[str, bool] = {}  # market id -> YES won (paper recordings)
+        self.books: dict[str, Book] = {}  # the latest stream book, for a REST read not recorded
+        self.replay_stream = ReplayStream()
         self.clock = clock
         self.policy = CallPolicy(cfg)
         self.gate = OrderGate(cfg, None)
-        self.markets: list[QuickMarket] = []
-        self.prices: dict[str, list[tuple[float, float]]] = {}  # asset -> (time, price)
-        self.books: dict[str, Book] = {}
-        self.orders_: dict[str, _ReplayOrder] = {}
-        self.pos: dict[str, list[int]] = {}
-        self._stream = ReplayStream()
-        self._seq = 0
+        super().__init__(self, cfg, clock.now)
+        self.venue.own_in_book = True  # a recording without a start mark: a live run's
 
-    # recorded inputs
+    # recorded inputs (PaperExchange reads them from `inner`: itself)
     def quick_market(self, key: MarketKey) -> QuickMarket:
         now = self.clock.now()
         series = [
@@ -396,120 +389,35 @@ class ReplayExchange:
         past = [p for t, p in self.prices.get(asset, []) if t <= now]
         return past[-1] if past else None
 
-    def balances(self) -> tuple[int, int]:
-        return 10**6 * SIZE_SCALE, 0  # replay studies quoting: capital_usdc caps it if set
-
-    def failed_trades(self) -> list[FailedFill]:
-        return []  # a recording settles every fill
-
     def orderbook(self, market_id: str, now: float) -> Book:
-        b = self.books.get(market_id, Book())
+        rest = self.rest_books.get(market_id, [])
+        if rest and rest[0][0] <= now:  # the engine reads again what it read when recording
+            b = rest.pop(0)[1]
+        else:
+            b = self.venue.books.get(market_id) or self.books.get(market_id, Book())
         return Book(b.bids, b.asks, now)
 
-    def stream(self) -> ReplayStream:
+    def stream(self) -> PaperStream:
+        if self._stream is None:
+            self._stream = PaperStream(self.replay_stream, self.venue, self.clock.now)
         return self._stream
 
-    def prepare(self, now: float) -> dict[str, str]:
-        return {}
+    def resolution(self, market_id: str) -> bool | None:
+        """The recorded outcome (a paper recording); else the last recorded price at the end
+        against the strike, 30 s after the end."""
+        if market_id in self.resolutions:
+            return self.resolutions[market_id]
+        m = next((x for x in self.markets if x.market_id == market_id), None)
+        if m is None or self.clock.now() < m.end + 30:
+            return None
+        px = [p for t, p in self.prices.get(m.asset.upper(), []) if t <= m.end]
+        return px[-1] > m.strike if px else None
 
-    def approve_ctf(self, now: float) -> str:
-        return ""
+    def save(self) -> None:
+        return None
 
-    # orders
-    def place(
-        self,
-        market: QuickMarket,
-        side: int,
-        outcome: int,
-        price: int,
-        size: int,
-        expiration: int,
-        now: float,
-    ) -> str:
-        self.gate.check(market.market_id)
-        if now >= market.end:
-            raise ExchangeError("rejected", "market is closed")
-        self._seq += 1
-        h = f"0xreplay{self._seq:08d}"
-        self.orders_[h] = _ReplayOrder(h, market.market_id, side, outcome, price, size)
-        return h
 
-    def cancel(self, order_hash: str, market_id: str, side: int) -> None:
-        o = self.orders_.get(order_hash)
-        if o is None or o.status != "open":
-            raise ExchangeError("not_found", "order not found", 404)
-        o.status = "cancelled"
-
-    def cancel_market(self, market_id: str) -> None:
-        for o in self.orders_.values():
-            if o.market_id == market_id and o.status == "open":
-                o.status = "cancelled"
-
-    def orders(
-        self, market_id: str | None, status: str | None, urgent: bool = True
-    ) -> list[OrderInfo]:
-        return [
-            OrderInfo(o.h, o.market_id, o.side, o.outcome, o.price, o.size, o.filled, o.status)
-            for o in self.orders_.values()
-            if (market_id is None or o.market_id == market_id)
-            and (status is None or o.status == status)
-        ]
-
-    def position(self, market: QuickMarket) -> tuple[int, int]:
-        yes, no = self.pos.get(market.market_id, [0, 0])
-        return yes, no
-
-    def claim(self, markets: list[tuple[str, str]], now: float) -> list[ClaimResult]:
-        out = []
-        for mid, contract in markets:
-            m = next((x for x in self.markets if x.market_id == mid), None)
-            hist = self.prices.get(m.asset.upper(), []) if m is not None else []
-            px = [p for t, p in hist if m is not None and t <= m.end]
-            if m is None or now < m.end + 30 or not px:
-                out.append(ClaimResult(mid, contract, "pending"))
-                continue
-            yes_won = px[-1] > m.strike
-            yes, no = self.pos.pop(mid, [0, 0])
-            paid = yes if yes_won else no
-            out.append(
-                ClaimResult(mid, contract, "claimed" if paid else "lost", paid, "replay", yes_won)
-            )
-        return out
-
-    # the fill model
-    def _fill(self, o: _ReplayOrder, qty: int) -> None:
-        o.filled += qty
-        if o.filled >= o.size:
-            o.status = "filled"
-        p = self.pos.setdefault(o.market_id, [0, 0])
-        if o.side == BUY:
-            p[0] += qty
-        else:  # a SELL of YES not held is a split: NO shares remain
-            short = max(0, qty - p[0])
-            p[0] += short - qty
-            p[1] += short
-
-    def on_trade(self, market_id: str, price: int, size: int) -> None:
-        left = size
-        for o in self.orders_.values():
-            if left <= 0:
-                break
-            if o.market_id != market_id or o.status != "open":
-                continue
-            if (o.side == BUY and price <= o.price) or (o.side == SELL and price >= o.price):
-                q = min(left, o.size - o.filled)
-                self._fill(o, q)
-                left -= q
-
-    def on_book(self, market_id: str, book: Book) -> None:
-        self.books[market_id] = book
-        for o in self.orders_.values():
-            if o.market_id != market_id or o.status != "open":
-                continue
-            if o.side == BUY and book.asks and book.asks[0][0] <= o.price:
-                self._fill(o, min(book.asks[0][1], o.size - o.filled))
-            elif o.side == SELL and book.bids and book.bids[0][0] >= o.price:
-                self._fill(o, min(book.bids[0][1], o.size - o.filled))
+RECORD_KINDS = frozenset({"book", "trade", "price", "market", "step", "resolution", "start"})
 
 
 def read_recording(path: str) -> list[dict[str, Any]]:
@@ -529,7 +437,7 @@ def read_recording(path: str) -> list[dict[str, Any]]:
                 try:
                     r = json.loads(line)
                     float(r["r"])
-                    if r["k"] in ("book", "trade", "price", "market"):
+                    if r["k"] in RECORD_KINDS:
                         recs.append(r)
                 except (ValueError, KeyError, TypeError):
                     continue
@@ -550,47 +458,71 @@ def recording_markets(recs: list[dict[str, Any]]) -> list[str]:
 
 def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[str, Any]:
     """Run the engine over a recording: the driver sets the clock to each recorded receive
-    time, feeds the message through the same handler the stream thread uses, and steps the
-    engine on the tick and whenever the handler asks to be woken, exactly as live."""
+    time and feeds the message through the same stream path as live. A recording with step
+    marks (every recording since paper trading) steps the engine exactly where it stepped;
+    an older one steps on the tick and whenever the handler asks to be woken."""
     if not recs:
         raise ConfigError("the recording is empty")
+    streamed = False
     clock = ReplayClock(float(recs[0]["r"]))
     ex = ReplayExchange(cfg, clock)
     for r in recs:
+        d = r["d"]
         if r["k"] == "market":
-            ex.markets.append(QuickMarket(**r["d"]))
+            ex.markets.append(QuickMarket(**d))
+        elif r["k"] == "price":  # {"a": asset, "p": price}; a bare number: the first asset
+            d = d if isinstance(d, dict) else {"a": "", "p": d}
+            if d.get("s") == "pyth":
+                streamed = True  # a streamed update: delivered in order, below
+                continue
+            ex.prices.setdefault(str(d["a"]).upper(), []).append((float(r["r"]), float(d["p"])))
+        elif r["k"] == "book" and d.get("rest"):
+            book = Book(tuple(map(tuple, d["b"])), tuple(map(tuple, d["a"])), float(r["r"]))
+            ex.rest_books.setdefault(d["m"], []).append((float(r["r"]), book))
+        elif r["k"] == "resolution":
+            ex.resolutions[str(d["m"])] = bool(d["yes"])
+        elif r["k"] == "start" and isinstance(d, dict):
+            # a live run's books hold its own orders; a paper run's never do
+            ex.venue.own_in_book = d.get("mode") != "paper"
     if not ex.markets:
         raise ConfigError("the recording holds no quick market")
-    for r in recs:
-        if r["k"] == "price":  # {"a": asset, "p": price}; a bare number: the first asset
-            d = r["d"] if isinstance(r["d"], dict) else {"a": ex.markets[0].asset, "p": r["d"]}
-            ex.prices.setdefault(str(d["a"]).upper(), []).append((float(r["r"]), float(d["p"])))
+    if "" in ex.prices:
+        ex.prices.setdefault(ex.markets[0].asset.upper(), []).extend(ex.prices.pop(""))
     ex.markets.sort(key=lambda m: m.start)
     metrics = Metrics(cfg.bot_name)
     log = EventLog(log_path, cfg.bot_name)
-    bot = Bot(cfg, ex, clock, log, metrics)
+    # never a connection to Hermes from a replay: the recording's streamed prices stand in
+    bot = Bot(dataclasses.replace(cfg, price_source="turbine"), ex, clock, log, metrics)
+    bot.mode = "replay"
     with contextlib.suppress(OSError):
         os.unlink(cfg.state_file)
     bot.startup()
-    handler = ex.stream().handler
+    if streamed and cfg.price_source != "turbine":
+        bot.cfg = cfg
+        bot.price_stream = RecordedPriceStream()  # type: ignore[assignment]
+    handler = ex.replay_stream.handler
     assert handler is not None
+    marks = any(r["k"] == "step" for r in recs)
     next_tick = clock.t
     for r in recs:
         t = float(r["r"])
-        while next_tick <= t:
+        while not marks and next_tick <= t:
             clock.t = next_tick
             bot.step()
             next_tick += cfg.tick_s
         clock.t = t
         d = r["d"]
-        if r["k"] == "book":
+        if r["k"] == "step":
+            bot.step()
+        elif r["k"] == "book" and not d.get("rest"):
             book = Book(tuple(map(tuple, d["b"])), tuple(map(tuple, d["a"])), t)
-            ex.on_book(d["m"], book)
+            ex.books[d["m"]] = book
             handler.on_book(d["m"], book)
         elif r["k"] == "trade":
-            ex.on_trade(str(d.get("marketId", "")), int(d.get("price", 0)), int(d.get("size", 0)))
             handler.on_trade(str(d.get("marketId", "")), d)
-        if bot.feed.wake.is_set():
+        elif r["k"] == "price" and isinstance(d, dict) and d.get("s") == "pyth":
+            bot._on_stream_price(str(d["a"]).upper(), float(d["p"]), float(d["t"]))
+        if not marks and bot.feed.wake.is_set():
             bot.feed.wake.clear()
             bot.step()
     # let the last market resolve and be claimed
@@ -667,7 +599,6 @@ def replay_cli(argv: list[str]) -> int:
     return 0
 
 
-
 def report_cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="spike_bot.py report", description="Side-by-side comparison of runs from JSON logs."
@@ -686,5 +617,3 @@ def report_cli(argv: list[str]) -> int:
         return 0
     report(a.logs, a.plot)
     return 0
-
-

@@ -196,3 +196,46 @@ def test_replay_cli_grid_and_bad_input(tmp_path: pathlib.Path, capsys: Any) -> N
     assert sb.main(["replay", str(rec), "--set", "nonsense=1"]) == 2
     assert sb.main(["replay", str(rec), "--set", "base_spread=5"]) == 2
     assert sb.main(["replay", str(tmp_path / "none.jsonl")]) == 2
+
+
+def test_replay_carries_the_streamed_prices(tmp_path: pathlib.Path) -> None:
+    """price_source=pyth: every Hermes update goes into the recording with its publish time;
+    replay feeds them to the model as the stream did (source pyth, the same fair values),
+    and never connects anywhere."""
+    import turbine_sim as ts
+    from harness import BotHarness, quiet_sim_cfg
+
+    sim = ts.start_sim(quiet_sim_cfg(annual_vol=0.3))
+    rec = tmp_path / "rec.jsonl"
+    h = BotHarness(
+        sim,
+        tmp_path,
+        record=rec,
+        price_source="pyth",
+        hermes_url=sim.base_url,
+        fair_source="model",
+    ).start()
+    try:
+        h.tick_until(lambda: h.bot.price_state("BTC")[0] == "pyth")
+        h.tick(20)
+    finally:
+        h.stop()
+        sim.stop()
+    recs = st.read_recording(str(rec))
+    pyth = [r for r in recs if r["k"] == "price" and r["d"].get("s") == "pyth"]
+    assert len(pyth) >= 20 and all(r["d"]["t"] <= r["r"] for r in pyth)
+    cfg = dataclasses.replace(
+        h.cfg,
+        state_file=str(tmp_path / "rs.json"),
+        bot_name="replay",
+        hermes_url="http://127.0.0.1:9",  # nothing listens: a connection attempt would fail
+    )
+    out = tmp_path / "replay.log"
+    st.replay_run(recs, cfg, str(out))
+    events = st.read_events(str(out))[0]
+    end = float(recs[-1]["r"])  # after it, replay steps on until claims: the price goes stale
+    src = [e["source"] for e in events if e["event"] == "price_source" and e["t"] <= end]
+    assert src == ["pyth"]
+    live_q = [(e["price"], e["side"]) for e in h.events("order_placed")]
+    replay_q = [(e["price"], e["side"]) for e in events if e["event"] == "order_placed"]
+    assert replay_q[: len(live_q)] == live_q  # the same quotes from the same prices
