@@ -360,8 +360,12 @@ class ReplayExchange(PaperExchange):
 
     def __init__(self, cfg: Config, clock: ReplayClock) -> None:
         self.markets: list[QuickMarket] = []
-        self.prices: dict[str, list[tuple[float, float]]] = {}  # asset -> (time, price)
-        self.rest_books: dict[str, list[tuple[float, Book]]] = {}  # REST reads, in order
+        # the engine's own reads: asset -> (time, price, step), market -> (time, book, step);
+        # `step` = the number of step marks before the read (the step that made it)
+        self.prices: dict[str, list[tuple[float, float, int]]] = {}
+        self.rest_books: dict[str, list[tuple[float, Book, int]]] = {}
+        self.marks = False  # the recording marks steps: reads are matched by step, not time
+        self.step_no = 0  # step marks delivered so far
         self.resolutions: dict[str, bool] = {}  # market id -> YES won (paper recordings)
         self.books: dict[str, Book] = {}  # the latest stream book, for a REST read not recorded
         self.replay_stream = ReplayStream()
@@ -386,16 +390,21 @@ class ReplayExchange(PaperExchange):
 
     def asset_price(self, asset: str) -> float | None:
         now = self.clock.now()
-        past = [p for t, p in self.prices.get(asset, []) if t <= now]
+        past = [p for t, p, k in self.prices.get(asset, []) if self._due(t, k, now)]
         return past[-1] if past else None
 
     def orderbook(self, market_id: str, now: float) -> Book:
         rest = self.rest_books.get(market_id, [])
-        if rest and rest[0][0] <= now:  # the engine reads again what it read when recording
+        if rest and self._due(rest[0][0], rest[0][2], now):  # what the engine read then
             b = rest.pop(0)[1]
         else:
             b = self.venue.books.get(market_id) or self.books.get(market_id, Book())
         return Book(b.bids, b.asks, now)
+
+    def _due(self, t: float, step: int, now: float) -> bool:
+        """Whether a recorded read is visible now. With step marks, a read made during a step
+        is what that step read (the live clock had moved on a little by then)."""
+        return step <= self.step_no if self.marks else t <= now
 
     def stream(self) -> PaperStream:
         if self._stream is None:
@@ -410,7 +419,7 @@ class ReplayExchange(PaperExchange):
         m = next((x for x in self.markets if x.market_id == market_id), None)
         if m is None or self.clock.now() < m.end + 30:
             return None
-        px = [p for t, p in self.prices.get(m.asset.upper(), []) if t <= m.end]
+        px = [p for t, p, _ in self.prices.get(m.asset.upper(), []) if t <= m.end]
         return px[-1] > m.strike if px else None
 
     def save(self) -> None:
@@ -466,24 +475,30 @@ def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[s
     streamed = False
     clock = ReplayClock(float(recs[0]["r"]))
     ex = ReplayExchange(cfg, clock)
+    step = 0
     for r in recs:
         d = r["d"]
-        if r["k"] == "market":
+        if r["k"] == "step":
+            step += 1
+        elif r["k"] == "market":
             ex.markets.append(QuickMarket(**d))
         elif r["k"] == "price":  # {"a": asset, "p": price}; a bare number: the first asset
             d = d if isinstance(d, dict) else {"a": "", "p": d}
             if d.get("s") == "pyth":
                 streamed = True  # a streamed update: delivered in order, below
                 continue
-            ex.prices.setdefault(str(d["a"]).upper(), []).append((float(r["r"]), float(d["p"])))
+            ex.prices.setdefault(str(d["a"]).upper(), []).append(
+                (float(r["r"]), float(d["p"]), step)
+            )
         elif r["k"] == "book" and d.get("rest"):
             book = Book(tuple(map(tuple, d["b"])), tuple(map(tuple, d["a"])), float(r["r"]))
-            ex.rest_books.setdefault(d["m"], []).append((float(r["r"]), book))
+            ex.rest_books.setdefault(d["m"], []).append((float(r["r"]), book, step))
         elif r["k"] == "resolution":
             ex.resolutions[str(d["m"])] = bool(d["yes"])
         elif r["k"] == "start" and isinstance(d, dict):
             # a live run's books hold its own orders; a paper run's never do
             ex.venue.own_in_book = d.get("mode") != "paper"
+    ex.marks = step > 0
     if not ex.markets:
         raise ConfigError("the recording holds no quick market")
     if "" in ex.prices:
@@ -502,7 +517,7 @@ def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[s
         bot.price_stream = RecordedPriceStream()  # type: ignore[assignment]
     handler = ex.replay_stream.handler
     assert handler is not None
-    marks = any(r["k"] == "step" for r in recs)
+    marks = ex.marks
     next_tick = clock.t
     for r in recs:
         t = float(r["r"])
@@ -513,6 +528,7 @@ def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[s
         clock.t = t
         d = r["d"]
         if r["k"] == "step":
+            ex.step_no += 1
             bot.step()
         elif r["k"] == "book" and not d.get("rest"):
             book = Book(tuple(map(tuple, d["b"])), tuple(map(tuple, d["a"])), t)
