@@ -139,6 +139,64 @@ class SimConfig:
     maker_sizes: tuple[float, ...] = (30.0, 40.0, 60.0)
     maker_refresh_s: float = 5.0
     step_s: float = 1.0  # simulation step (price path, participants)
+    # The market model. "classic": the price is a GBM at annual_vol and the participants
+    # above price off the true probability with that same vol (the bot's own model: fine for
+    # plumbing, circular for judging a strategy). "realistic" (RealisticModel, below): BTC-like
+    # returns, an oracle that lags the fast venues, informed takers who see the fast price,
+    # heavy-tailed clustered noise flow and competing makers with their own views; each part
+    # is calibrated to a published figure cited beside its setting.
+    preset: str = "classic"
+    # -- realistic: price. Annualised base vol: BTC's one-month realized vol averaged about
+    #    50% in 2024-25, with spikes near 70% (Glassnode via CoinDesk, March 2025) and 40-55%
+    #    through the 2023-24 uptrend (Glassnode, 2024); base 0.45 plus clustering and jumps
+    #    gives about 0.5 realized over a day.
+    real_vol: float = 0.45
+    # intraday seasonality (Catania & Sandholdt 2019, "Bitcoin at high frequency", JRFM 12(1)
+    # 36: a smooth intra-daily pattern): vol x (1 + amp cos(2 pi (hour - peak) / 24)), peak at
+    # the US session
+    vol_season_amp: float = 0.35
+    vol_season_peak_utc: float = 15.0
+    # volatility clustering with long memory (same paper: realized vol has long memory; its
+    # absolute returns' autocorrelation decays as a power law, Alonso-Marroquin et al. 2024,
+    # arXiv 2402.11930): two log-vol OU factors, 10 min and 6 h half-lives
+    vol_of_vol: tuple[float, float] = (0.25, 0.35)  # stationary sd of each log-vol factor
+    vol_half_life_s: tuple[float, float] = (600.0, 21_600.0)
+    # jumps: Catania & Sandholdt find jumps on over 80% of days; compound Poisson, Laplace
+    # sizes (fat-tailed minute returns: the asymmetric Laplace fits BTC/USDT 1-minute returns
+    # best, Mathematics 2025 13(16) 2691)
+    jump_rate_per_day: float = 12.0
+    jump_mean_abs: float = 0.0025  # mean |jump| (log return): 0.25%
+    # the settlement oracle (Pyth; Hermes and /price, and resolution at endTime) publishes the
+    # fast venues' price this much later: Pythnet slots are 400 ms and an aggregate needs its
+    # publishers' updates (an assumption: about 1 s end to end)
+    oracle_lag_s: float = 1.0
+    # -- realistic: informed takers watch the fast price (they see the move oracle_lag_s
+    #    before the oracle, and before a bot that polls) and estimate vol from the last 15
+    #    minutes of returns; they trade a quote mispriced by informed_edge against that
+    #    view, at informed_rate_per_min and at once after a move over 2.5 sd
+    informed_react: bool = True
+    # -- realistic: noise flow. Sizes Pareto with tail exponent 1.5 (trade sizes' power-law
+    #    tail, exponent about 1.5: Gopikrishnan, Plerou, Gabaix & Stanley 2000, Phys. Rev. E
+    #    62 R4493), from noise_min_size shares, capped; arrivals self-exciting (a Hawkes
+    #    process: each arrival raises the rate, the boost halving every 30 s), branching
+    #    ratio 0.6, i.e. 60% of the flow triggered by earlier trades (reflexivity estimates
+    #    for futures markets run 0.6-0.9: Filimonov & Sornette 2012, Phys. Rev. E 85 056108)
+    noise_tail: float = 1.5
+    noise_min_size: float = 10.0
+    noise_max_size: float = 1_000.0
+    noise_branching: float = 0.6
+    noise_excite_half_life_s: float = 30.0
+    # -- realistic: competing makers, each (half-spread, shares a level, refresh s, the
+    #    annualised vol it prices with): they read the oracle's price as a bot does, two
+    #    levels a side (half-spread and twice it)
+    makers: tuple[tuple[float, float, float, float], ...] = (
+        (0.03, 25.0, 4.0, 0.40),
+        (0.06, 60.0, 10.0, 0.65),
+    )
+    # spec 1.4 maker rebates (quick markets): a virtual taker fee 0.25 (p(1-p))^2 of each
+    # fill's notional, 20% of it paid to the maker (daily, pro rata; accrued per fill here,
+    # reported in state()["rebates"]). Off: no rebate.
+    maker_rebate: bool = False
     # On-chain settlement (spec 6.5): a match is a pending trade until its batch settles this
     # many sim seconds later (0: at once), or fails if the chain would refuse it then.
     settle_delay_s: float = 2.0
@@ -570,6 +628,79 @@ class Ledger:
         return (not bad, bad)
 
 
+def binary_probability(price: float, strike: float, tau: float, sigma_s: float) -> float:
+    """P(price at the end > strike) for a driftless lognormal price: N(ln(S/K) / (s sqrt(tau)))."""
+    if tau <= 0 or sigma_s <= 0:
+        return 1.0 if price > strike else 0.0
+    d = math.log(price / strike) / (sigma_s * math.sqrt(tau))
+    return 0.5 * (1.0 + math.erf(d / math.sqrt(2.0)))
+
+
+class RealisticModel:
+    """The realistic preset's price (SimConfig's realistic settings say what each part is
+    calibrated to): per asset a fast price whose 1 s log returns are
+    vol(t) x N(0, 1) + a compound-Poisson Laplace jump, with vol(t) = base x intraday season x
+    exp(two OU log-vol factors, normalised to mean 1); the published (oracle) price is the
+    fast price oracle_lag_s ago. Its own random stream: the classic path is untouched."""
+
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed * 104_729 + 17)
+        self.base = cfg.real_vol / math.sqrt(SECONDS_PER_YEAR)
+        self.kappa = [math.log(2) / hl for hl in cfg.vol_half_life_s]
+        self.h: dict[str, list[float]] = {}
+        self.fast: dict[str, float] = {}
+        self.lagged: dict[str, collections.deque[float]] = {}
+        self.rets: dict[str, collections.deque[float]] = {}  # the last 15 min of 1 s returns
+        self.last_ret: dict[str, float] = {}
+
+    def start(self, asset: str, price: float, t: float) -> None:
+        # log-vol factors start at a draw from their stationary law: every seed's day differs
+        self.h[asset] = [self.rng.gauss(0.0, sd) for sd in self.cfg.vol_of_vol]
+        self.fast[asset] = price
+        n = max(1, round(self.cfg.oracle_lag_s / self.cfg.step_s)) + 1
+        self.lagged[asset] = collections.deque([price] * n, maxlen=n)
+        self.rets[asset] = collections.deque(maxlen=900)
+        self.last_ret[asset] = 0.0
+
+    def season(self, t: float) -> float:
+        hour = (t % 86_400) / 3600
+        phase = 2 * math.pi * (hour - self.cfg.vol_season_peak_utc) / 24
+        return 1 + self.cfg.vol_season_amp * math.cos(phase)
+
+    def sigma(self, asset: str, t: float) -> float:
+        """Instantaneous vol per sqrt(s): the log-vol factors normalised so E[vol] = base."""
+        h = sum(self.h[asset]) - 0.5 * sum(sd * sd for sd in self.cfg.vol_of_vol)
+        return self.base * self.season(t) * math.exp(h)
+
+    def step(self, asset: str, t: float, dt: float) -> tuple[float, float]:
+        cfg, rng = self.cfg, self.rng
+        hs = self.h[asset]
+        for i, (k, sd) in enumerate(zip(self.kappa, cfg.vol_of_vol, strict=True)):
+            a = math.exp(-k * dt)  # exact OU step: stationary sd stays `sd`
+            hs[i] = hs[i] * a + sd * math.sqrt(1 - a * a) * rng.gauss(0.0, 1.0)
+        sig = self.sigma(asset, t)
+        r = sig * math.sqrt(dt) * rng.gauss(0.0, 1.0) - 0.5 * sig * sig * dt
+        if rng.random() < cfg.jump_rate_per_day * dt / 86_400:
+            r += rng.expovariate(1.0 / cfg.jump_mean_abs) * (1 if rng.random() < 0.5 else -1)
+        self.fast[asset] *= math.exp(r)
+        self.lagged[asset].append(self.fast[asset])
+        self.rets[asset].append(r)
+        self.last_ret[asset] = r / (sig * math.sqrt(dt))  # in sd units: a jump is large
+        return self.fast[asset], sig
+
+    def published(self, asset: str) -> float:
+        return self.lagged[asset][0]
+
+    def estimated_sigma(self, asset: str) -> float:
+        """What a trader watching the fast price estimates: the rms 1 s return of the last
+        15 minutes (no less than a fifth of the base)."""
+        r = self.rets[asset]
+        if len(r) < 60:
+            return self.base
+        return max(self.base / 5, math.sqrt(sum(x * x for x in r) / len(r)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Faults
 # ---------------------------------------------------------------------------------------------
@@ -671,6 +802,17 @@ class Exchange:
             a: collections.deque(maxlen=200_000) for a in cfg.assets
         }
         self.sigma_s = cfg.annual_vol / math.sqrt(SECONDS_PER_YEAR)
+        if cfg.preset not in ("classic", "realistic"):
+            raise ValueError(f"unknown preset {cfg.preset!r} (classic, realistic)")
+        self.model = RealisticModel(cfg) if cfg.preset == "realistic" else None
+        # the fast venues' price (informed traders watch it) and the model's instantaneous
+        # vol per sqrt(s), each grid step; classic: the published price and sigma_s
+        self.fast: dict[str, float] = dict(self.prices)
+        self.fast_hist: dict[str, collections.deque[tuple[float, float, float]]] = {
+            a: collections.deque(maxlen=200_000) for a in cfg.assets
+        }
+        self.rebates: collections.Counter[str] = collections.Counter()  # u6, maker_rebate
+        self.rebates_by_market: collections.Counter[tuple[str, str]] = collections.Counter()
         self.seq = 0
         self.dirty: set[str] = set()
         self.events: list[dict[str, Any]] = []  # stream messages waiting to be flushed
@@ -700,6 +842,9 @@ class Exchange:
         self.k = 0  # grid steps taken
         for a in cfg.assets:
             self.price_hist[a].append((self.t, self.prices[a]))
+            self.fast_hist[a].append((self.t, self.prices[a], self.sigma_s))
+            if self.model is not None:
+                self.model.start(a, self.prices[a], self.t)
             for iv in cfg.intervals:
                 start = int(self.t // (iv * 60) * (iv * 60))
                 if cfg.market_age_s is not None:  # a market that began just now, for tests
@@ -779,13 +924,14 @@ class Exchange:
         self.counters["rollovers"] += 1
 
     def true_probability(self, m: Market) -> float:
-        """P(final > strike): normal CDF of log(S/K) over sigma * sqrt(time left)."""
-        tau = max(m.end - self.t, 0.0)
-        s = self.prices[m.asset]
-        if tau <= 0:
-            return 1.0 if s > m.strike else 0.0
-        d = math.log(s / m.strike) / (self.sigma_s * math.sqrt(tau))
-        return 0.5 * (1.0 + math.erf(d / math.sqrt(2.0)))
+        """P(final > strike): normal CDF of log(S/K) over sigma * sqrt(time left). Realistic:
+        from the fast price and the model's current vol, over the time until the oracle
+        prints the final price (as well as the simulator itself can know it)."""
+        if self.model is None:
+            return binary_probability(self.prices[m.asset], m.strike, m.end - self.t, self.sigma_s)
+        fast = self.fast[m.asset]
+        sig = self.fast_hist[m.asset][-1][2]
+        return binary_probability(fast, m.strike, m.end - self.cfg.oracle_lag_s - self.t, sig)
 
     # -- time ---------------------------------------------------------------------------------
     def step_to(self, t: float, participants: Participants | None) -> None:
@@ -809,10 +955,16 @@ class Exchange:
         if self.pending:
             self.settle_due(gt)
         for a in self.prices:
-            z = self.rng.gauss(0.0, 1.0)
-            sd = self.sigma_s * math.sqrt(dt)
-            self.prices[a] *= math.exp(sd * z - 0.5 * sd * sd)
+            if self.model is None:
+                z = self.rng.gauss(0.0, 1.0)
+                sd = self.sigma_s * math.sqrt(dt)
+                self.prices[a] *= math.exp(sd * z - 0.5 * sd * sd)
+                self.fast[a], sig = self.prices[a], self.sigma_s
+            else:
+                self.fast[a], sig = self.model.step(a, gt, dt)
+                self.prices[a] = self.model.published(a)
             self.price_hist[a].append((gt, self.prices[a]))
+            self.fast_hist[a].append((gt, self.fast[a], sig))
         for (asset, iv), mid in list(self.current.items()):
             m = self.markets[mid]
             if gt >= m.end:
@@ -1084,6 +1236,11 @@ class Exchange:
         self.counters["trades"] += 1
         n = self.counters["trades"]
         maker = seller if buyer is taker else buyer
+        if self.cfg.maker_rebate:  # spec 1.4: 20% of a virtual 0.25 (p(1-p))^2 taker fee
+            p = price / PRICE_SCALE
+            rebate = round(0.2 * 0.25 * (p * (1 - p)) ** 2 * cost)
+            self.rebates[maker.trader] += rebate
+            self.rebates_by_market[(maker.trader, mid)] += rebate
         tx = "0x" + keccak(f"tx:{n}".encode()).hex()
         tr = {
             "id": n,
@@ -1363,6 +1520,7 @@ class Exchange:
             "paid_out": self.ledger.paid_out,
             "minted": self.ledger.minted,
             "counters": dict(self.counters),
+            "rebates": dict(self.rebates),
             "pending_trades": len(self.pending),
             "failed_trades": len(self.failed),
             "ctf_approved": sorted(self.ctf_approved),
@@ -1395,11 +1553,25 @@ class Participants:
             ex.ledger.ensure(a, 10**15)  # deep pockets, standing max allowance
             ex.ledger.allowance[a] = MAX_UINT
             ex.ctf_approved.add(a)
-        self.maker_orders: dict[str, list[SimOrder]] = collections.defaultdict(list)
-        self.next_refresh: dict[str, float] = {}
+        self.maker_orders: dict[Any, list[SimOrder]] = collections.defaultdict(list)
+        self.next_refresh: dict[Any, float] = {}
+        self.excite: dict[str, float] = {}  # realistic noise: self-excitation per market
+        if ex.model is not None:  # the realistic preset's own addresses and random stream
+            self.rng = random.Random(ex.cfg.seed * 7919 + 2)
+            self.makers = [
+                "0x" + keccak(f"participant:maker{i}".encode()).hex()[-40:]
+                for i in range(len(ex.cfg.makers))
+            ]
+            for a in self.makers:
+                ex.ledger.ensure(a, 10**15)
+                ex.ledger.allowance[a] = MAX_UINT
+                ex.ctf_approved.add(a)
 
     def step(self, t: float, dt: float) -> None:
         ex = self.ex
+        if ex.model is not None:
+            self._step_realistic(t, dt)
+            return
         for mid in list(ex.current.values()):
             m = ex.markets[mid]
             if m.closed or t >= m.end - 1:
@@ -1448,6 +1620,97 @@ class Participants:
         limit = p + cross if side == BUY else p - cross
         self.ex.place_internal(self.noise, m.market_id, side, YES, self._px(limit), size, True)
         self.ex.counters["noise_orders"] += 1
+
+    # -- the realistic preset ----------------------------------------------------------------
+    def _step_realistic(self, t: float, dt: float) -> None:
+        ex, cfg = self.ex, self.cfg
+        model = ex.model
+        assert model is not None
+        for mid in list(ex.current.values()):
+            m = ex.markets[mid]
+            if m.closed or t >= m.end - 1:
+                continue
+            pub, tau = ex.prices[m.asset], m.end - t
+            for i, (half, size, refresh, vol) in enumerate(cfg.makers):
+                key = (mid, i)
+                if t >= self.next_refresh.get(key, 0.0):
+                    sig = vol / math.sqrt(SECONDS_PER_YEAR)
+                    view = binary_probability(pub, m.strike, tau, sig)
+                    self._ladder(m, key, self.makers[i], view, (half, 2 * half), (size, size))
+                    self.next_refresh[key] = t + refresh
+            excite = self.excite.get(mid, 0.0) * math.exp(
+                -math.log(2) * dt / cfg.noise_excite_half_life_s
+            )
+            # base rate x (1 + excite); an arrival adds what makes `noise_branching` more
+            # arrivals on average over the boost's life (half-life / ln 2)
+            rate = cfg.noise_rate_per_min * (1 + excite)
+            if self.rng.random() < rate * dt / 60:
+                view = binary_probability(pub, m.strike, tau, model.base)
+                self._noise_realistic(m, view)
+                life = cfg.noise_excite_half_life_s / math.log(2)
+                excite += cfg.noise_branching / (cfg.noise_rate_per_min / 60 * life)
+            self.excite[mid] = excite
+            jumped = cfg.informed_react and abs(model.last_ret[m.asset]) > 2.5
+            if jumped or self.rng.random() < cfg.informed_rate_per_min * dt / 60:
+                fair = binary_probability(
+                    ex.fast[m.asset],
+                    m.strike,
+                    tau - cfg.oracle_lag_s,
+                    model.estimated_sigma(m.asset),
+                )
+                self._informed_at(m, fair)
+
+    def _ladder(
+        self,
+        m: Market,
+        key: Any,
+        who: str,
+        p: float,
+        offsets: tuple[float, ...],
+        sizes: tuple[float, ...],
+    ) -> None:
+        ex = self.ex
+        for o in self.maker_orders.pop(key, []):
+            if o.status == "open":
+                ex._cancel(o)
+        if p < 0.03 or p > 0.97:
+            return
+        orders = []
+        for off, sz in zip(offsets, sizes, strict=False):
+            size = self._shares(sz * (0.6 + 0.8 * self.rng.random()))
+            bid, ask = self._px(p - off), self._px(p + off)
+            if MIN_PRICE < bid < p * PRICE_SCALE:
+                orders.append(ex.place_internal(who, m.market_id, BUY, YES, bid, size, False))
+            if p * PRICE_SCALE < ask < MAX_PRICE:
+                orders.append(ex.place_internal(who, m.market_id, SELL, YES, ask, size, False))
+        self.maker_orders[key] = orders
+
+    def _noise_realistic(self, m: Market, p: float) -> None:
+        cfg = self.cfg
+        side = BUY if self.rng.random() < 0.5 else SELL
+        cross = self.rng.random() ** 2 * cfg.noise_max_cross
+        u = 1.0 - self.rng.random()  # (0, 1]: Pareto by inversion
+        shares = min(cfg.noise_max_size, cfg.noise_min_size * u ** (-1.0 / cfg.noise_tail))
+        limit = p + cross if side == BUY else p - cross
+        self.ex.place_internal(
+            self.noise, m.market_id, side, YES, self._px(limit), self._shares(shares), True
+        )
+        self.ex.counters["noise_orders"] += 1
+
+    def _informed_at(self, m: Market, fair: float) -> None:
+        """Take every quote mispriced by more than informed_edge against `fair`."""
+        book = self.ex.books[(m.market_id, YES)]
+        edge = self.cfg.informed_edge
+        size = self._shares(self.cfg.informed_size)
+        if book.asks and book.asks[0].price < (fair - edge) * PRICE_SCALE:
+            self.ex.place_internal(
+                self.informed, m.market_id, BUY, YES, int((fair - edge) * PRICE_SCALE), size, True
+            )
+            self.ex.counters["informed_orders"] += 1
+        elif book.bids and book.bids[0].price > (fair + edge) * PRICE_SCALE:
+            px = int((fair + edge) * PRICE_SCALE) + 1
+            self.ex.place_internal(self.informed, m.market_id, SELL, YES, px, size, True)
+            self.ex.counters["informed_orders"] += 1
 
     def _informed(self, m: Market, p: float) -> None:
         book = self.ex.books[(m.market_id, YES)]
@@ -2577,6 +2840,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate-limit", type=float, default=0.0, help="requests/s per client, 0=off")
     ap.add_argument("--no-participants", action="store_true")
     ap.add_argument(
+        "--preset",
+        choices=("classic", "realistic"),
+        default="classic",
+        help="market model: classic (GBM, participants on the true probability) or realistic "
+        "(BTC-like vol, jumps, a lagging oracle, informed takers on the fast price, competing "
+        "makers)",
+    )
+    ap.add_argument("--maker-rebate", action="store_true", help="spec 1.4 maker rebates")
+    ap.add_argument(
         "--settle-delay", type=float, default=2.0, help="sim s, match to settlement (0: at once)"
     )
     ap.add_argument(
@@ -2601,6 +2873,8 @@ def main(argv: list[str] | None = None) -> int:
         initial_usdc=a.initial_usdc,
         rate_limit_per_s=a.rate_limit,
         participants=not a.no_participants,
+        preset=a.preset,
+        maker_rebate=a.maker_rebate,
         settle_delay_s=a.settle_delay,
         book_heartbeat_s=a.book_heartbeat,
         require_ctf_approval=not a.no_ctf_approval,

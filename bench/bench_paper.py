@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """The paper fill model's error: spike_bot trades for real on the simulator (its quotes in the
-book, filled by the simulator's participants), and every one of its orders is mirrored onto a
-PaperVenue (spike_paper, the model behind --paper and replay) that sees what a paper bot would
-see: the public book without our orders and every public trade. Reported: shares and orders
-filled for real against on paper, for the same quotes over the same simulated hours.
+book, filled by the simulator's participants), and every one of its orders is mirrored, the
+moment it is placed or cancelled, onto two PaperVenues (spike_paper, the model behind --paper
+and replay):
+
+  same market   fed by the same simulator's public book (without our orders) and trades: the
+                model's mechanics (queue position, through-trades) on the trades that
+                actually filled us;
+  twin market   fed by a second simulator with the same seed that never sees our orders, as
+                the live market never sees a paper bot's: the model's error as --paper has it
+                (a paper quote is invisible, so nobody trades because of it).
+
+Reported per venue: shares and orders filled on paper against the real fills of the same
+orders over the same simulated hours.
 
     python bench/bench_paper.py [--hours 4] [--seed 7] [--spread 0.40] [--json]
-
-The shadow is exact about the quotes, not about the market's reaction to them: the informed
-takers in the simulator trade against our real orders because they are there. A paper bot's
-quotes are invisible, so on the live market a paper fill can also be a trade that would not
-have happened; this bench measures the model on the trades that did.
 """
 
 from __future__ import annotations
@@ -46,61 +50,77 @@ def public_book(ex: Any, mid: str, me: str) -> sb.Book:
 
 
 def run(hours: float, seed: int, spread: float) -> dict[str, Any]:
-    sim = ts.start_sim(ts.SimConfig(manual_clock=True, start_time=SIM_START + 1, seed=seed))
+    cfg = ts.SimConfig(manual_clock=True, start_time=SIM_START + 1, seed=seed)
+    sim, twin = ts.start_sim(cfg), ts.start_sim(cfg)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="paper-"))
     h = BotHarness(sim, tmp, base_spread=spread, settle_delay_s=0)
-    venue = PaperVenue(10**15)  # the shadow never runs out of USDC: it measures fills only
-    mirror: dict[str, str] = {}  # real order hash -> paper hash
-    seen_trades: dict[str, int] = {}  # market -> trades fed
     me = h.address
+    # each shadow never runs out of USDC: it measures fills only
+    shadows = {"same": (sim, PaperVenue(10**15)), "twin": (twin, PaperVenue(10**15))}
+    mirror: dict[str, dict[str, str]] = {k: {} for k in shadows}  # real hash -> paper hash
+    seen_trades: dict[tuple[str, str], int] = {}  # (venue, market) -> trades fed
     t0 = time.perf_counter()
     h.start()
 
-    def shadow() -> None:
-        ex = sim.app.ex
-        now = ex.t
-        # 1. what happened in the market since the last step, against the orders then
+    def feed(name: str) -> None:
+        """What happened in that market since the last step, against the orders then."""
+        s, venue = shadows[name]
+        ex = s.app.ex
         for mid in list(ex.current.values()):
-            venue.on_book(mid, public_book(ex, mid, me), now)
+            venue.on_book(mid, public_book(ex, mid, me), ex.t)
             trades = list(ex.trades[mid])
-            for tr in trades[seen_trades.get(mid, 0) :]:
-                venue.on_trade(mid, tr["price"], tr["size"], now)
-            seen_trades[mid] = len(trades)
-        # 2. the bot's step: new orders mirrored, gone ones cancelled
+            for tr in trades[seen_trades.get((name, mid), 0) :]:
+                if me not in (tr["buyer"], tr["seller"]) or name == "same":
+                    venue.on_trade(mid, tr["price"], tr["size"], ex.t)
+            seen_trades[(name, mid)] = len(trades)
+
+    def mirror_orders() -> None:
+        """The bot's step: its new orders mirrored onto both venues, gone ones cancelled."""
+        ex = sim.app.ex
         for o in ex.orders.values():
             if o.trader != me:
                 continue
-            ph = mirror.get(o.order_hash)
-            if ph is None and o.status == "open":
-                m = ex.markets[o.market_id]
-                qm = sb.QuickMarket(o.market_id, "", "BTC", m.strike, m.start, m.end)
-                try:
-                    mirror[o.order_hash] = venue.place(
-                        qm, o.side, o.outcome, o.price, o.size, o.expiration, now
-                    )
-                except sb.ExchangeError:
-                    mirror[o.order_hash] = ""
-            elif ph and o.status != "open" and venue.orders[ph].status == "open":
-                venue.orders[ph].status = "cancelled"
+            for name, (_, venue) in shadows.items():
+                ph = mirror[name].get(o.order_hash)
+                if ph is None and o.status == "open":
+                    m = ex.markets[o.market_id]
+                    qm = sb.QuickMarket(o.market_id, "", "BTC", m.strike, m.start, m.end)
+                    try:
+                        mirror[name][o.order_hash] = venue.place(
+                            qm, o.side, o.outcome, o.price, o.size, o.expiration, ex.t
+                        )
+                    except sb.ExchangeError:
+                        mirror[name][o.order_hash] = ""
+                elif ph and o.status != "open" and venue.orders[ph].status == "open":
+                    venue.orders[ph].status = "cancelled"
 
     try:
         for _ in range(int(hours * 3600 / h.cfg.tick_s)):
+            twin.advance(h.cfg.tick_s)  # in lockstep: the same seconds, the same draws
             h.tick(quiet=0.002)
-            sim.call(shadow)
+            twin.call(lambda: feed("twin"))
+            sim.call(lambda: (feed("same"), mirror_orders()))
         real = {o.order_hash: o for o in sim.app.ex.orders.values() if o.trader == me}
     finally:
         h.stop()
         sim.stop()
-    both = [(real[r], venue.orders[p]) for r, p in mirror.items() if p and r in real]
+        twin.stop()
+    out: dict[str, Any] = {"hours": hours, "seed": seed, "base_spread": spread}
+    for name, (_, venue) in shadows.items():
+        pairs = [(real[r], venue.orders[p]) for r, p in mirror[name].items() if p and r in real]
+        out[name] = compare(pairs)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def compare(both: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """Real fills against paper fills of the same orders."""
     real_sh = sum(r.filled for r, _ in both) / 1e6
     paper_sh = sum(p.filled for _, p in both) / 1e6
     r_any = {id(r) for r, _ in both if r.filled}
     p_any = {id(r) for r, p in both if p.filled}
     exact = sum(1 for r, p in both if r.filled == p.filled)
     return {
-        "hours": hours,
-        "seed": seed,
-        "base_spread": spread,
         "orders": len(both),
         "real_filled_shares": round(real_sh, 1),
         "paper_filled_shares": round(paper_sh, 1),
@@ -110,7 +130,6 @@ def run(hours: float, seed: int, spread: float) -> dict[str, Any]:
         "orders_filled_both": len(r_any & p_any),
         "orders_same_fill": exact,
         "abs_error_shares": round(sum(abs(r.filled - p.filled) for r, p in both) / 1e6, 1),
-        "wall_s": round(time.perf_counter() - t0, 1),
     }
 
 
@@ -125,8 +144,10 @@ def main() -> int:
     if a.json:
         print(json.dumps(r))
     else:
-        for k, v in r.items():
-            print(f"{k:22s} {v}")
+        print(f"{'figure':22s} {'same market':>14s} {'twin market':>14s}")
+        for k in r["same"]:
+            print(f"{k:22s} {r['same'][k]!s:>14s} {r['twin'][k]!s:>14s}")
+        print(f"wall {r['wall_s']} s")
     return 0
 
 

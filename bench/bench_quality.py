@@ -1,25 +1,63 @@
 #!/usr/bin/env python3
-"""Trading quality on the same seeded simulated days: spike_bot's defaults against a plain
-symmetric mid-quoting baseline (same spread and size; book mid as fair value; no skew, no
-extremes widening, no T-minus rules). PnL, fill rate, markout (the simulator's true probability
-30 s and 60 s after each fill, against the fill price), max inventory. A worse PnL than the
-baseline is a finding, reported as is.
+"""Trading quality, paired over seeds: every strategy runs on the same seeded simulated hours
+(same price path, same participants' draws), on the realistic market preset (the default) and
+on the classic one. Per strategy: PnL per market (mean and 95% interval over seeds), Sharpe per
+market, fill rate by order size, traded notional per market, 30 s and 60 s markouts, max
+drawdown, worst market, inventory held into resolution; per pair of strategies: the paired
+difference of PnL per market with its 95% interval. Figures come from the simulator's records
+(ledger arithmetic over our trades and the outcomes), not from the bot's own accounting.
 
-    python bench/bench_quality.py [--hours 24] [--quick] [--json] [--seed 11]
+    python bench/bench_quality.py [--seeds 10] [--hours 2] [--presets realistic,classic]
+                                  [--set tuning|heldout] [--jobs 2] [--quick] [--json]
+
+Seeds: the tuning set (1001, 1002, ...) is what strategy settings were chosen on; the held-out
+set (2001, 2002, ...) is what README reports. A worse result than a baseline is a finding,
+reported as is.
+
+Strategies (the engine, order manager and limits are spike_bot's for all of them):
+  spike        spike_bot with today's defaults
+  spike_seed   spike_bot with the seed's defaults (0.40 spread, blend fair), pinned here
+  mid_quoter   symmetric quotes around the book mid, the seed's spread and size, no skew,
+               no extremes widening, no T-minus rules
+  sdk_model    the official SDK market maker's documented algorithm (turbine-api.md 8.1),
+               written here from its description: normal-CDF probability from the price,
+               clamped to [0.20, 0.80]; a 0.012 spread, wider in the last 90 s; six levels a
+               side from spread/4 out to spread/4 + spread, sizes geometric (x1.5, largest
+               inside) from a $60 allocation; inventory skew 0.05; orders pulled at T-30 s.
+               Its one-sidedness is by outcome (no NO orders above 0.65): quoting YES only,
+               both sides remain.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
+import statistics
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench_soak import run_day
+import spike_bot as sb
+from bench_soak import SIZE_BUCKETS, run_day
 
-BASELINE = {
+# The seed's defaults (before issue 14), pinned so the baseline does not move with them.
+SEED_DEFAULTS: dict[str, Any] = {
+    "base_spread": 0.40,
+    "order_size": 5.0,
+    "fair_source": "blend",
+    "model_weight": 0.7,
+    "model_vol": 0.55,
+    "skew_factor": 0.08,
+    "extreme_widen": 0.10,
+    "requote_tolerance": 0.02,
+}
+MID = {
+    **SEED_DEFAULTS,
     "fair_source": "mid",
     "skew_factor": 0.0,
     "extreme_widen": 0.0,
@@ -27,49 +65,232 @@ BASELINE = {
     "tminus_reduce_only_s": 0.0,
     "tminus_pull_s": 0.0,
 }
-KEYS = [
-    "markets",
-    "fills",
-    "fill_rate",
-    "filled_shares",
-    "pnl_usdc",
-    "pnl_per_market_usdc",
-    "markout_30s",
-    "markout_60s",
-    "max_inventory",
-    "orders",
-    "requests_per_min",
-    "errors",
-]
+SDK = {
+    "fair_source": "model",
+    "max_open_orders": 12,
+    "requote_tolerance": 0.02,  # its rebalance threshold: |dP| > 0.02
+    "tminus_pull_s": 30.0,
+    "max_order_size": 50.0,
+    "max_position": 100.0,
+}
+
+
+def sdk_quotes(
+    fair: float, inventory: float, book: sb.Book, seconds_left: float, cfg: sb.Config
+) -> list[sb.Quote]:
+    """The SDK market maker's ladder for YES (see the module docstring)."""
+    if seconds_left <= 30 or not 0.0 < fair < 1.0:
+        return []
+    p = fair - 0.05 * (1 if inventory > 0 else -1 if inventory < 0 else 0)
+    p = min(0.80, max(0.20, p))
+    spread = 0.012
+    if 30 < seconds_left < 90:
+        spread *= 1 + 2 * (1 - seconds_left / 90)
+    spread = min(0.20, max(0.01, spread))
+    yes_usd = 60 * min(0.8, max(0.2, 0.5 + 0.3 * (p - 0.5)))
+    sell_share = min(0.7, max(0.3, 0.5 + 0.3 * (p - 0.5)))
+    weights = [1.5 ** (5 - i) for i in range(6)]  # innermost first, largest
+    out: list[sb.Quote] = []
+    for side, usd in ((sb.BUY, yes_usd * (1 - sell_share)), (sb.SELL, yes_usd * sell_share)):
+        for i, w in enumerate(weights):
+            off = spread / 4 + spread * i / 5
+            price = p - off if side == sb.BUY else p + off
+            price = min(0.99, max(0.01, price))
+            level_usd = usd * w / sum(weights)
+            if level_usd < 1.0:
+                continue
+            px = int(price * sb.PRICE_SCALE)
+            if side == sb.BUY and book.best_ask is not None and px >= book.best_ask:
+                continue  # never cross: a maker
+            if side == sb.SELL and book.best_bid is not None and px <= book.best_bid:
+                continue
+            size = int(level_usd / price * sb.SIZE_SCALE)
+            out.append(sb.Quote(side, sb.YES, max(sb.MIN_PRICE, min(sb.MAX_PRICE, px)), size))
+    return out
+
+
+STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
+    "spike": ({}, None),
+    "spike_seed": (SEED_DEFAULTS, None),
+    "mid_quoter": (MID, None),
+    "sdk_model": (SDK, sdk_quotes),
+}
+SEED_SETS = {"tuning": 1001, "heldout": 2001}
+
+
+def t975(df: int) -> float:
+    """Student t 97.5% quantile (Cornish-Fisher expansion; within 0.5% for df >= 3)."""
+    z = 1.959964
+    if df <= 0:
+        return float("nan")
+    if df <= 2:
+        return (12.706, 4.303)[df - 1]
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_ci(xs: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% interval."""
+    if not xs:
+        return float("nan"), float("nan")
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return m, float("nan")
+    return m, t975(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
+
+
+def one_run(job: tuple[str, str, int, float, dict[str, Any]]) -> dict[str, Any]:
+    name, preset, seed, hours, sim_kw = job
+    overrides, fn = STRATEGIES[name]
+    r = run_day(hours, seed, overrides, name, {"preset": preset, **sim_kw}, fn)
+    return {"strategy": name, "preset": preset, "seed": seed, **r}
+
+
+def summarize(runs: list[dict[str, Any]], rebate: bool) -> dict[str, Any]:
+    """One strategy on one preset: its runs (one per seed) into the table's figures."""
+    per_seed, markets = [], []
+    dd = []
+    for r in runs:
+        pm = r["per_market"]
+        pnl = [x["pnl"] + (x["rebate"] if rebate else 0.0) for x in pm]
+        markets += [{**x, "pnl": p} for x, p in zip(pm, pnl, strict=True)]
+        if pnl:
+            per_seed.append(statistics.fmean(pnl))
+        peak = cum = worst = 0.0
+        for p in pnl:
+            cum += p
+            peak = max(peak, cum)
+            worst = min(worst, cum - peak)
+        dd.append(worst)
+    pnl_all = [x["pnl"] for x in markets]
+    m, ci = mean_ci(per_seed)
+    sd = statistics.stdev(pnl_all) if len(pnl_all) > 1 else float("nan")
+    shares = sum(x["shares"] for x in markets)
+    placed = [sum(x["placed"][i] for x in markets) for i in range(len(SIZE_BUCKETS))]
+    filled = [sum(x["filled"][i] for x in markets) for i in range(len(SIZE_BUCKETS))]
+    n = max(1, len(markets))
+    return {
+        "markets": len(markets),
+        "pnl_per_market": round(m, 4),
+        "pnl_ci95": round(ci, 4),
+        "sharpe_per_market": round(statistics.fmean(pnl_all) / sd, 3) if sd and sd > 0 else None,
+        "fill_rate_by_size": {
+            f"{lo:g}-{hi:g}": (round(f / p, 4) if p else None)
+            for (lo, hi), p, f in zip(SIZE_BUCKETS, placed, filled, strict=True)
+        },
+        "notional_per_market": round(sum(x["notional"] for x in markets) / n, 2),
+        "shares_per_market": round(shares / n, 2),
+        "markout_30s": markout(markets, "markout_30s", shares),
+        "markout_60s": markout(markets, "markout_60s", shares),
+        "max_drawdown": round(min(dd or [0.0]), 3),
+        "worst_market": round(min(pnl_all or [0.0]), 3),
+        "held_into_resolution": round(sum(x["held_into_resolution"] for x in markets) / n, 3),
+        "rebates_per_market": round(sum(x["rebate"] for x in markets) / n, 4),
+        "per_seed": [round(x, 4) for x in per_seed],
+    }
+
+
+def markout(markets: list[dict[str, Any]], key: str, shares: float) -> float | None:
+    """Per share traded, in USDC (positive: the fills made money against the truth later)."""
+    return round(sum(x[key] for x in markets) / shares, 5) if shares else None
+
+
+def paired(a: list[dict[str, Any]], b: list[dict[str, Any]], rebate: bool) -> dict[str, float]:
+    """A minus B, PnL per market, paired by seed (same price path and participants)."""
+
+    def by_seed(runs: list[dict[str, Any]]) -> dict[int, float]:
+        out = {}
+        for r in runs:
+            pnl = [x["pnl"] + (x["rebate"] if rebate else 0.0) for x in r["per_market"]]
+            if pnl:
+                out[r["seed"]] = statistics.fmean(pnl)
+        return out
+
+    sa, sb_ = by_seed(a), by_seed(b)
+    diffs = [sa[s] - sb_[s] for s in sorted(sa) if s in sb_]
+    m, ci = mean_ci(diffs)
+    return {"diff": round(m, 4), "ci95": round(ci, 4), "seeds": len(diffs)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hours", type=float, default=24.0)
-    ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--quick", action="store_true", help="1 simulated hour each")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--hours", type=float, default=2.0, help="simulated hours per seed")
+    ap.add_argument("--presets", default="realistic,classic")
+    ap.add_argument("--set", dest="seed_set", choices=sorted(SEED_SETS), default="heldout")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--rebate", action="store_true", help="spec 1.4 maker rebates on")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
+    ap.add_argument("--quick", action="store_true", help="2 seeds x 1 h, realistic only")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    hours = 1.0 if a.quick else a.hours
-    ours = run_day(hours, a.seed, None, "spike_bot")
-    base = run_day(hours, a.seed, BASELINE, "mid_baseline")
-    print(f"{'figure':24}{'spike_bot':>16}{'mid_baseline':>16}")
-    for k in KEYS:
-        print(f"{k:24}{ours[k]!s:>16}{base[k]!s:>16}")
-    if a.json:
+    if a.quick:
+        a.seeds, a.hours, a.presets = 2, 1.0, "realistic"
+    names = [s for s in a.strategies.split(",") if s]
+    for s in names:
+        if s not in STRATEGIES:
+            ap.error(f"unknown strategy {s!r} (have: {', '.join(STRATEGIES)})")
+    presets = [p for p in a.presets.split(",") if p]
+    seeds = [SEED_SETS[a.seed_set] + i for i in range(a.seeds)]
+    sim_kw = {"maker_rebate": True} if a.rebate else {}
+    jobs = [(n, p, s, a.hours, sim_kw) for p in presets for s in seeds for n in names]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+        results = list(pool.map(one_run, jobs))
+    out: dict[str, Any] = {
+        "bench": "quality",
+        "seed_set": a.seed_set,
+        "seeds": seeds,
+        "hours_per_seed": a.hours,
+        "rebate": a.rebate,
+        "presets": {},
+    }
+    for p in presets:
+        runs = {n: [r for r in results if r["strategy"] == n and r["preset"] == p] for n in names}
+        table = {n: summarize(runs[n], a.rebate) for n in names}
+        pairs = {
+            f"{x} - {y}": paired(runs[x], runs[y], a.rebate)
+            for i, x in enumerate(names)
+            for y in names[i + 1 :]
+        }
+        out["presets"][p] = {"strategies": table, "paired": pairs}
         print(
-            json.dumps(
-                {
-                    "bench": "quality",
-                    **{k: ours[k] for k in KEYS},
-                    "baseline_pnl_per_market_usdc": base["pnl_per_market_usdc"],
-                    "baseline_fill_rate": base["fill_rate"],
-                    "baseline_markout_60s": base["markout_60s"],
-                    "rss_growth_mb": ours["rss_growth_mb"],
-                    "orders_left_after_rollover": ours["orders_left_after_rollover"],
-                }
-            )
+            f"\n== preset {p}: {a.seed_set} seeds {seeds[0]}..{seeds[-1]}, "
+            f"{a.hours:g} h each" + (", maker rebates on" if a.rebate else "")
         )
+        keys = [k for k in next(iter(table.values())) if k != "per_seed"]
+        print(f"{'figure':24}" + "".join(f"{n:>22}" for n in names))
+        for k in keys:
+            cells = []
+            for n in names:
+                v = table[n][k]
+                if k == "pnl_per_market":
+                    v = f"{v:+.3f} ±{table[n]['pnl_ci95']:.3f}"
+                elif isinstance(v, dict):
+                    v = " ".join("-" if x is None else f"{x:.3f}" for x in v.values())
+                cells.append(f"{v!s:>22}")
+            if k != "pnl_ci95":
+                print(f"{k:24}" + "".join(cells))
+        print("paired PnL per market (A - B, 95% interval over seeds):")
+        for k, v in pairs.items():
+            print(f"  {k:28} {v['diff']:+.3f} ±{v['ci95']:.3f}  (n={v['seeds']})")
+    first = next((r for r in results if r["strategy"] == names[0]), results[0])
+    spike = out["presets"][presets[0]]["strategies"].get("spike", {})
+    mid = out["presets"][presets[0]]["strategies"].get("mid_quoter", {})
+    out.update(
+        {
+            "pnl_per_market_usdc": spike.get("pnl_per_market"),
+            "baseline_pnl_per_market_usdc": mid.get("pnl_per_market"),
+            "fill_rate": first.get("fill_rate"),
+            "markout_60s": spike.get("markout_60s"),
+            "rss_growth_mb": first.get("rss_growth_mb"),
+            "orders_left_after_rollover": max(r["orders_left_after_rollover"] for r in results),
+            "errors": sum(r["errors"] for r in results),
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
+    )
+    print(f"\nwall {out['wall_s']} s, errors {out['errors']}")
+    if a.json:
+        print(json.dumps(out))
     return 0
 
 

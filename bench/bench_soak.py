@@ -77,6 +77,79 @@ def markouts(ex: ts.Exchange, addr: str) -> tuple[float, float]:
     return round(tot[30] / shares, 5), round(tot[60] / shares, 5)
 
 
+def truth_fn(ex: ts.Exchange) -> Any:
+    """The simulator's true probability of YES for market m at time t (the fast price and the
+    model's vol then; the outcome once ended), from its recorded history."""
+    import bisect
+
+    hists = {a: list(h) for a, h in ex.fast_hist.items()}
+    times = {a: [x[0] for x in h] for a, h in hists.items()}
+    lag = ex.cfg.oracle_lag_s if ex.model is not None else 0.0
+
+    def truth(m: ts.Market, t: float) -> float:
+        if t >= m.end:
+            return 1.0 if (m.final_price or 0) > m.strike else 0.0
+        _, fast, sig = hists[m.asset][max(0, bisect.bisect_right(times[m.asset], t) - 1)]
+        return ts.binary_probability(fast, m.strike, m.end - lag - t, sig)
+
+    return truth
+
+
+SIZE_BUCKETS = ((0.0, 5.0), (5.0, 20.0), (20.0, float("inf")))  # shares per order
+
+
+def market_stats(ex: ts.Exchange, addr: str) -> list[dict[str, Any]]:
+    """Per resolved market, from the simulator's own records (not the bot's accounting): PnL
+    by ledger arithmetic (sells earn, buys cost, the net YES position pays 1 if YES won),
+    maker rebates, traded notional, shares, markouts (30 s, 60 s: true probability then
+    against the fill price, signed so that positive made money), the position held into
+    resolution, and placed/filled shares by order size."""
+    truth = truth_fn(ex)
+    out = []
+    for mid, m in sorted(ex.markets.items(), key=lambda kv: kv[1].start):
+        if not m.resolved:
+            continue
+        cash = net = notional = shares = 0.0
+        mk = {30: 0.0, 60: 0.0}
+        for tr in ex.trades[mid]:
+            if addr not in (tr["buyer"], tr["seller"]):
+                continue
+            sign = 1 if tr["buyer"] == addr else -1
+            q, px = tr["size"] / 1e6, tr["price"] / 1e6
+            cash -= sign * q * px
+            net += sign * q
+            notional += q * px
+            shares += q
+            for h in (30, 60):
+                mk[h] += sign * (truth(m, tr["timestamp"] + h) - px) * q
+        yes = m.outcome == ts.YES
+        placed = [0.0] * len(SIZE_BUCKETS)
+        filled = [0.0] * len(SIZE_BUCKETS)
+        for o in ex.orders.values():
+            if o.trader != addr or o.market_id != mid:
+                continue
+            sz = o.size / 1e6
+            i = next(i for i, (lo, hi) in enumerate(SIZE_BUCKETS) if lo < sz <= hi)
+            placed[i] += sz
+            filled[i] += o.filled / 1e6
+        out.append(
+            {
+                "market": mid,
+                "start": m.start,
+                "pnl": cash + (net if yes else 0.0),
+                "rebate": ex.rebates_by_market.get((addr, mid), 0) / 1e6,
+                "notional": notional,
+                "shares": shares,
+                "markout_30s": mk[30],
+                "markout_60s": mk[60],
+                "held_into_resolution": abs(net),
+                "placed": placed,
+                "filled": filled,
+            }
+        )
+    return out
+
+
 class SharedClock(ts.Clock):
     """A manual clock whose time lives in shared memory: the simulator's process moves it,
     the bot's process reads it (and waits on it like on turbine_sim's manual clock)."""
@@ -107,6 +180,8 @@ def _sim_child(conn: Any, shared: Any, seed: int, sim_kw: dict[str, Any]) -> Non
             conn.send(sim.state())
         elif cmd == "markouts":
             conn.send(sim.call(lambda a=arg: markouts(sim.app.ex, a)))
+        elif cmd == "market_stats":
+            conn.send(sim.call(lambda a=arg: market_stats(sim.app.ex, a)))
         elif cmd == "register":
             conn.send(creds_for(sim, arg))
         else:
@@ -163,7 +238,17 @@ def run_day(
     overrides: dict[str, Any] | None = None,
     label: str = "spike_bot",
     sim_kw: dict[str, Any] | None = None,
+    quotes_fn: Any = None,
 ) -> dict[str, Any]:
+    """One bot on one seeded simulator for `hours`. `quotes_fn`: another quoting function in
+    place of spike_bot's (a baseline strategy through the same engine)."""
+    if quotes_fn is not None:
+        saved = sb.quotes
+        sb.quotes = quotes_fn
+        try:
+            return run_day(hours, seed, overrides, label, sim_kw)
+        finally:
+            sb.quotes = saved
     sim = RemoteSim(seed, sim_kw)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="soak-"))
     key = "0x" + Account.create().key.hex().removeprefix("0x")
@@ -233,6 +318,7 @@ def run_day(
     ticks = sorted(bot.tick_times) or [0.0]
     st = sim.state()
     mk30, mk60 = sim._ask("markouts", addr)
+    per_market = sim._ask("market_stats", addr)
     sim.stop()
     return {
         "label": label,
@@ -258,7 +344,13 @@ def run_day(
         "tick_p50_ms": round(ticks[len(ticks) // 2] * 1000, 3),
         "tick_p99_ms": round(ticks[int(len(ticks) * 0.99)] * 1000, 3),
         "orders_left_after_rollover": max(left_after_rollover or [0]),
-        "errors": sum(1 for e in events if e["level"] == "ERROR" or e["event"] == "error"),
+        # a kill switch (ERROR level) is the risk limits working, counted on its own
+        "errors": sum(
+            1
+            for e in events
+            if (e["level"] == "ERROR" or e["event"] == "error") and e["event"] != "kill_switch"
+        ),
+        "kill_switches": sum(1 for e in events if e["event"] == "kill_switch"),
         "fail_closed": bot.c.fail_closed,
         "rss_start_mb": round(rss0, 1),
         "rss_end_mb": round(rss1, 1),
@@ -267,6 +359,7 @@ def run_day(
         "sim_invariants_ok": st["invariants_ok"],
         "price_age_p50_s": pct(price_ages, 0.5),
         "price_age_p99_s": pct(price_ages, 0.99),
+        "per_market": per_market,
     }
 
 
