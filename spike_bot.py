@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from statistics import NormalDist
 from typing import Any, Protocol
 
 import requests
@@ -113,6 +114,15 @@ class Config:
         0.7, "blend: weight of the model probability (rest: micro-price)", 0, 1
     )
     model_vol: float = _f(0.55, "annualised volatility for the model probability", 0.01, 5)
+    risk_spread: float = _f(
+        0.0,
+        "extra half-spread per unit of the binary's likely move over risk_horizon_s (0: off)",
+        0,
+        10,
+    )
+    risk_horizon_s: float = _f(
+        10.0, "risk_spread: the horizon of that move (s), about the time to requote", 0.1, 600
+    )
     extreme_zone: float = _f(0.15, "widen when fair is within this of 0 or 1", 0, 0.5)
     extreme_widen: float = _f(0.10, "extra half-spread at fair = 0 or 1", 0, 0.5)
     skew_factor: float = _f(0.08, "quote shift at full inventory (probability units)", 0, 0.5)
@@ -231,6 +241,8 @@ TUNABLE = frozenset(
         "fair_source",
         "model_weight",
         "model_vol",
+        "risk_spread",
+        "risk_horizon_s",
         "extreme_zone",
         "extreme_widen",
         "skew_factor",
@@ -1812,6 +1824,9 @@ class LiveOrder:
     expires: float = math.inf  # its expiration (unix s): gone by then whatever we heard
 
 
+NORMAL = NormalDist()
+
+
 def norm_cdf(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
@@ -1877,6 +1892,18 @@ def fair_value(
     return cfg.model_weight * model + (1 - cfg.model_weight) * micro
 
 
+def binary_move(fair: float, seconds_left: float, horizon_s: float) -> float:
+    """The binary's likely move (one standard deviation, probability units) over the next
+    `horizon_s`: phi(d) x sqrt(h / tau) with d = N^-1(fair). It is largest near the strike
+    and grows as expiry nears: where an informed taker's news is worth most."""
+    if not 0.0 < fair < 1.0 or seconds_left <= 0:
+        return 0.0
+    d = NORMAL.inv_cdf(fair)
+    return math.exp(-0.5 * d * d) / math.sqrt(2 * math.pi) * math.sqrt(
+        min(1.0, horizon_s / seconds_left)
+    )
+
+
 def extremes_half_spread(fair: float, base_half: float, cfg: Config) -> float:
     """Half-spread after extremes widening: grows linearly as fair nears 0 or 1."""
     d = min(fair, 1.0 - fair)
@@ -1900,6 +1927,8 @@ def quotes(
     if seconds_left <= cfg.tminus_pull_s or not 0.0 < fair < 1.0:
         return []
     half = cfg.base_spread / 2
+    if cfg.risk_spread > 0:  # the binary's risk: fastest near the strike and near expiry
+        half += cfg.risk_spread * binary_move(fair, seconds_left, cfg.risk_horizon_s)
     size_sh = cfg.order_size
     if seconds_left <= cfg.tminus_widen_s:
         half *= cfg.tminus_widen_mult

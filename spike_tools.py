@@ -106,6 +106,8 @@ def summarize(events: list[dict[str, Any]], bad_lines: int = 0) -> dict[str, Any
     ]
     return {
         "bot": events[0].get("bot", "?"),
+        # live, sim, paper, dry_run or replay (the last start's; logs before it: live)
+        "mode": (by.get("start") or [{}])[-1].get("mode", "live"),
         "events": len(events),
         "bad_lines": bad_lines,
         "starts": len(by.get("start", [])),

@@ -202,9 +202,10 @@ def test_paper_bot_fills_rolls_over_and_claims(tmp_path: pathlib.Path, kind: str
     assert start["mode"] == "paper" and start["address"] == PAPER_ADDRESS
 
 
-def test_paper_bot_fails_closed_on_a_stale_feed(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("kind", ["spike", "official"])
+def test_paper_bot_fails_closed_on_a_stale_feed(tmp_path: pathlib.Path, kind: str) -> None:
     sim = ts.start_sim(quiet_sim_cfg())
-    h = BotHarness(sim, tmp_path, paper=True, stale_after_s=6).start()
+    h = BotHarness(sim, tmp_path, exchange_kind=kind, paper=True, stale_after_s=6).start()
     try:
         assert len(h.open_orders()) == 2
         sim.fault("ws_freeze")
@@ -244,6 +245,26 @@ def test_paper_fills_equal_the_replay_of_its_recording(tmp_path: pathlib.Path) -
         if e["event"] == "fill"
     ]
     assert replayed[: len(live)] == live
+
+
+def test_report_tells_a_paper_run_from_a_live_one(tmp_path: pathlib.Path) -> None:
+    """Two runs on the same market, one paper and one live: the report's mode row."""
+    sim = ts.start_sim(quiet_sim_cfg())
+    paper = BotHarness(sim, tmp_path / "p", paper=True)
+    live = BotHarness(sim, tmp_path / "l")
+    for h in (paper, live):
+        h.log_path.parent.mkdir(exist_ok=True)
+    try:
+        paper.start()
+        live.start()
+        live.tick(3)
+    finally:
+        live.stop()
+        paper.stop()
+        sim.stop()
+    runs = [st.summarize(*st.read_events(str(h.log_path))) for h in (paper, live)]
+    assert [r["mode"] for r in runs] == ["paper", "live"]
+    assert all(r["orders_placed"] >= 2 for r in runs)
 
 
 def test_paper_cli_runs_on_the_simulator_and_refuses_bad_flags(tmp_path: pathlib.Path) -> None:

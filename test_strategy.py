@@ -71,6 +71,30 @@ def test_symmetric_quotes_at_default_spread() -> None:
     assert bid.size == ask.size == 5 * S and bid.outcome == ask.outcome == YES
 
 
+def test_binary_move_is_largest_near_the_strike_and_near_expiry() -> None:
+    m = sb.binary_move
+    # at the strike with 15 minutes left: phi(0) x sqrt(10 / 900)
+    assert m(0.5, 900, 10) == pytest.approx(0.398942 * (10 / 900) ** 0.5, rel=1e-4)
+    assert m(0.5, 900, 10) > m(0.7, 900, 10) > m(0.95, 900, 10) > 0
+    assert m(0.3, 900, 10) == pytest.approx(m(0.7, 900, 10))  # symmetric about 0.5
+    assert m(0.5, 60, 10) > 3 * m(0.5, 900, 10)  # the last minute moves fast
+    assert m(0.5, 5, 10) == pytest.approx(0.398942, rel=1e-4)  # capped at the time left
+    assert m(0.0, 900, 10) == m(1.0, 900, 10) == m(0.5, 0, 10) == 0.0
+
+
+def test_risk_spread_widens_where_the_binary_moves() -> None:
+    c = cfg(base_spread=0.04, risk_spread=1.0, tminus_widen_s=0, extreme_widen=0)
+
+    def width(fair: float, left: float) -> float:
+        qs = sb.quotes(fair, 0.0, book(), left, c)
+        return (side(qs, SELL).price - side(qs, BUY).price) / P  # type: ignore[union-attr]
+
+    assert width(0.5, 900) == pytest.approx(0.04 + 2 * sb.binary_move(0.5, 900, 10), abs=2e-4)
+    assert width(0.5, 120) > width(0.5, 900) > width(0.8, 900) > 0.04
+    off = sb.quotes(0.5, 0.0, book(), 900, cfg(base_spread=0.04, risk_spread=0.0))
+    assert (side(off, SELL).price - side(off, BUY).price) / P == pytest.approx(0.04)  # type: ignore[union-attr]
+
+
 def test_extremes_widen_near_0_and_1_only() -> None:
     c = cfg(base_spread=0.1, extreme_zone=0.15, extreme_widen=0.1)
     assert sb.extremes_half_spread(0.5, 0.05, c) == 0.05
