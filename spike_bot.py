@@ -2863,6 +2863,7 @@ class Bot:
         self.hermes_key = ""  # set by the CLI from PYTH_API_KEY; never logged
         self.pyth_auto = False  # price_source=auto streams: a Hermes key, or --sim
         self.price_src: dict[str, str] = {}  # asset -> source in use (logged on a change)
+        self.step_prices: dict[str, tuple[float, float]] = {}  # Feed.prices at step start
         self.started = clock.now()
         self.last_status = 0.0
         self.stream: Stream | None = None
@@ -3989,6 +3990,8 @@ class Bot:
             self.stream.pump()
         if self.recorder is not None:
             self.recorder.write("step", None)  # replay steps the engine exactly here
+        with self.feed.lock:  # the streamed prices as of the step's start: what replay sees
+            self.step_prices = dict(self.feed.prices)
         now = self.clock.now()
         cfg = self.cfg
         self._safety_first()
@@ -4120,8 +4123,7 @@ class Bot:
         than price_max_age_s (then the Turbine poll stands in)."""
         if self.price_stream is None:
             return None
-        with self.feed.lock:
-            got = self.feed.prices.get(asset)
+        got = self.step_prices.get(asset)
         if got is None:
             return None
         age = self.clock.now() - got[1]
