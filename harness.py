@@ -18,6 +18,7 @@ from eth_account import Account
 import turbine_sim
 
 SIM_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a quick-market boundary
+SEED_QUOTING = {"base_spread": 0.40, "order_size": 5.0, "risk_spread": 0.0}
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
@@ -79,7 +80,9 @@ class BotHarness:
             http_timeout_s=5,
             max_retries=3,
         )
-        for k, v in overrides.items():
+        # the seed's quoting (a 0.40 spread, 5 shares, no risk spread): the scenarios are
+        # about plumbing and money safety, written against those known quote prices
+        for k, v in {**SEED_QUOTING, **overrides}.items():
             setattr(cfg, k, v)
         self.cfg = sb.validate(cfg)
         self.exchange_kind = exchange_kind

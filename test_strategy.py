@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import spike_bot as sb
+from harness import SEED_QUOTING
 from spike_bot import BUY, NO, SELL, YES, Book, Config, LiveOrder, Quote
 
 P = sb.PRICE_SCALE
@@ -21,7 +22,9 @@ S = sb.SIZE_SCALE
 
 
 def cfg(**kw: Any) -> Config:
-    return sb.validate(dataclasses.replace(Config(), **kw))
+    """The seed's quoting (0.40 spread, 5 shares, no risk spread), which these tests' prices
+    were written against, with `kw` on top."""
+    return sb.validate(dataclasses.replace(Config(), **{**SEED_QUOTING, **kw}))
 
 
 def book(bids: list[tuple[float, float]] = (), asks: list[tuple[float, float]] = ()) -> Book:

@@ -15,11 +15,14 @@ set (2001, 2002, ...) is what README reports. A worse result than a baseline is 
 reported as is.
 
 Strategies (the engine, order manager and limits are spike_bot's for all of them):
-  spike        spike_bot with today's defaults
-  spike_tuned  spike_bot with the settings chosen on the tuning seeds (TUNED below)
+  spike        spike_bot with today's defaults (chosen on the tuning seeds, 2026-11-26: a
+               0.04 spread plus one likely 10 s move of the binary each side, 10 shares)
   spike_seed   spike_bot with the seed's defaults (0.40 spread, blend fair), pinned here
   mid_quoter   symmetric quotes around the book mid, the seed's spread and size, no skew,
                no extremes widening, no T-minus rules
+  spike_stream spike_bot's defaults with price_source=pyth (the simulator's Hermes stream);
+               every other strategy polls Turbine's price every 2 s (not in the default set:
+               --strategies spike,spike_stream compares the two price sources)
   sdk_model    the official SDK market maker's documented algorithm (turbine-api.md 8.1),
                written here from its description: normal-CDF probability from the price,
                clamped to [0.20, 0.80]; a 0.012 spread, wider in the last 90 s; six levels a
@@ -55,7 +58,8 @@ SEED_DEFAULTS: dict[str, Any] = {
     "model_vol": 0.55,
     "skew_factor": 0.08,
     "extreme_widen": 0.10,
-    "requote_tolerance": 0.02,
+    "requote_tolerance": 0.03,
+    "risk_spread": 0.0,
 }
 MID = {
     **SEED_DEFAULTS,
@@ -110,18 +114,15 @@ def sdk_quotes(
     return out
 
 
-# The candidate chosen on the tuning seeds (2026-11-26, realistic preset, 4 seeds x 1 h):
-# a 0.04 spread plus the binary's risk (risk_spread 1: one likely 10 s move each side) and
-# 10 shares a quote; see README "Trading quality" for what each change contributed.
-TUNED = {"base_spread": 0.04, "risk_spread": 1.0, "order_size": 10.0}
 STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
     "spike": ({}, None),
-    "spike_tuned": (TUNED, None),
+    "spike_seed": (SEED_DEFAULTS, None),
     "mid_quoter": (MID, None),
     "sdk_model": (SDK, sdk_quotes),
-    "spike_seed": (SEED_DEFAULTS, None),  # = spike while the defaults are the seed's
+    # spike with the oracle's streamed price (issue 15); the others poll Turbine's price
+    "spike_stream": ({"price_source": "pyth", "hermes_url": "<sim>"}, None),
 }
-DEFAULT_STRATEGIES = "spike,spike_tuned,mid_quoter,sdk_model"
+DEFAULT_STRATEGIES = "spike,spike_seed,mid_quoter,sdk_model"
 SEED_SETS = {"tuning": 1001, "heldout": 2001}
 
 
