@@ -18,7 +18,7 @@ from eth_account import Account
 import turbine_sim
 
 SIM_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a quick-market boundary
-SEED_QUOTING = {"base_spread": 0.40, "order_size": 5.0, "risk_spread": 0.0}
+SEED_QUOTING = {"base_spread": 0.40, "order_size": 5.0, "risk_spread": 0.0, "skew_factor": 0.08}
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:

@@ -102,7 +102,7 @@ class Config:
     )
     # -- quoting ---------------------------------------------------------------------------------
     # quoting defaults chosen on held-out seeds of the realistic market (README "Trading
-    # quality"); the seed's were 5 shares, a 0.40 spread and no risk_spread
+    # quality"); the seed's were 5 shares, a 0.40 spread, no risk_spread and skew 0.08
     order_size: float = _f(10.0, "shares per quote", 0.000001, 1e6)
     base_spread: float = _f(
         0.04, "full bid-ask spread around fair value (probability units)", 0.0002, 0.98
@@ -127,7 +127,7 @@ class Config:
     )
     extreme_zone: float = _f(0.15, "widen when fair is within this of 0 or 1", 0, 0.5)
     extreme_widen: float = _f(0.10, "extra half-spread at fair = 0 or 1", 0, 0.5)
-    skew_factor: float = _f(0.08, "quote shift at full inventory (probability units)", 0, 0.5)
+    skew_factor: float = _f(0.15, "quote shift at full inventory (probability units)", 0, 0.5)
     price_tick: float = _f(0.0001, "price tick (the SDK rounds to 0.0001)", 0.000001, 0.1)
     requote_tolerance: float = _f(
         0.03,
