@@ -1027,6 +1027,7 @@ DEFERRABLE = frozenset(
     }
 )
 DEFERRED_TIMEOUT_S = 1.0  # their HTTP timeout while the host is failing
+PRICE_WAKE_S = 0.2  # a streamed price wakes the engine at most this often (real seconds)
 CTF_RETRY_S = 30.0  # a failed CTF approval request is repeated at most this often
 # /failed-trades is read before any position reconcile (a failed fill is what a mismatch that
 # lasts usually is) and every FAILED_IDLE_S besides
@@ -2866,6 +2867,7 @@ class Bot:
         self.pyth_auto = False  # price_source=auto streams: a Hermes key, or --sim
         self.price_src: dict[str, str] = {}  # asset -> source in use (logged on a change)
         self.step_prices: dict[str, tuple[float, float]] = {}  # Feed.prices at step start
+        self.last_step_mono = 0.0  # monotonic time of the last step's start
         self.started = clock.now()
         self.last_status = 0.0
         self.stream: Stream | None = None
@@ -3988,6 +3990,7 @@ class Bot:
         if self.reload_requested.is_set():
             self.reload_requested.clear()
             self.reload_params()
+        self.last_step_mono = time.monotonic()  # read by the price-stream thread (a float)
         if self.stream is not None:
             self.stream.pump()
         if self.recorder is not None:
@@ -4121,8 +4124,10 @@ class Bot:
                 self.feed.prices[asset] = (price, published)
                 # a new oracle price is news for the model: quote on it now, not at the next
                 # tick (Pyth publishes every 400 ms; a step costs a few ms and requests only
-                # when a quote moves past requote_tolerance)
-                self.feed.wake.set()
+                # when a quote moves past requote_tolerance). At most every PRICE_WAKE_S of
+                # real time: a compressed --sim clock publishes 60 a second at 60x.
+                if time.monotonic() - self.last_step_mono >= PRICE_WAKE_S:
+                    self.feed.wake.set()
 
     def stream_price(self, asset: str) -> tuple[float, float] | None:
         """(price, age s) of the streamed oracle price, or None when off, missing or older
