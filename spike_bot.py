@@ -2868,6 +2868,7 @@ class Bot:
         self.price_src: dict[str, str] = {}  # asset -> source in use (logged on a change)
         self.step_prices: dict[str, tuple[float, float]] = {}  # Feed.prices at step start
         self.last_step_mono = 0.0  # monotonic time of the last step's start
+        self.step_now = 0.0  # clock time of the last step's start (the streamed price's age)
         self.started = clock.now()
         self.last_status = 0.0
         self.stream: Stream | None = None
@@ -3997,6 +3998,7 @@ class Bot:
             self.recorder.write("step", None)  # replay steps the engine exactly here
         with self.feed.lock:  # the streamed prices as of the step's start: what replay sees
             self.step_prices = dict(self.feed.prices)
+        self.step_now = self.clock.now()
         now = self.clock.now()
         cfg = self.cfg
         self._safety_first()
@@ -4137,7 +4139,9 @@ class Bot:
         got = self.step_prices.get(asset)
         if got is None:
             return None
-        age = self.clock.now() - got[1]
+        # its age when the step began: a slow step (a rollover's REST calls; 60x in --sim)
+        # must not age the price the step started with
+        age = (self.step_now or self.clock.now()) - got[1]
         return (got[0], max(0.0, age)) if age <= self.cfg.price_max_age_s else None
 
     def price_state(self, asset: str) -> tuple[str, float]:
