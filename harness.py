@@ -106,8 +106,7 @@ class BotHarness:
         if self.paper:
             import spike_paper
 
-            wallet = str(self.state_path).replace(".json", ".wallet.json")
-            ex = spike_paper.PaperExchange(ex, self.cfg, self.sim.clock.now, wallet)
+            ex = spike_paper.PaperExchange(ex, self.cfg, self.sim.clock.now)
         return ex
 
     def start(self, wait_quotes: bool = True) -> BotHarness:

@@ -4892,11 +4892,10 @@ def run_cli(
         if a.paper:
             import spike_paper  # not the bot: loaded only for paper trading
 
-            wallet = cfg.state_file.replace(".json", "") + ".wallet.json"
             if a.sim:  # a new simulated world: the last one's paper wallet means nothing
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(wallet)
-            ex = spike_paper.PaperExchange(ex, cfg, clock.now, wallet)
+                    os.unlink(spike_paper.wallet_path(cfg.state_file))
+            ex = spike_paper.PaperExchange(ex, cfg, clock.now)
         log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
         bot = Bot(cfg, ex, clock, log, metrics, dry_run=a.dry_run)
         bot.mode = "paper" if a.paper else "dry_run" if a.dry_run else "sim" if a.sim else "live"

@@ -59,6 +59,7 @@ from spike_bot import (
 PAPER_ADDRESS = "0x" + "00" * 18 + "9a9e"
 MIN_EXPIRY_S = 60  # [docs] the API refuses an expiration less than 60 s ahead (spec 9)
 MIN_TAKER_U6 = 1_000_000  # [docs] $1 minimum value of an order that takes liquidity (spec 9)
+FORGET_S = 3600.0  # closed paper orders are kept this long after their market's end
 
 
 @dataclass
@@ -188,9 +189,13 @@ class PaperVenue:
                     o.status = "cancelled"
 
     def _expire(self, now: float) -> None:
-        for o in self.orders.values():
+        """Close what expired or whose market ended; forget closed orders of markets that
+        ended over FORGET_S ago (nobody reads them back), so every call stays short."""
+        for h, o in list(self.orders.items()):
             if o.status == "open" and (now >= o.expiration or now >= o.end):
                 o.status = "expired" if now >= o.expiration else "cancelled"
+            if o.status != "open" and now >= o.end + FORGET_S:
+                del self.orders[h]
 
     # -- reads -----------------------------------------------------------------------------------
     def order_rows(self, market_id: str | None, status: str | None, now: float) -> list[OrderInfo]:
@@ -433,6 +438,11 @@ class PaperStream:
             )
 
 
+def wallet_path(state_file: str) -> str:
+    """The paper wallet beside the state file: spike_state.paper.json -> ...wallet.json."""
+    return state_file.removesuffix(".json") + ".wallet.json"
+
+
 class PaperExchange:
     """spike_bot's Exchange interface: reads from `inner` (a read-only live adapter), orders
     on a PaperVenue. Nothing is ever signed or sent for our orders."""
@@ -440,17 +450,23 @@ class PaperExchange:
     address = PAPER_ADDRESS
 
     def __init__(
-        self, inner: Any, cfg: Config, now: Callable[[], float], wallet_file: str = ""
+        self,
+        inner: Any,
+        cfg: Config,
+        now: Callable[[], float],
+        wallet_file: str | None = None,
     ) -> None:
+        """`wallet_file`: where the paper wallet persists (None: beside the state file; "":
+        nowhere)."""
         self.inner = inner
         self.cfg = cfg
         self.now = now
         self.policy = inner.policy
         self.gate = inner.gate  # the firewall holds for paper orders too
         self.venue = PaperVenue(round(cfg.paper_usdc * SIZE_SCALE))
-        self.wallet_file = wallet_file
-        if wallet_file:
-            self.venue.load(wallet_file)  # a restart keeps the paper wallet's USDC and shares
+        self.wallet_file = wallet_path(cfg.state_file) if wallet_file is None else wallet_file
+        if self.wallet_file:
+            self.venue.load(self.wallet_file)  # a restart keeps the paper wallet's USDC and shares
         self.recorder: Recorder | None = None  # resolutions go into --record too
         self._stream: PaperStream | None = None
 
@@ -523,7 +539,8 @@ class PaperExchange:
             out.append(
                 ClaimResult(mid, contract, "claimed" if paid else "lost", paid, "paper", yes_won)
             )
-        self.save()
+        if any(r.status != "pending" for r in out):
+            self.save()  # the wallet changed
         return out
 
     def save(self) -> None:

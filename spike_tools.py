@@ -369,12 +369,11 @@ class ReplayExchange(PaperExchange):
         self.marks = False  # the recording marks steps: reads are matched by step, not time
         self.step_no = 0  # step marks delivered so far
         self.resolutions: dict[str, bool] = {}  # market id -> YES won (paper recordings)
-        self.books: dict[str, Book] = {}  # the latest stream book, for a REST read not recorded
         self.replay_stream = ReplayStream()
         self.clock = clock
         self.policy = CallPolicy(cfg)
         self.gate = OrderGate(cfg, None)
-        super().__init__(self, cfg, clock.now)
+        super().__init__(self, cfg, clock.now, wallet_file="")
         self.venue.own_in_book = True  # a recording without a start mark: a live run's
 
     # recorded inputs (PaperExchange reads them from `inner`: itself)
@@ -400,7 +399,7 @@ class ReplayExchange(PaperExchange):
         if rest and self._due(rest[0][0], rest[0][2], now):  # what the engine read then
             b = rest.pop(0)[1]
         else:
-            b = self.venue.books.get(market_id) or self.books.get(market_id, Book())
+            b = self.venue.books.get(market_id, Book())  # the latest the engine was given
         return Book(b.bids, b.asks, now)
 
     def _due(self, t: float, step: int, now: float) -> bool:
@@ -423,9 +422,6 @@ class ReplayExchange(PaperExchange):
             return None
         px = [p for t, p, _ in self.prices.get(m.asset.upper(), []) if t <= m.end]
         return px[-1] > m.strike if px else None
-
-    def save(self) -> None:
-        return None
 
 
 RECORD_KINDS = frozenset({"book", "trade", "price", "market", "step", "resolution", "start"})
@@ -534,7 +530,6 @@ def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[s
             bot.step()
         elif r["k"] == "book" and not d.get("rest"):
             book = Book(tuple(map(tuple, d["b"])), tuple(map(tuple, d["a"])), t)
-            ex.books[d["m"]] = book
             handler.on_book(d["m"], book)
         elif r["k"] == "trade":
             handler.on_trade(str(d.get("marketId", "")), d)

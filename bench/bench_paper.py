@@ -57,7 +57,8 @@ def run(hours: float, seed: int, spread: float) -> dict[str, Any]:
     me = h.address
     # each shadow never runs out of USDC: it measures fills only
     shadows = {"same": (sim, PaperVenue(10**15)), "twin": (twin, PaperVenue(10**15))}
-    mirror: dict[str, dict[str, str]] = {k: {} for k in shadows}  # real hash -> paper hash
+    # real hash -> its paper order (held here: a venue forgets closed orders an hour on)
+    mirror: dict[str, dict[str, Any]] = {k: {} for k in shadows}
     seen_trades: dict[tuple[str, str], int] = {}  # (venue, market) -> trades fed
     t0 = time.perf_counter()
     h.start()
@@ -81,18 +82,17 @@ def run(hours: float, seed: int, spread: float) -> dict[str, Any]:
             if o.trader != me:
                 continue
             for name, (_, venue) in shadows.items():
-                ph = mirror[name].get(o.order_hash)
-                if ph is None and o.status == "open":
+                if o.order_hash not in mirror[name] and o.status == "open":
                     m = ex.markets[o.market_id]
                     qm = sb.QuickMarket(o.market_id, "", "BTC", m.strike, m.start, m.end)
                     try:
-                        mirror[name][o.order_hash] = venue.place(
-                            qm, o.side, o.outcome, o.price, o.size, o.expiration, ex.t
-                        )
+                        ph = venue.place(qm, o.side, o.outcome, o.price, o.size, o.expiration, ex.t)
+                        mirror[name][o.order_hash] = venue.orders[ph]
                     except sb.ExchangeError:
-                        mirror[name][o.order_hash] = ""
-                elif ph and o.status != "open" and venue.orders[ph].status == "open":
-                    venue.orders[ph].status = "cancelled"
+                        mirror[name][o.order_hash] = None
+                po = mirror[name].get(o.order_hash)
+                if po is not None and o.status != "open" and po.status == "open":
+                    po.status = "cancelled"
 
     try:
         for _ in range(int(hours * 3600 / h.cfg.tick_s)):
@@ -106,8 +106,8 @@ def run(hours: float, seed: int, spread: float) -> dict[str, Any]:
         sim.stop()
         twin.stop()
     out: dict[str, Any] = {"hours": hours, "seed": seed, "base_spread": spread}
-    for name, (_, venue) in shadows.items():
-        pairs = [(real[r], venue.orders[p]) for r, p in mirror[name].items() if p and r in real]
+    for name in shadows:
+        pairs = [(real[r], p) for r, p in mirror[name].items() if p is not None and r in real]
         out[name] = compare(pairs)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     return out

@@ -156,14 +156,18 @@ def one_run(job: tuple[str, str, int, float, dict[str, Any]]) -> dict[str, Any]:
     return {"strategy": name, "preset": preset, "seed": seed, **r}
 
 
+def market_pnls(run: dict[str, Any], rebate: bool) -> list[float]:
+    """A run's PnL per resolved market, in market order (rebates added when they are on)."""
+    return [x["pnl"] + (x["rebate"] if rebate else 0.0) for x in run["per_market"]]
+
+
 def summarize(runs: list[dict[str, Any]], rebate: bool) -> dict[str, Any]:
     """One strategy on one preset: its runs (one per seed) into the table's figures."""
     per_seed, markets = [], []
     dd = []
     for r in runs:
-        pm = r["per_market"]
-        pnl = [x["pnl"] + (x["rebate"] if rebate else 0.0) for x in pm]
-        markets += [{**x, "pnl": p} for x, p in zip(pm, pnl, strict=True)]
+        pnl = market_pnls(r, rebate)
+        markets += [{**x, "pnl": p} for x, p in zip(r["per_market"], pnl, strict=True)]
         if pnl:
             per_seed.append(statistics.fmean(pnl))
         peak = cum = worst = 0.0
@@ -209,12 +213,7 @@ def paired(a: list[dict[str, Any]], b: list[dict[str, Any]], rebate: bool) -> di
     """A minus B, PnL per market, paired by seed (same price path and participants)."""
 
     def by_seed(runs: list[dict[str, Any]]) -> dict[int, float]:
-        out = {}
-        for r in runs:
-            pnl = [x["pnl"] + (x["rebate"] if rebate else 0.0) for x in r["per_market"]]
-            if pnl:
-                out[r["seed"]] = statistics.fmean(pnl)
-        return out
+        return {r["seed"]: statistics.fmean(p) for r in runs if (p := market_pnls(r, rebate))}
 
     sa, sb_ = by_seed(a), by_seed(b)
     diffs = [sa[s] - sb_[s] for s in sorted(sa) if s in sb_]

@@ -46,20 +46,7 @@ def markouts(ex: ts.Exchange, addr: str) -> tuple[float, float]:
     """Average markout per share of the bot's fills, in USDC: the simulator's true probability
     30 s and 60 s after the fill against the fill price, signed so that positive means the
     fill made money. Runs on the simulator's loop (it reads the model directly)."""
-    import bisect
-    import math
-
-    hists = {a: list(h) for a, h in ex.price_hist.items()}  # each asset its own path
-    times = {a: [t for t, _ in h] for a, h in hists.items()}
-
-    def truth(m: ts.Market, t: float) -> float:
-        if t >= m.end:
-            return 1.0 if (m.final_price or 0) > m.strike else 0.0
-        hist = hists[m.asset]
-        s = hist[max(0, bisect.bisect_right(times[m.asset], t) - 1)][1]
-        d = math.log(s / m.strike) / (ex.sigma_s * math.sqrt(m.end - t))
-        return 0.5 * (1 + math.erf(d / math.sqrt(2)))
-
+    truth = truth_fn(ex)
     tot = {30: 0.0, 60: 0.0}
     shares = 0.0
     for mid, trades in ex.trades.items():
