@@ -92,6 +92,8 @@ class BotHarness:
         self.kid, self.secret = creds_for(sim, self.key)
         self.thread: threading.Thread | None = None
         self.bot = None
+        # more of the Bot's constructor arguments (alerter, reloader, hermes_key, ...)
+        self.bot_kw: dict[str, Any] = {}
 
     def make_exchange(self) -> Any:
         sb = self.sb
@@ -112,13 +114,22 @@ class BotHarness:
     def start(self, wait_quotes: bool = True) -> BotHarness:
         sb = self.sb
         log = sb.EventLog(str(self.log_path), self.cfg.bot_name)
-        self.bot = sb.Bot(self.cfg, self.make_exchange(), self.sim.clock, log, self.metrics)
-        if self.paper:
-            self.bot.mode = "paper"
+        ex = self.make_exchange()
+        recorder = None
         if self.record is not None:
-            self.bot.recorder = sb.Recorder(str(self.record), self.sim.clock.now)
+            recorder = sb.Recorder(str(self.record), self.sim.clock.now)
             if self.paper:
-                self.bot.ex.recorder = self.bot.recorder
+                ex.recorder = recorder
+        self.bot = sb.Bot(
+            self.cfg,
+            ex,
+            self.sim.clock,
+            log,
+            self.metrics,
+            mode="paper" if self.paper else None,
+            recorder=recorder,
+            **self.bot_kw,
+        )
         self.thread = threading.Thread(target=self.bot.run, name="bot-under-test", daemon=True)
         self.thread.start()
         wait_until(lambda: all(s.m is not None for s in self.bot.slots), 10)

@@ -428,12 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "preflight":
-        return sb.preflight_cli(args[1:], DEFAULTS, official_exchange)  # canary via the SDK
-    if args and args[0] == "report":
-        import spike_tools
+    if args and args[0] in ("preflight", "report"):
+        import spike_tools  # not the bot: loaded only for these subcommands
 
-        return spike_tools.report_cli(args[1:])
+        if args[0] == "report":
+            return spike_tools.report_cli(args[1:])
+        return spike_tools.preflight_cli(args[1:], DEFAULTS, official_exchange)  # SDK canary
     return sb.run_cli(args, official_exchange, DEFAULTS)
 
 

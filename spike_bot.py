@@ -1141,20 +1141,25 @@ class Stream(Protocol):
 class OrderGate:
     """The adapter-level firewall and permit bookkeeping shared by both adapters.
 
-    Every order-placing call passes `check(market_id)`: no fresh book for that market, no
-    order. Permit nonces are read
-    from the exchange once and counted up locally, resynced after a permit failure.
+    Every order-placing call passes `check(market_id)`, which asks the engine's Risk.blocked
+    (the bot sets `blocked` when it is built): no fresh book for that market, or a kill switch
+    on, and no order. Permit nonces are read from the exchange once and counted up locally,
+    resynced after a permit failure.
     """
 
     def __init__(self, cfg: Config, signer: Signer | None) -> None:
         self.cfg = cfg
         self.signer = signer
-        self.feed_ok: Callable[[str], bool] = lambda market_id: False
+        # market id -> why it may not trade, or None; no engine yet: nothing may
+        self.blocked: Callable[[str], str | None] = lambda market_id: "stale_feed"
         self.permit_nonce: int | None = None
 
     def check(self, market_id: str) -> None:
-        if not self.feed_ok(market_id):
+        why = self.blocked(market_id)
+        if why == "stale_feed":
             raise ExchangeError("stale_feed", "order refused: the book feed is stale")
+        if why is not None:
+            raise ExchangeError("blocked", f"order refused: {why}")
 
     def permit_for(
         self, side: int, price: int, size: int, now: float, read_nonce: Callable[[], int]
@@ -2111,18 +2116,34 @@ def limit_quotes(
 
 
 # =============================================================================================
-# 5. ENGINE: the Bot and its observability.
+# 5. ENGINE: the owners and the Bot that wires them together.
 #
-#   Threads and ownership (one lock: Feed.lock)
-#   | thread         | owns                                          | shares                    |
-#   | main (engine)  | the slots (each market's state, live orders,  | reads Feed under its lock |
-#   |                | fills, positions, PnL, schedule), portfolio   |                           |
-#   |                | limits, budgets, claims, state file, metrics  |                           |
-#   | book-feed      | the socket, reconnects, subscriptions         | writes Feed (books per    |
-#   |                |                                               | market, hints, flags)     |
-#   |                |                                               | under the lock; sets wake |
-#   | metrics server | nothing                                       | reads the engine's metrics|
-#   | simulator      | everything in turbine_sim (--sim only)        | nothing: loopback HTTP/WS |
+#   Threads and ownership (one lock, Feed.lock; everything else is the engine thread's alone)
+#   | owner (section)   | state it alone writes                               | thread           |
+#   | Feed              | books per market, stream connected, rollover hints, | its methods, from|
+#   |                   | own-trade and dead-order news, streamed prices      | book-feed (via   |
+#   |                   | (REST book reads come in through Feed.rest_book)    | FeedHandler),    |
+#   |                   |                                                     | price-stream and |
+#   |                   |                                                     | engine, locked   |
+#   | Ledger            | realized totals, the UTC day's PnL, counters        | engine           |
+#   | BookWatch         | its reconnect schedule; MarketState.unconfirmed     | engine           |
+#   | PriceSource       | polled prices, source in use, prices as of the step | engine           |
+#   | Risk              | day kill switch, MarketState.killed, capital,       | engine           |
+#   |                   | budgets, Slot.blocked (what each limit holds back)  |                  |
+#   | Orders            | MarketState.live, unconfirmed cancels, dry-run ids, | engine           |
+#   |                   | the CTF approval                                    |                  |
+#   | Fills             | MarketState fills, journal, PnL, exchange position, | engine           |
+#   |                   | mismatch; failed settlements seen                   |                  |
+#   | Claims            | markets to claim, their settled positions, strikes  | engine           |
+#   | StateFile         | the state file; PnL carried over a restart          | engine           |
+#   | Status            | nothing (reads all, sets gauges)                    | engine           |
+#   | Bot               | slots (current market, schedule, quoting state),    | engine           |
+#   |                   | MarketState.fair and price_off, the job schedule    |                  |
+#   | book-feed thread  | the socket, reconnects, subscriptions               | its own          |
+#   | price-stream      | the Hermes connection                               | its own          |
+#   | alerts thread     | the webhook queue and its rate limit                | its own          |
+#   | metrics server    | nothing: reads the registry                         | its own          |
+#   | simulator         | everything in turbine_sim (--sim only)              | loopback only    |
 # =============================================================================================
 class Clock(Protocol):
     def now(self) -> float: ...
@@ -2143,8 +2164,11 @@ class SystemClock:
 
 
 class Feed:
-    """State the stream thread shares with the engine. Every field is read and written under
-    `lock`; `wake` tells the engine to quote now."""
+    """What the stream threads share with the engine: each market's book, the stream's news
+    and the streamed oracle prices. Every field is read and written under `lock`, and written
+    only by the methods below: the book-feed thread (through FeedHandler), the price-stream
+    thread (`put_price`) and the engine (`track`, `rest_book`, `take_news`, `read_back`).
+    `wake` tells the engine to quote now."""
 
     def __init__(self, clock: Clock) -> None:
         self.lock = threading.Lock()
@@ -2160,9 +2184,126 @@ class Feed:
         self.bad_frames = 0
         self.closing = False  # set by the engine before stop()
 
+    # -- the stream threads ----------------------------------------------------------------------
+    def stream_book(self, market_id: str, book: Book) -> None:
+        """A book heard on the stream; a change of the top of book wakes the engine."""
+        mid = market_id.lower()
+        with self.lock:
+            old = self.books.get(mid)
+            if old is None:
+                return  # not a market we quote (any more)
+            material = (book.best_bid, book.best_ask) != (old.best_bid, old.best_ask)
+            self.books[mid] = book
+        if material:
+            self.wake.set()
+
+    def hint(self, keys: list[MarketKey], qm: dict[str, Any]) -> None:
+        with self.lock:
+            for k in keys:
+                self.hints[k] = qm
+        self.wake.set()
+
+    def own_trade(self, market_id: str) -> None:
+        with self.lock:
+            self.own_trades.add(market_id.lower())  # "" (no id): every market checks
+        self.wake.set()
+
+    def order_died(self, order_hash: str) -> None:
+        with self.lock:
+            if len(self.cancelled) > 10_000:  # hashes no slot ever read back
+                self.cancelled.clear()
+            self.cancelled.add(order_hash)
+
+    def set_connected(self, connected: bool) -> None:
+        with self.lock:
+            self.connected = connected
+
+    def bad_frame(self) -> int:
+        with self.lock:
+            self.bad_frames += 1
+            return self.bad_frames
+
+    def put_price(self, asset: str, price: float, published: float) -> bool:
+        """A streamed oracle price; True when it is newer than the one held."""
+        with self.lock:
+            old = self.prices.get(asset)
+            if old is not None and published <= old[1]:
+                return False
+            self.prices[asset] = (price, published)
+            return True
+
+    # -- the engine ------------------------------------------------------------------------------
+    def book(self, market_id: str) -> Book | None:
+        with self.lock:
+            return self.books.get(market_id.lower())
+
+    def is_connected(self) -> bool:
+        with self.lock:
+            return self.connected
+
+    def track(self, market_id: str, old_id: str | None) -> None:
+        """Rollover: stop keeping the old market's book, start an empty one for the new."""
+        with self.lock:
+            if old_id is not None:
+                self.books.pop(old_id.lower(), None)
+            self.books[market_id.lower()] = Book()
+
+    def rest_book(
+        self, market_id: str, rest: Book, now: float, seen: Book | None = None, force: bool = False
+    ) -> bool | None:
+        """The engine's REST read of a book, applied here under the lock (the stream thread's
+        `stream_book` is the only other writer). With `seen`, the stream book that went quiet:
+        a confirmation. The same top of book keeps it fresh (True), a different one leaves it
+        to age (False); None when the stream spoke meanwhile (its book is the fresher one).
+        Without `seen`: a fallback read, taken while the stream is down, or right after a
+        rollover (`force`) until the subscription's snapshot arrives."""
+        mid = market_id.lower()
+        with self.lock:
+            cur = self.books.get(mid)
+            if seen is not None:
+                if cur is not seen:
+                    return None
+                agree = (seen.best_bid, seen.best_ask) == (rest.best_bid, rest.best_ask)
+                if agree:
+                    self.books[mid] = Book(seen.bids, seen.asks, now, True)
+                return agree
+            if cur is None or rest.ts < cur.ts:
+                return False
+            if (force and not cur.stream) or not self.connected:
+                self.books[mid] = rest
+                return True
+            return False
+
+    def take_news(self) -> tuple[dict[MarketKey, dict[str, Any]], set[str]]:
+        """The rollover hints (taken) and the markets with a trade of ours since their last
+        read-back."""
+        with self.lock:
+            hints, self.hints = self.hints, {}
+            own = set(self.own_trades)
+            # a trade of ours without a market id asks every slot once; market ids stay until
+            # that market's orders are read back (read_back)
+            self.own_trades.discard("")
+            return hints, own
+
+    def prices_now(self) -> dict[str, tuple[float, float]]:
+        """The streamed prices as of now: what a step's model uses (and what replay sees)."""
+        with self.lock:
+            return dict(self.prices)
+
+    def dead(self, hashes: set[str]) -> set[str]:
+        with self.lock:
+            return self.cancelled & hashes
+
+    def read_back(self, market_id: str, hashes: set[str]) -> None:
+        """A market's orders were read back: its trade and cancel news is known."""
+        with self.lock:
+            self.cancelled -= hashes
+            self.own_trades.discard(market_id.lower())
+
 
 class FeedHandler:
-    """StreamHandler writing into Feed (runs on the stream thread)."""
+    """StreamHandler for the book-feed thread: checks what a frame says, then writes it into
+    Feed through Feed's methods."""
 
     def __init__(
         self,
@@ -2179,31 +2320,19 @@ class FeedHandler:
         self.recorder = recorder
 
     def on_book(self, market_id: str, book: Book) -> None:
-        f = self.feed
-        book = Book(book.bids, book.asks, f.clock.now(), True)  # fresh = when we heard it
+        book = Book(book.bids, book.asks, self.feed.clock.now(), True)  # fresh = when we heard it
         if self.recorder is not None:
             self.recorder.book(market_id, book)
-        mid = market_id.lower()
-        with f.lock:
-            old = f.books.get(mid)
-            if old is None:
-                return  # not a market we quote (any more)
-            material = (book.best_bid, book.best_ask) != (old.best_bid, old.best_ask)
-            f.books[mid] = book
-        if material:
-            f.wake.set()
+        self.feed.stream_book(market_id, book)
 
     def on_trade(self, market_id: str, trade: dict[str, Any]) -> None:
-        f = self.feed
         mine = self.address in {
             str(trade.get(k, "")).lower() for k in ("buyer", "seller", "maker", "taker")
         }
         if self.recorder is not None and not trade.get("paper"):  # paper fills are ours
             self.recorder.write("trade", {**trade, "marketId": market_id})
         if mine:
-            with f.lock:
-                f.own_trades.add(market_id.lower())  # "" (no id): every market checks
-            f.wake.set()
+            self.feed.own_trade(market_id)
 
     def on_market(self, qm: dict[str, Any]) -> None:
         asset = str(qm.get("asset", "")).upper()
@@ -2213,24 +2342,16 @@ class FeedHandler:
             interval = 0
         # a hint without an interval may be any of the asset's series: each one polls
         hit = [k for k in self.keys if k.asset == asset and interval in (0, k.interval)]
-        if not hit:
-            return
-        with self.feed.lock:
-            for k in hit:
-                self.feed.hints[k] = qm
-        self.feed.wake.set()
+        if hit:
+            self.feed.hint(hit, qm)
 
     def on_order_cancelled(self, market_id: str, data: dict[str, Any]) -> None:
         h = str(data.get("orderHash", "")).lower()
         if h:
-            with self.feed.lock:
-                if len(self.feed.cancelled) > 10_000:  # hashes no slot ever read back
-                    self.feed.cancelled.clear()
-                self.feed.cancelled.add(h)
+            self.feed.order_died(h)
 
     def on_status(self, connected: bool, reason: str = "") -> None:
-        with self.feed.lock:
-            self.feed.connected = connected
+        self.feed.set_connected(connected)
         closing = self.feed.closing  # our own shutdown closes it: not a warning
         self.log.event(
             "stream_connected" if connected else "stream_disconnected",
@@ -2240,9 +2361,7 @@ class FeedHandler:
         self.feed.wake.set()
 
     def on_bad_frame(self, why: str) -> None:
-        with self.feed.lock:
-            self.feed.bad_frames += 1
-            n = self.feed.bad_frames
+        n = self.feed.bad_frame()
         if n <= 20 or n % 100 == 0:  # bounded: a flood of garbage must not flood the log
             self.log.event("error", level="WARNING", kind="bad_frame", why=why, count=n)
 
@@ -2725,10 +2844,15 @@ class PnL:
 
 @dataclass
 class MarketState:
-    """Everything the engine knows about the market it quotes. Reset at rollover."""
+    """Everything the engine knows about the market a slot quotes; a new one at rollover.
+    Each group of fields has one writer, named above it (the table at the section's head)."""
 
     qm: QuickMarket
+    # Orders: our live orders, cancels not yet confirmed, dry-run order ids
     live: dict[str, LiveOrder] = field(default_factory=dict)
+    unconfirmed_cancels: set[str] = field(default_factory=set)  # logged, still tracked
+    dry_seq: int = 0
+    # Fills (and Orders.sync, which counts fills per order for it)
     filled: dict[str, int] = field(default_factory=dict)  # order hash -> size counted
     meta: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (side, price)
     pnl: PnL = field(default_factory=PnL)
@@ -2737,15 +2861,16 @@ class MarketState:
     journal: list[tuple[int, float, float, float]] = field(default_factory=list)
     exch_yes: int = 0
     exch_no: int = 0
-    fair: float | None = None
-    killed: bool = False
     next_orders_sync: float = 0.0  # clock time of the next unconditional orders read
     mismatch: float | None = None  # exchange inventory seen once that differs from ours
     mismatch_since: float = 0.0  # clock time it was first seen
-    unconfirmed: float = 0.0  # ts of the stream book REST last disagreed with (logged once)
-    unconfirmed_cancels: set[str] = field(default_factory=set)  # logged, still tracked
-    price_off: bool = False  # an asset price inconsistent with the strike was logged
-    dry_seq: int = 0
+    # Risk: this market's loss kill switch
+    killed: bool = False
+    # BookWatch: ts of the stream book REST last disagreed with (logged once)
+    unconfirmed: float = 0.0
+    # Bot (the quote step): the fair value and whether a bad asset price was logged
+    fair: float | None = None
+    price_off: bool = False
 
 
 @dataclass
@@ -2822,156 +2947,92 @@ def _side(side: int) -> str:
     return "BUY" if side == BUY else "SELL"
 
 
-class Bot:
-    """The engine: one main loop on the calling thread quoting every Slot; the stream thread
-    only touches Feed. Portfolio limits and the day's loss span all slots."""
+# -- the ledger: realized PnL and run counters ----------------------------------------------------
+class Ledger:
+    """Realized PnL and the run's counters (engine thread). Owns the run's realized total over
+    finished markets, the UTC day's PnL and the total counters; each slot's own counters and
+    realized PnL are added to only through `count` and `realize`."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        ex: Exchange,
-        clock: Clock,
-        log: EventLog,
-        metrics: Metrics,
-        dry_run: bool = False,
-    ) -> None:
-        self.cfg = cfg
-        self.ex = ex
-        self.clock = clock
-        self.log = log
-        self.metrics = metrics
-        self.dry_run = dry_run
-        self.mode = "dry_run" if dry_run else "live"  # the CLI says: live, sim, paper, dry_run
-        self.feed = Feed(clock)
-        self.ex.gate.feed_ok = self.feed_fresh
-        self.log.clock = clock.now
-        self.stop_event = threading.Event()
-        self.slots = [Slot(k, metrics.market(k)) for k in cfg.market_keys()]
-        self.claims: dict[str, str] = {}  # market id -> contract, until claimed or lost
-        self.strikes: dict[str, int] = {}  # market id -> consecutive "unknown market" answers
-        self.settled: dict[str, dict[str, Any]] = {}  # market id -> position, for resolution
-        self.restored: dict[str, PnL] = {}  # market id -> PnL carried over a restart
+    def __init__(self, slots: list[Slot]) -> None:
+        self.slots = slots
         self.c = Counters()  # totals over the slots
         self.realized_total = 0.0
         self.day = ""
         self.day_pnl = 0.0
-        self.day_killed = False
-        self.capital: float | None = None  # USDC split between the budgets; None: unknown
-        self.logged_capital = 0.0  # the capital the last `capital` line showed
-        self.due: dict[str, float] = {}
-        self.tick_times: list[float] = []
-        self.asset_px: dict[str, float | None] = {}
-        self.asset_px_at: dict[str, float] = {}  # clock time of the last Turbine price read
-        self.price_stream: HermesStream | None = None  # price_source pyth (startup)
-        self.hermes_key = ""  # set by the CLI from PYTH_API_KEY; never logged
-        self.pyth_auto = False  # price_source=auto streams: a Hermes key, or --sim
-        self.price_src: dict[str, str] = {}  # asset -> source in use (logged on a change)
-        self.step_prices: dict[str, tuple[float, float]] = {}  # Feed.prices at step start
-        self.last_step_mono = 0.0  # monotonic time of the last step's start
-        self.step_now = 0.0  # clock time of the last step's start (the streamed price's age)
-        self.started = clock.now()
-        self.last_status = 0.0
-        self.stream: Stream | None = None
-        self.next_kick = 0.0  # clock time before which a stale stream is not reconnected again
-        self.failed_seen: dict[str, None] = {}  # failed settlements already handled (tx)
-        self.failed_primed = False  # the first read of /failed-trades only learns the past
-        self.ctf_approved = False  # the relayer accepted our CTF operator approval
-        self.ctf_next = 0.0  # clock time before which a failed approval is not asked again
-        self.recorder: Recorder | None = None  # --record
-        self.alerter: Alerter | None = None  # SPIKE_ALERT_WEBHOOK
-        # live tuning: SIGHUP sets the flag; the loop re-reads settings through `reloader`
-        self.fresh_state = False  # --sim: start without the previous run's state
-        self.reloader: Callable[[], Config] | None = None
-        self.reload_requested = threading.Event()
 
-    def _count(self, s: Slot, name: str, v: float = 1) -> None:
+    def count(self, s: Slot, name: str, v: float = 1) -> None:
         for c in (s.c, self.c):
             setattr(c, name, getattr(c, name) + v)
 
-    # -- state file -----------------------------------------------------------------------------
-    def load_state(self) -> None:
-        path = self.cfg.state_file
-        if not os.path.exists(path):
-            return
-        try:
-            with open(path, encoding="utf-8") as fh:
-                st = json.load(fh)
-            self.claims = {str(k): str(v) for k, v in st.get("claims", {}).items()}
-            self.settled = dict(st.get("settled", {}))
-            self.realized_total = float(st.get("realized_total", 0.0))
-            self.day = str(st.get("day", ""))
-            self.day_pnl = float(st.get("day_pnl", 0.0))
-            for k, v in st.get("counters", {}).items():
-                if hasattr(self.c, k):
-                    setattr(self.c, k, type(getattr(self.c, k))(v))
-            if st.get("market") and st.get("market_pnl"):  # the single-market format
-                self.restored[str(st["market"])] = PnL(**st["market_pnl"])
-            for s in self.slots:
-                rec = st.get("markets", {}).get(s.name)
-                if not rec:
-                    continue
-                s.realized = float(rec.get("realized", 0.0))
-                for k, v in rec.get("counters", {}).items():
-                    if hasattr(s.c, k):
-                        setattr(s.c, k, type(getattr(s.c, k))(v))
-                if rec.get("market") and rec.get("pnl"):
-                    self.restored[str(rec["market"])] = PnL(**rec["pnl"])
-        except (OSError, ValueError, TypeError, AttributeError) as e:
-            raise ConfigError(
-                f"state file {path} is unreadable ({type(e).__name__}); "
-                "move it aside to start fresh"
-            ) from None
+    def realize(self, slot_name: str, v: float) -> None:
+        """PnL a finished market realized: its trading at rollover, its position at resolution."""
+        self.realized_total += v
+        self.day_pnl += v
+        for s in self.slots:
+            if s.name == slot_name:
+                s.realized += v
 
-    def save_state(self) -> None:
-        """Write-to-temp then rename: a crash mid-write leaves the previous state intact."""
-        st = {
-            "bot": self.cfg.bot_name,
-            "saved": self.clock.now(),
-            "claims": self.claims,
-            "settled": self.settled,
-            "realized_total": self.realized_total,
-            "day": self.day,
-            "day_pnl": self.day_pnl,
-            "counters": dataclasses.asdict(self.c),
-            "markets": {
-                s.name: {
-                    "market": s.m.qm.market_id if s.m else None,
-                    "pnl": dataclasses.asdict(s.m.pnl) if s.m else None,
-                    "realized": s.realized,
-                    "counters": dataclasses.asdict(s.c),
-                }
-                for s in self.slots
-            },
-        }
-        d = os.path.dirname(os.path.abspath(self.cfg.state_file))
-        fd, tmp = tempfile.mkstemp(prefix=".spike_state.", dir=d)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(st, fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.cfg.state_file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    def roll_day(self, now: float) -> bool:
+        """A new UTC day starts the day's PnL at 0; True when it did."""
+        day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        if day == self.day:
+            return False
+        self.day, self.day_pnl = day, 0.0
+        return True
 
-    # -- feed -----------------------------------------------------------------------------------
-    def feed_age(self, market_id: str) -> float:
-        with self.feed.lock:
-            b = self.feed.books.get(market_id.lower())
+    def inventory(self, s: Slot | None = None) -> float:
+        """Net YES-equivalent shares of one slot, or summed over all."""
+        return sum(x.m.pnl.position for x in ([s] if s else self.slots) if x.m)
+
+    def pnl_now(self, s: Slot | None = None) -> tuple[float, float]:
+        """(realized over the run incl. settled markets, unrealized on the current markets),
+        of one slot or of the whole portfolio."""
+        if s is not None:
+            if s.m is None:
+                return s.realized, 0.0
+            return s.realized + s.m.pnl.realized, s.m.pnl.unrealized(s.m.fair)
+        live = [x.m for x in self.slots if x.m]
+        return (
+            self.realized_total + sum(m.pnl.realized for m in live),
+            sum(m.pnl.unrealized(m.fair) for m in live),
+        )
+
+
+# -- feed health ----------------------------------------------------------------------------------
+class BookWatch:
+    """Feed health (engine thread): how old each market's book is, the REST reads that confirm
+    a quiet stream book or stand in while the stream is down (handed to Feed.rest_book, the
+    books' one owner), and a reconnect when a connected stream's book stays stale."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Clock,
+        feed: Feed,
+        ex: Exchange,
+        log: EventLog,
+        recorder: Recorder | None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.feed = feed
+        self.ex = ex
+        self.log = log
+        self.recorder = recorder
+        self.next_kick = 0.0  # clock time before which a stale stream is not reconnected again
+
+    def age(self, market_id: str) -> float:
+        b = self.feed.book(market_id)
         return self.clock.now() - b.ts if b is not None and b.ts else float("inf")
 
-    def feed_fresh(self, market_id: str) -> bool:
-        """The firewall's question (also asked by the adapters before every order)."""
-        return self.feed_age(market_id) <= self.cfg.stale_after_s
+    def fresh(self, market_id: str) -> bool:
+        return self.age(market_id) <= self.cfg.stale_after_s
 
     def book_excluding_own(self, s: Slot) -> Book:
         """The market without our own orders, so we neither clamp to nor price off ourselves."""
         m = s.m
         assert m is not None
-        with self.feed.lock:
-            book = self.feed.books.get(m.qm.market_id.lower(), Book())
+        book = self.feed.book(m.qm.market_id) or Book()
         if not m.live:
             return book
         own: dict[tuple[int, int], int] = {}
@@ -2989,12 +3050,410 @@ class Bot:
 
         return Book(strip(book.bids, BUY), strip(book.asks, SELL), book.ts)
 
-    # -- orders ---------------------------------------------------------------------------------
-    def _place(self, s: Slot, q: Quote, now: float) -> None:
-        """The one function that places orders: kill switch, limits and freshness first."""
+    def _read(self, s: Slot, kind: str) -> Book | None:
+        assert s.m is not None
+        mid = s.m.qm.market_id
+        try:
+            book = self.ex.orderbook(mid, self.clock.now())
+        except ExchangeError as e:
+            self.log.event("error", level="WARNING", kind=kind, slot=s.name, reason=e.message)
+            return None
+        if self.recorder is not None:
+            self.recorder.book(mid, book, rest=True)
+        return book
+
+    def confirm_quiet(self, s: Slot) -> None:
+        """A quiet stream is not a stale one: the real stream sends nothing while a book does
+        not change. A book the stream has not touched for book_confirm_s is read over REST; it
+        stays fresh only when REST shows the same top of book. A different one means the
+        stream missed a change: the book is left to go stale (fail closed at stale_after_s;
+        the stream's next snapshot, a whole book, heals it, or `kick` reconnects)."""
+        m = s.m
+        if m is None:
+            return
+        now = self.clock.now()
+        with self.feed.lock:
+            b = self.feed.books.get(m.qm.market_id.lower())
+            connected = self.feed.connected
+        if not connected or b is None or not b.stream or now - b.ts < self.cfg.book_confirm_s:
+            return  # a REST book (stream down, or no snapshot since) ages: it is not confirmed
+        rest = self._read(s, "book_confirm_failed")
+        if rest is None:
+            return
+        agree = self.feed.rest_book(m.qm.market_id, rest, now, seen=b)
+        if agree is None:
+            return  # the stream spoke meanwhile: its book is the fresher one
+        s.c.books_confirmed += agree
+        if not agree and m.unconfirmed != b.ts:  # once per disputed book, not every tick
+            m.unconfirmed = b.ts
+            self.log.event(
+                "book_unconfirmed",
+                level="WARNING",
+                slot=s.name,
+                market=m.qm.market_id,
+                stream=[b.best_bid, b.best_ask],
+                rest=[rest.best_bid, rest.best_ask],
+            )
+
+    def poll_if_needed(self, s: Slot, force: bool = False) -> None:
+        """REST book when the stream is down (or at once after a rollover)."""
+        if s.m is None or (self.feed.is_connected() and not force):
+            return
+        book = self._read(s, "book_poll_failed")
+        if book is not None:
+            self.feed.rest_book(s.m.qm.market_id, book, self.clock.now(), force=force)
+
+    def kick(self, s: Slot, stream: Stream | None) -> None:
+        """A connected stream whose book stays stale answers pings but misses changes:
+        reconnect it for a new snapshot, after 2 x stale_after_s and then at most once per
+        stale_after_s (a reconnect's REST fallback must not turn fail-closed into a flicker)."""
+        if s.m is None or stream is None:
+            return
+        now = self.clock.now()
+        connected = self.feed.is_connected()
+        age = self.age(s.m.qm.market_id)
+        if connected and age > 2 * self.cfg.stale_after_s and now >= self.next_kick:
+            self.next_kick = now + self.cfg.stale_after_s
+            self.log.event("stream_reconnect", level="WARNING", slot=s.name, book_age=round(age, 1))
+            stream.reconnect("stale book")
+
+
+# -- the price source ------------------------------------------------------------------------------
+class PriceSource:
+    """The model's asset price (engine thread): the oracle's stream while it is fresh, else
+    (and with price_source=turbine) Turbine's price endpoint. The price-stream thread only
+    hands its updates to Feed (`on_stream_price`); a step reads them as of its start."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Clock,
+        ex: Exchange,
+        feed: Feed,
+        log: EventLog,
+        recorder: Recorder | None,
+        hermes_key: str = "",
+        pyth_auto: bool = False,
+        stream: Any = None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.ex = ex
+        self.feed = feed
+        self.log = log
+        self.recorder = recorder
+        self._hermes_key = hermes_key  # PYTH_API_KEY: a secret, never logged
+        self.pyth_auto = pyth_auto  # price_source=auto streams: a Hermes key, or --sim
+        self._given = stream  # replay's recorded stream stands in for Hermes
+        self.stream: HermesStream | None = None  # price_source pyth (startup)
+        self.asset_px: dict[str, float | None] = {}
+        self.asset_px_at: dict[str, float] = {}  # clock time of the last Turbine price read
+        self.src: dict[str, str] = {}  # asset -> source in use (logged on a change)
+        self.step_prices: dict[str, tuple[float, float]] = {}  # Feed.prices at step start
+        self.last_step_mono = 0.0  # monotonic time of the last step's start (read by the stream)
+        self.step_now = 0.0  # clock time of the last step's start (the streamed price's age)
+
+    def __repr__(self) -> str:
+        return "PriceSource(<key redacted>)"
+
+    def uses_pyth(self) -> bool:
+        src = self.cfg.price_source
+        return src == "pyth" or (src == "auto" and self.pyth_auto)
+
+    def start(self, assets: list[str]) -> None:
+        if self._given is not None:
+            self.stream = self._given
+        elif self.cfg.fair_source in ("model", "blend") and self.uses_pyth():
+            self.stream = HermesStream(
+                self.cfg.hermes_url,
+                assets,
+                self._hermes_key,
+                self.on_stream_price,
+                read_s=max(2.0, self.cfg.price_max_age_s),
+            )
+            self.stream.start()
+
+    def stop(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+
+    def begin_step(self, prices: dict[str, tuple[float, float]], now: float) -> None:
+        self.step_prices = prices
+        self.step_now = now
+
+    def read(self, asset: str) -> None:
+        """The price job: the stream's price while fresh, else a Turbine poll; a change of
+        source is logged."""
+        streamed = self.streamed(asset)
+        if streamed is not None:
+            px, src = streamed[0], "pyth"
+        else:
+            px, src = self.ex.asset_price(asset), "turbine"
+            self.asset_px_at[asset] = self.clock.now()
+        self.asset_px[asset] = px
+        before = self.src.get(asset)
+        if self.stream is not None and before != src:
+            self.log.event(
+                "price_source",
+                # falling back from the stream is worth a look; the start (no stream update
+                # yet) is not
+                level="WARNING" if before == "pyth" else "INFO",
+                asset=asset,
+                source=src,
+                reason="" if src == "pyth" else (self.stream.reason or "stale"),
+            )
+        self.src[asset] = src
+        if self.recorder is not None and px is not None and src == "turbine":
+            self.recorder.write("price", {"a": asset, "p": px})
+
+    def on_stream_price(self, asset: str, price: float, published: float) -> None:
+        """Price-stream thread: the latest oracle price into Feed."""
+        if self.recorder is not None:  # replay feeds these to the model as the stream did;
+            # written first, so that a step that used the price is marked after it
+            self.recorder.write("price", {"a": asset, "p": price, "t": published, "s": "pyth"})
+        # a new oracle price is news for the model: quote on it now, not at the next tick
+        # (Pyth publishes every 400 ms; a step costs a few ms and requests only when a quote
+        # moves past requote_tolerance). At most every PRICE_WAKE_S of real time: a
+        # compressed --sim clock publishes 60 a second at 60x.
+        if self.feed.put_price(asset, price, published) and (
+            time.monotonic() - self.last_step_mono >= PRICE_WAKE_S
+        ):
+            self.feed.wake.set()
+
+    def streamed(self, asset: str) -> tuple[float, float] | None:
+        """(price, age s) of the streamed oracle price, or None when off, missing or older
+        than price_max_age_s (then the Turbine poll stands in)."""
+        if self.stream is None:
+            return None
+        got = self.step_prices.get(asset)
+        if got is None:
+            return None
+        # its age when the step began: a slow step (a rollover's REST calls; 60x in --sim)
+        # must not age the price the step started with
+        age = (self.step_now or self.clock.now()) - got[1]
+        return (got[0], max(0.0, age)) if age <= self.cfg.price_max_age_s else None
+
+    def price(self, asset: str) -> float | None:
+        """The freshest price for the model, read at quote time."""
+        streamed = self.streamed(asset)
+        return streamed[0] if streamed is not None else self.asset_px.get(asset)
+
+    def state(self, asset: str) -> tuple[str, float]:
+        """(source, age s) of the price the model uses now (age inf: none)."""
+        streamed = self.streamed(asset)
+        if streamed is not None:
+            return "pyth", streamed[1]
+        at = self.asset_px_at.get(asset)
+        if self.asset_px.get(asset) is None or at is None:
+            return "turbine", math.inf
+        return "turbine", max(0.0, self.clock.now() - at)
+
+
+# -- risk: kill switches, capital and limits ------------------------------------------------------
+class Risk:
+    """Limits and kill switches (engine thread). Owns the day's kill switch, each market's
+    (`MarketState.killed`), the capital and the budgets it splits into, and what each limit
+    holds back. `blocked(slot)` is the one answer to "may this market trade now?": the quote
+    step, every placement and the adapters' OrderGate (`gate_blocked`) all ask it, so a new
+    stop condition is one line there."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Clock,
+        ex: Exchange,
+        log: EventLog,
+        metrics: Metrics,
+        slots: list[Slot],
+        ledger: Ledger,
+        watch: BookWatch,
+        dry_run: bool,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.ex = ex
+        self.log = log
+        self.metrics = metrics
+        self.slots = slots
+        self.ledger = ledger
+        self.watch = watch
+        self.dry_run = dry_run
+        self.day_killed = False
+        self.capital: float | None = None  # USDC split between the budgets; None: unknown
+        self.logged_capital = 0.0  # the capital the last `capital` line showed
+
+    # -- may it trade? ---------------------------------------------------------------------------
+    def blocked(self, s: Slot) -> str | None:
+        """Why the slot's market may not trade now (the fail-closed reason), or None."""
+        m = s.m
+        if m is None:
+            return "no_market"
+        if not self.watch.fresh(m.qm.market_id):
+            return "stale_feed"
+        if self.day_killed:
+            return "day_loss_limit"
+        if m.killed:
+            return "market_loss_limit"
+        return None
+
+    def gate_blocked(self, market_id: str) -> str | None:
+        """The adapters' firewall asks by market id: a market no slot quotes has no book."""
+        for s in self.slots:
+            if s.m is not None and s.m.qm.market_id.lower() == market_id.lower():
+                return self.blocked(s)
+        return "stale_feed"
+
+    def check_kill_switches(self, now: float) -> None:
+        """The day's loss over every market, and each market's own loss."""
+        if self.ledger.roll_day(now):
+            self.day_killed = False
+        open_pnl = 0.0
+        for s in self.slots:
+            m = s.m
+            if m is None:
+                continue
+            mkt = s.open_pnl()
+            open_pnl += mkt
+            if not m.killed and mkt < -self.cfg.max_loss_per_market:
+                m.killed = True
+                self.log.event(
+                    "kill_switch",
+                    level="ERROR",
+                    scope="market",
+                    slot=s.name,
+                    pnl=round(mkt, 4),
+                    market=m.qm.market_id,
+                )
+        day = self.ledger.day_pnl + open_pnl
+        if not self.day_killed and day < -self.cfg.max_loss_per_day:
+            self.day_killed = True
+            self.log.event("kill_switch", level="ERROR", scope="day", pnl=round(day, 4))
+
+    # -- capital and portfolio limits -----------------------------------------------------------
+    def refresh_capital(self) -> float | None:
+        """Capital = the wallet's USDC plus what our current positions tie up (a fill moves
+        USDC into a position, not out of the portfolio), capped by capital_usdc; each slot's
+        budget is its capital_split share. Until the balance is known budgets are 0 (only
+        reducing quotes), except in a dry run with no wallet, which only logs quotes. Returns
+        when to try again, sooner than the slow timer, while the capital is still unknown."""
+        cap = self.cfg.capital_usdc
+        try:
+            balance = self.ex.balances()[0] / SIZE_SCALE
+        except ExchangeError as e:
+            if self.dry_run:
+                balance = cap if cap > 0 else math.inf
+            else:
+                self.log.event(
+                    "error", level="WARNING", kind="balance_failed", reason=e.message[:160]
+                )
+                return self.clock.now() + 10 if self.capital is None else None
+        tied = sum(s.tied() for s in self.slots)
+        base = balance + tied
+        capital = min(cap, base) if cap > 0 else base
+        first = self.capital is None
+        self.capital = capital
+        split = parse_split(self.cfg.capital_split, [s.key for s in self.slots])
+        for s in self.slots:
+            s.budget = capital * split[s.key]
+        if first or abs(capital - self.logged_capital) > 0.05 * max(1.0, capital):
+            self.logged_capital = capital
+            self.log.event(
+                "capital",
+                balance=round(balance, 6) if math.isfinite(balance) else None,
+                tied=round(tied, 6),
+                capital=round(capital, 6) if math.isfinite(capital) else None,
+                budgets={s.name: round(s.budget, 2) for s in self.slots},
+            )
+        return None
+
+    def portfolio(self) -> tuple[float, float]:
+        """(open-order notional, net exposure at fair), USDC, over every slot."""
+        return sum(s.open_cost() for s in self.slots), sum(s.exposure() for s in self.slots)
+
+    def headroom(self, s: Slot) -> Headroom:
+        """What slot `s` may add. Open notional counts the other slots' resting orders (the
+        slot's own are replaced by its desired quotes). Net exposure counts positions, what
+        has filled, plus the quote being checked. Other slots' resting quotes are not counted
+        (max_open_notional bounds them), so a burst of fills, or the fair value moving, can
+        carry it past the limit; then every side that adds to it stops until it is back
+        inside."""
+        notional, net = self.portfolio()
+        notional -= s.open_cost()
+        cfg = self.cfg
+        return Headroom(
+            budget=s.budget - s.tied(),
+            notional=cfg.max_open_notional - notional,
+            long=cfg.max_net_exposure - net,
+            short=cfg.max_net_exposure + net,
+        )
+
+    def note_limits(self, s: Slot, blocked: dict[int, str]) -> None:
+        """Log each change of what a limit holds back (once per change, not per tick)."""
+        if blocked == s.blocked:
+            return
+        notional, net = self.portfolio()
+        for side in (BUY, SELL):
+            was, now_ = s.blocked.get(side), blocked.get(side)
+            if was == now_:
+                continue
+            self.log.event(
+                "risk_limit",
+                level="WARNING" if now_ else "INFO",
+                slot=s.name,
+                side=_side(side),
+                limit=now_ or was,
+                state="on" if now_ else "off",
+                open_notional=round(notional, 4),
+                net_exposure=round(net, 4),
+                budget=round(s.budget, 4),
+                inventory=s.m.pnl.position if s.m else 0.0,
+            )
+        s.blocked = dict(blocked)
+        counts: dict[str, int] = {}
+        for x in self.slots:
+            for why in x.blocked.values():
+                counts[why] = counts.get(why, 0) + 1
+        self.metrics.limited(counts)
+
+
+# -- live orders ----------------------------------------------------------------------------------
+class Orders:
+    """Our live orders (engine thread), the order-book manager's role: it owns each market's
+    `live` orders and their unconfirmed cancels. It places (after Risk.blocked), cancels and
+    confirms (an order is gone only when the exchange says so or a read-back shows it), reads
+    our orders back from the exchange (the truth; new fills go to Fills through `on_fill`),
+    cancels what a crash left behind, and holds the CTF approval that SELLs of held shares
+    need."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Clock,
+        ex: Exchange,
+        log: EventLog,
+        feed: Feed,
+        ledger: Ledger,
+        risk: Risk,
+        on_fill: Callable[[Slot, str, int, int, int], None],
+        dry_run: bool,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.ex = ex
+        self.log = log
+        self.feed = feed
+        self.ledger = ledger
+        self.risk = risk
+        self.on_fill = on_fill
+        self.dry_run = dry_run
+        self.ctf_approved = False  # the relayer accepted our CTF operator approval
+        self.ctf_next = 0.0  # clock time before which a failed approval is not asked again
+
+    def place(self, s: Slot, q: Quote, now: float) -> None:
+        """The one function that places orders: kill switches, limits and freshness first."""
         m = s.m
         assert m is not None
-        if m.killed or self.day_killed or not self.feed_fresh(m.qm.market_id):
+        if self.risk.blocked(s) is not None:
             return
         if len(m.live) >= self.cfg.max_open_orders:
             return
@@ -3026,7 +3485,7 @@ class Bot:
         try:
             h = self.ex.place(m.qm, q.side, q.outcome, q.price, q.size, exp, now)
         except ExchangeError as e:
-            self._count(s, "rejects")
+            self.ledger.count(s, "rejects")
             self.log.event(
                 "order_rejected",
                 level="WARNING",
@@ -3038,14 +3497,14 @@ class Bot:
             )
             if "closed" in e.message or e.kind == "not_found":
                 s.due["rollover"] = 0.0  # the market ended under us: roll now
-            if e.kind not in ("rejected", "stale_feed"):
+            if e.kind not in ("rejected", "stale_feed", "blocked"):
                 s.need_resync = True  # unsure whether it landed: read back
             return
         m.live[h] = LiveOrder(h, q.side, q.outcome, q.price, q.size, q.size, now, exp)
         m.meta[h] = (q.side, q.price)
         m.filled.setdefault(h, 0)
-        self._count(s, "orders")
-        self._count(s, "placed_size", shares)
+        self.ledger.count(s, "orders")
+        self.ledger.count(s, "placed_size", shares)
         s.metrics.orders.inc()
         s.metrics.placed_size.inc(shares)
         self.log.event(
@@ -3058,7 +3517,7 @@ class Bot:
             expiration=exp,
         )
 
-    def _cancel(self, s: Slot, o: LiveOrder, reason: str) -> None:
+    def cancel(self, s: Slot, o: LiveOrder, reason: str) -> None:
         m = s.m
         assert m is not None
         if self.dry_run:
@@ -3073,7 +3532,7 @@ class Bot:
                 s.need_resync = True
                 return
             s.need_resync = True
-            self._count(s, "errors")
+            self.ledger.count(s, "errors")
             self.log.event(
                 "cancel_unconfirmed",
                 level="WARNING",
@@ -3085,7 +3544,7 @@ class Bot:
             )
             return  # still tracked: cancelled again, or confirmed gone, later
         m.live.pop(o.order_hash, None)
-        self._count(s, "cancels")
+        self.ledger.count(s, "cancels")
         s.metrics.cancels.inc()
         self.log.event(
             "order_cancelled",
@@ -3116,12 +3575,12 @@ class Bot:
                 slot=s.name,
                 market=mid,
             )
-        left = self._read_open(mid)
+        left = self.read_open(mid)
         for o in left or []:
             with contextlib.suppress(ExchangeError):
                 self.ex.cancel(o.order_hash, mid, o.side)
         if left:
-            left = self._read_open(mid)
+            left = self.read_open(mid)
         if s.m and s.m.qm.market_id == mid:
             self._settle_cancels(s, reason, market_ok, left)
         return left == []
@@ -3142,7 +3601,7 @@ class Bot:
             gone = (still is not None and h not in still) or (still is None and market_ok)
             if gone:
                 m.live.pop(h)
-                self._count(s, "cancels")
+                self.ledger.count(s, "cancels")
                 s.metrics.cancels.inc()
                 self.log.event(
                     "order_cancelled", slot=s.name, market=mid, order_hash=h, reason=reason
@@ -3154,7 +3613,7 @@ class Bot:
                 )
             elif h not in m.unconfirmed_cancels:
                 m.unconfirmed_cancels.add(h)  # logged once per order, retried every tick
-                self._count(s, "errors")
+                self.ledger.count(s, "errors")
                 self.log.event(
                     "cancel_unconfirmed",
                     level="WARNING",
@@ -3169,7 +3628,7 @@ class Bot:
         m.unconfirmed_cancels &= set(m.live)
         s.need_resync = True  # count fills that raced the cancels
 
-    def _read_open(self, mid: str) -> list[OrderInfo] | None:
+    def read_open(self, mid: str) -> list[OrderInfo] | None:
         try:
             return self.ex.orders(mid, "open")
         except ExchangeError as e:
@@ -3178,8 +3637,7 @@ class Bot:
             )
             return None
 
-    # -- fills, positions, PnL ------------------------------------------------------------------
-    def sync_orders(self, s: Slot) -> None:
+    def sync(self, s: Slot) -> None:
         """Read our orders on the slot's market back from the exchange (the truth): count new
         fills once per order hash, drop orders that are gone, adopt unknown open ones."""
         m = s.m
@@ -3198,7 +3656,7 @@ class Bot:
                 counted = o.filled
                 m.meta[h] = (o.side, o.price)
             if o.filled > counted:
-                self._on_fill(s, h, o.side, o.price, o.filled - counted)
+                self.on_fill(s, h, o.side, o.price, o.filled - counted)
                 m.filled[h] = o.filled
             if o.status == "open":
                 seen_open.add(h)
@@ -3216,20 +3674,100 @@ class Bot:
         for h in list(m.live):
             if h not in seen_open:
                 m.live.pop(h, None)
-        with self.feed.lock:
-            self.feed.cancelled -= set(m.filled)
-            self.feed.own_trades.discard(m.qm.market_id.lower())
+        self.feed.read_back(m.qm.market_id, set(m.filled))
         s.need_resync = False
 
-    def _on_fill(self, s: Slot, h: str, side: int, price: int, size: int) -> None:
+    def cancel_leftovers(self) -> None:
+        """Orders a previous run left behind (crash, kill -9) are cancelled before quoting."""
+        try:
+            left = self.ex.orders(None, "open")
+        except ExchangeError as e:
+            raise ExchangeError(
+                e.kind, f"cannot read open orders at start: {e.message}", e.status
+            ) from None
+        markets = {o.market_id for o in left}
+        for mid in markets:
+            with contextlib.suppress(ExchangeError):
+                self.ex.cancel_market(mid)
+        rest = self.ex.orders(None, "open") if left else []
+        for o in rest:
+            with contextlib.suppress(ExchangeError):
+                self.ex.cancel(o.order_hash, o.market_id, o.side)
+        if left:
+            self.log.event("leftovers_cancelled", count=len(left), markets=sorted(markets))
+
+    def cancel_everything(self, slots: list[Slot]) -> bool:
+        """Shutdown: every slot's orders, then any open order of ours anywhere; True when the
+        exchange confirmed none is left."""
+        left_ok = True
+        for s in slots:
+            if s.m is not None:
+                left_ok = self.cancel_all(s, "shutdown") and left_ok
+        rest = self.ex.orders(None, "open")
+        for o in rest:
+            with contextlib.suppress(ExchangeError):
+                self.ex.cancel(o.order_hash, o.market_id, o.side)
+        return left_ok and not rest
+
+    def may_sell_held(self, now: float) -> bool:
+        """Whether a SELL of shares we hold may go out: the chain refuses it without the CTF
+        approval, which is asked again (at most every CTF_RETRY_S) until it is given."""
+        if not self.ctf_approved and now >= self.ctf_next:
+            self.request_ctf_approval()
+        return self.ctf_approved
+
+    def request_ctf_approval(self) -> None:
+        now = self.clock.now()
+        self.ctf_next = now + CTF_RETRY_S
+        try:
+            tx = self.ex.approve_ctf(now)
+        except ExchangeError as e:
+            self.log.event(
+                "error", level="WARNING", kind="ctf_approval_failed", reason=e.message[:160]
+            )
+            return
+        self.ctf_approved = True
+        self.log.event("approval_requested", what="ctf_approval", tx=tx)
+
+
+# -- fills and positions --------------------------------------------------------------------------
+class Fills:
+    """Fills and positions (engine thread). Owns each market's fill counts per order, journal,
+    PnL and the exchange's last position: a fill is booked once (Orders.sync reports it), the
+    exchange's position is reconciled after the settlement grace, and a fill that failed at
+    settlement is taken back at its own price. `sync` reads our orders back (Orders.sync)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Clock,
+        ex: Exchange,
+        log: EventLog,
+        ledger: Ledger,
+        slots: list[Slot],
+        sync: Callable[[Slot], None],
+        dry_run: bool,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.ex = ex
+        self.log = log
+        self.ledger = ledger
+        self.slots = slots
+        self.sync = sync
+        self.dry_run = dry_run
+        self.failed_seen: dict[str, None] = {}  # failed settlements already handled (tx)
+        self.failed_primed = False  # the first read of /failed-trades only learns the past
+
+    def on_fill(self, s: Slot, h: str, side: int, price: int, size: int) -> None:
         m = s.m
         assert m is not None
         shares, px = size / SIZE_SCALE, price / PRICE_SCALE
         fee = shares * self.cfg.fee_bps / 10_000
         m.pnl.fill(side, px, shares, fee)
         m.journal.append((side, px, shares, fee))
-        self._count(s, "fills")
-        self._count(s, "filled_size", shares)
+        self.ledger.count(s, "fills")
+        self.ledger.count(s, "filled_size", shares)
         s.metrics.fills.inc()
         s.metrics.filled_size.inc(shares)
         if s.c.placed_size:
@@ -3261,7 +3799,7 @@ class Bot:
         # the stream, a doubt) and at least every orders_sync_s: a calm market costs one
         # positions read per period, not two reads.
         if changed or own or s.need_resync or now >= m.next_orders_sync:
-            self.sync_orders(s)
+            self.sync(s)
             m.next_orders_sync = now + self.cfg.orders_sync_s
         exch_inv = (yes - no) / SIZE_SCALE
         if abs(exch_inv - m.pnl.position) <= 1e-6:
@@ -3304,21 +3842,6 @@ class Bot:
         m.journal.append((BUY if diff > 0 else SELL, px, abs(diff), 0.0))
         m.mismatch = None
 
-    def request_ctf_approval(self) -> None:
-        """Ask the relayer for the CTF operator approval; on failure, SELLs of held shares
-        stay off and the request is repeated (at most every ctf_retry_s) before one."""
-        now = self.clock.now()
-        self.ctf_next = now + CTF_RETRY_S
-        try:
-            tx = self.ex.approve_ctf(now)
-        except ExchangeError as e:
-            self.log.event(
-                "error", level="WARNING", kind="ctf_approval_failed", reason=e.message[:160]
-            )
-            return
-        self.ctf_approved = True
-        self.log.event("approval_requested", what="ctf_approval", tx=tx)
-
     def poll_failed_trades(self) -> None:
         """Fills of ours that failed at settlement (spec 6.5) are taken back: out of the
         market's journal, PnL rebuilt from the rest (position, average price, realized), logged
@@ -3340,7 +3863,7 @@ class Bot:
         # one taken back is one we booked
         for s in self.slots:
             if s.m is not None and any(f.market_id == s.m.qm.market_id.lower() for f in mine):
-                self.sync_orders(s)  # an error leaves them unseen: next turn
+                self.sync(s)  # an error leaves them unseen: next turn
         for f in mine:
             remember(self.failed_seen, f.tx, None, most=5000)
             self.reverse_fill(f, BUY if f.buyer == me else SELL)
@@ -3368,7 +3891,7 @@ class Bot:
             for sd, p, sh, fee in m.journal:
                 m.pnl.fill(sd, p, sh, fee)
             m.mismatch = None
-        self._count(slot, "reversals")
+        self.ledger.count(slot, "reversals")
         slot.metrics.reversed.inc()
         self.log.event(
             "fill_reversed",
@@ -3383,171 +3906,56 @@ class Bot:
             realized=round(m.pnl.realized, 6),
         )
 
-    def inventory(self, s: Slot | None = None) -> float:
-        """Net YES-equivalent shares of one slot, or summed over all."""
-        return sum(x.m.pnl.position for x in ([s] if s else self.slots) if x.m)
 
-    def pnl_now(self, s: Slot | None = None) -> tuple[float, float]:
-        """(realized over the run incl. settled markets, unrealized on the current markets),
-        of one slot or of the whole portfolio."""
-        if s is not None:
-            if s.m is None:
-                return s.realized, 0.0
-            return s.realized + s.m.pnl.realized, s.m.pnl.unrealized(s.m.fair)
-        live = [x.m for x in self.slots if x.m]
-        return (
-            self.realized_total + sum(m.pnl.realized for m in live),
-            sum(m.pnl.unrealized(m.fair) for m in live),
-        )
+# -- claims ---------------------------------------------------------------------------------------
+class Claims:
+    """Winnings to claim (engine thread). Owns the finished markets still to claim (market id ->
+    contract), the position each one finished with, and how often the exchange said it does
+    not know one. Claimed every claim_s until the exchange pays or says lost; the finished
+    position's PnL at resolution goes to the Ledger."""
 
-    # -- market lifecycle -----------------------------------------------------------------------
-    def check_market(self, s: Slot) -> None:
-        """Roll the slot to its current quick market when it changed (poll, or a hint)."""
-        # a stream hint only says "poll now": the adapter's record carries what the hint
-        # lacks (contract, settlement address), and a forged or stale hint changes nothing
-        qm = self.ex.quick_market(s.key)
-        if s.m is not None and qm.market_id.lower() == s.m.qm.market_id.lower():
-            return
-        if s.m is not None and qm.start < s.m.qm.start:
-            return  # a stale hint
-        self.rollover(s, qm)
+    def __init__(
+        self,
+        clock: Clock,
+        ex: Exchange,
+        log: EventLog,
+        ledger: Ledger,
+        slots: list[Slot],
+        dry_run: bool,
+        saved: Callable[[], None],
+    ) -> None:
+        self.clock = clock
+        self.ex = ex
+        self.log = log
+        self.ledger = ledger
+        self.slots = slots
+        self.dry_run = dry_run
+        self.saved = saved  # writes the state file after a change
+        self.pending: dict[str, str] = {}  # market id -> contract, until claimed or lost
+        self.strikes: dict[str, int] = {}  # market id -> consecutive "unknown market" answers
+        self.settled: dict[str, dict[str, Any]] = {}  # market id -> position, for resolution
 
-    def rollover(self, s: Slot, qm: QuickMarket) -> None:
-        old = s.m
-        t0 = time.perf_counter()
-        if old is not None:
-            self.cancel_all(s, "rollover", old.qm.market_id)
-            with contextlib.suppress(ExchangeError):
-                self.sync_orders(s)  # fills that landed before the end
-            self.claims[old.qm.market_id] = old.qm.contract or old.qm.market_id
-            self.settled[old.qm.market_id] = {
-                "position": old.pnl.position,
-                "avg": old.pnl.avg,
-                "slot": s.name,
-            }
-            self.realized_total += old.pnl.realized
-            self.day_pnl += old.pnl.realized
-            s.realized += old.pnl.realized
-            if self.stream is not None:
-                self.stream.unsubscribe(old.qm.market_id)
-            self._count(s, "rollovers")
-        s.m = MarketState(qm)
-        s.blocked = {}
-        if self.recorder is not None:
-            self.recorder.market(qm)
-        restored = self.restored.pop(qm.market_id, None)
-        if restored is not None:
-            s.m.pnl = restored  # restarted mid-market: carry the position on
-            self.claims.pop(qm.market_id, None)
-            self.settled.pop(qm.market_id, None)
-        with self.feed.lock:
-            if old is not None:
-                self.feed.books.pop(old.qm.market_id.lower(), None)
-            self.feed.books[qm.market_id.lower()] = Book()
-        if self.stream is not None:
-            self.stream.subscribe(qm.market_id)
-        self._poll_book_if_needed(s, force=True)
-        if old is not None:
-            self.log.event(
-                "rollover",
-                slot=s.name,
-                old_market=old.qm.market_id,
-                old_end=old.qm.end,
-                new_market=qm.market_id,
-                strike=qm.strike,
-                end=qm.end,
-                seconds=round(time.perf_counter() - t0, 3),
-            )
-        self.save_state()
+    def finished(self, s: Slot, m: MarketState, replace: bool = True) -> None:
+        """A market of the slot ended (rollover) or we stop with it (shutdown, `replace`
+        False: what rollover already filed stands): claim it later, settle its position."""
+        mid = m.qm.market_id
+        rec = {"position": m.pnl.position, "avg": m.pnl.avg, "slot": s.name}
+        if replace:
+            self.pending[mid] = m.qm.contract or mid
+            self.settled[mid] = rec
+        else:
+            self.pending.setdefault(mid, m.qm.contract or mid)
+            self.settled.setdefault(mid, rec)
 
-    def _confirm_quiet_book(self, s: Slot) -> None:
-        """A quiet stream is not a stale one: the real stream sends nothing while a book does
-        not change. A book the stream has not touched for book_confirm_s is read over REST; it
-        stays fresh only when REST shows the same top of book. A different one means the
-        stream missed a change: the book is left to go stale (fail closed at stale_after_s;
-        the stream's next snapshot, a whole book, heals it, or _kick_stream reconnects)."""
-        m = s.m
-        if m is None:
-            return
-        mid = m.qm.market_id.lower()
-        now = self.clock.now()
-        with self.feed.lock:
-            b = self.feed.books.get(mid)
-            connected = self.feed.connected
-        if not connected or b is None or not b.stream or now - b.ts < self.cfg.book_confirm_s:
-            return  # a REST book (stream down, or no snapshot since) ages: it is not confirmed
-        try:
-            rest = self.ex.orderbook(m.qm.market_id, now)
-        except ExchangeError as e:
-            self.log.event(
-                "error", level="WARNING", kind="book_confirm_failed", slot=s.name, reason=e.message
-            )
-            return
-        if self.recorder is not None:
-            self.recorder.book(m.qm.market_id, rest, rest=True)
-        top = (rest.best_bid, rest.best_ask)
-        with self.feed.lock:
-            cur = self.feed.books.get(mid)
-            if cur is not b:
-                return  # the stream spoke meanwhile: its book is the fresher one
-            agree = (b.best_bid, b.best_ask) == top
-            if agree:
-                self.feed.books[mid] = Book(b.bids, b.asks, now, True)
-        s.c.books_confirmed += agree
-        if not agree and m.unconfirmed != b.ts:  # once per disputed book, not every tick
-            m.unconfirmed = b.ts
-            self.log.event(
-                "book_unconfirmed",
-                level="WARNING",
-                slot=s.name,
-                market=m.qm.market_id,
-                stream=[b.best_bid, b.best_ask],
-                rest=list(top),
-            )
+    def resumed(self, market_id: str) -> None:
+        """Restarted mid-market: it is not finished."""
+        self.pending.pop(market_id, None)
+        self.settled.pop(market_id, None)
 
-    def _kick_stream(self, s: Slot) -> None:
-        """A connected stream whose book stays stale answers pings but misses changes:
-        reconnect it for a new snapshot, after 2 x stale_after_s and then at most once per
-        stale_after_s (a reconnect's REST fallback must not turn fail-closed into a flicker)."""
-        if s.m is None or self.stream is None:
+    def run(self) -> None:
+        if not self.pending or self.dry_run:
             return
-        now = self.clock.now()
-        with self.feed.lock:
-            connected = self.feed.connected
-        age = self.feed_age(s.m.qm.market_id)
-        if connected and age > 2 * self.cfg.stale_after_s and now >= self.next_kick:
-            self.next_kick = now + self.cfg.stale_after_s
-            self.log.event("stream_reconnect", level="WARNING", slot=s.name, book_age=round(age, 1))
-            self.stream.reconnect("stale book")
-
-    def _poll_book_if_needed(self, s: Slot, force: bool = False) -> None:
-        """REST book when the stream is down (or at once after a rollover)."""
-        with self.feed.lock:
-            connected = self.feed.connected
-        if s.m is None or (connected and not force):
-            return
-        mid = s.m.qm.market_id
-        try:
-            book = self.ex.orderbook(mid, self.clock.now())
-        except ExchangeError as e:
-            self.log.event(
-                "error", level="WARNING", kind="book_poll_failed", slot=s.name, reason=e.message
-            )
-            return
-        if self.recorder is not None:
-            self.recorder.book(mid, book, rest=True)
-        with self.feed.lock:
-            cur = self.feed.books.get(mid.lower())
-            if cur is None or book.ts < cur.ts:
-                return
-            # after a rollover the subscription's snapshot may be here already: keep that one
-            if (force and not cur.stream) or not self.feed.connected:
-                self.feed.books[mid.lower()] = book
-
-    def do_claims(self) -> None:
-        if not self.claims or self.dry_run:
-            return
-        pairs = list(self.claims.items())
+        pairs = list(self.pending.items())
         try:
             results = self.ex.claim(pairs, self.clock.now())
         except ExchangeError as e:
@@ -3557,14 +3965,14 @@ class Bot:
             if len(pairs) == 1:
                 results = [ClaimResult(pairs[0][0], pairs[0][1], "unknown")]
             else:
-                results = self._claim_one_by_one(pairs)
+                results = self._one_by_one(pairs)
         changed = False
         for r in results:
             slot = str((self.settled.get(r.market_id) or {}).get("slot", ""))
             if r.status == "unknown" or r.market_id in self.strikes:
                 n = self.strikes.pop(r.market_id, 0) + 1 if r.status == "unknown" else 0
                 if n >= 3:  # three rounds in a row: not a blip; stop asking
-                    self.claims.pop(r.market_id, None)
+                    self.pending.pop(r.market_id, None)
                     self.settled.pop(r.market_id, None)
                     changed = True
                     self.log.event(
@@ -3577,13 +3985,13 @@ class Bot:
                 elif n:
                     self.strikes[r.market_id] = n
             if r.status in ("claimed", "lost"):
-                self.claims.pop(r.market_id, None)
+                self.pending.pop(r.market_id, None)
                 settled = self._settle_pnl(self.settled.pop(r.market_id, None), r.yes_won)
                 changed = True
                 if r.status == "claimed":
                     amount = r.amount / SIZE_SCALE
-                    self.c.claims += 1
-                    self.c.claimed_usdc += amount
+                    self.ledger.c.claims += 1
+                    self.ledger.c.claimed_usdc += amount
                     s = next((x for x in self.slots if x.name == slot), None)
                     if s is not None:
                         s.c.claims += 1
@@ -3610,9 +4018,9 @@ class Bot:
                     reason=r.tx[:160],
                 )
         if changed:
-            self.save_state()
+            self.saved()
 
-    def _claim_one_by_one(self, pairs: list[tuple[str, str]]) -> list[ClaimResult]:
+    def _one_by_one(self, pairs: list[tuple[str, str]]) -> list[ClaimResult]:
         out: list[ClaimResult] = []
         for mid, contract in pairs:
             try:
@@ -3630,230 +4038,477 @@ class Bot:
             return 0.0
         pnl = PnL(position=float(rec.get("position", 0.0)), avg=float(rec.get("avg", 0.0)))
         v = pnl.settle(yes_won)
-        self.realized_total += v
-        self.day_pnl += v
-        for s in self.slots:
-            if s.name == rec.get("slot"):
-                s.realized += v
+        self.ledger.realize(str(rec.get("slot")), v)
         return v
 
-    # -- capital and portfolio limits -----------------------------------------------------------
-    def refresh_capital(self) -> None:
-        """Capital = the wallet's USDC plus what our current positions tie up (a fill moves
-        USDC into a position, not out of the portfolio), capped by capital_usdc; each slot's
-        budget is its capital_split share. Until the balance is known budgets are 0 (only
-        reducing quotes), except in a dry run with no wallet, which only logs quotes."""
-        cap = self.cfg.capital_usdc
-        try:
-            balance = self.ex.balances()[0] / SIZE_SCALE
-        except ExchangeError as e:
-            if self.dry_run:
-                balance = cap if cap > 0 else math.inf
-            else:
-                self.log.event(
-                    "error", level="WARNING", kind="balance_failed", reason=e.message[:160]
-                )
-                if self.capital is None:
-                    self.due["balance"] = self.clock.now() + 10  # sooner than the slow timer
-                return
-        tied = sum(s.tied() for s in self.slots)
-        base = balance + tied
-        capital = min(cap, base) if cap > 0 else base
-        first = self.capital is None
-        self.capital = capital
-        split = parse_split(self.cfg.capital_split, [s.key for s in self.slots])
-        for s in self.slots:
-            s.budget = capital * split[s.key]
-        if first or abs(capital - self.logged_capital) > 0.05 * max(1.0, capital):
-            self.logged_capital = capital
-            self.log.event(
-                "capital",
-                balance=round(balance, 6) if math.isfinite(balance) else None,
-                tied=round(tied, 6),
-                capital=round(capital, 6) if math.isfinite(capital) else None,
-                budgets={s.name: round(s.budget, 2) for s in self.slots},
-            )
 
-    def portfolio(self) -> tuple[float, float]:
-        """(open-order notional, net exposure at fair), USDC, over every slot."""
-        return sum(s.open_cost() for s in self.slots), sum(s.exposure() for s in self.slots)
+# -- the state file -----------------------------------------------------------------------------
+class StateFile:
+    """What a restart needs (engine thread): pending claims and settled positions, realized
+    totals, counters and each current market's PnL. The one place that maps the file to the
+    owners and back; written to a temporary file, fsynced, then renamed over the old one, so a
+    crash mid-write leaves the previous state intact."""
 
-    def headroom(self, s: Slot) -> Headroom:
-        """What slot `s` may add. Open notional counts the other slots' resting orders (the
-        slot's own are replaced by its desired quotes). Net exposure counts positions, what
-        has filled, plus the quote being checked. Other slots' resting quotes are not counted
-        (max_open_notional bounds them), so a burst of fills, or the fair value moving, can
-        carry it past the limit; then every side that adds to it stops until it is back
-        inside."""
-        notional, net = self.portfolio()
-        notional -= s.open_cost()
-        cfg = self.cfg
-        return Headroom(
-            budget=s.budget - s.tied(),
-            notional=cfg.max_open_notional - notional,
-            long=cfg.max_net_exposure - net,
-            short=cfg.max_net_exposure + net,
-        )
+    def __init__(self, path: str, ledger: Ledger, claims: Claims, slots: list[Slot]) -> None:
+        self.path = path
+        self.ledger = ledger
+        self.claims = claims
+        self.slots = slots
+        self.restored: dict[str, PnL] = {}  # market id -> PnL carried over a restart
 
-    def _note_limits(self, s: Slot, blocked: dict[int, str]) -> None:
-        """Log each change of what a limit holds back (once per change, not per tick)."""
-        if blocked == s.blocked:
+    def load(self) -> None:
+        path = self.path
+        if not os.path.exists(path):
             return
-        notional, net = self.portfolio()
-        for side in (BUY, SELL):
-            was, now_ = s.blocked.get(side), blocked.get(side)
-            if was == now_:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                st = json.load(fh)
+            self._apply(st)
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            raise ConfigError(
+                f"state file {path} is unreadable ({type(e).__name__}); "
+                "move it aside to start fresh"
+            ) from None
+
+    def _apply(self, st: dict[str, Any]) -> None:
+        led, cl = self.ledger, self.claims
+        cl.pending = {str(k): str(v) for k, v in st.get("claims", {}).items()}
+        cl.settled = dict(st.get("settled", {}))
+        led.realized_total = float(st.get("realized_total", 0.0))
+        led.day = str(st.get("day", ""))
+        led.day_pnl = float(st.get("day_pnl", 0.0))
+        for k, v in st.get("counters", {}).items():
+            if hasattr(led.c, k):
+                setattr(led.c, k, type(getattr(led.c, k))(v))
+        if st.get("market") and st.get("market_pnl"):  # the single-market format
+            self.restored[str(st["market"])] = PnL(**st["market_pnl"])
+        for s in self.slots:
+            rec = st.get("markets", {}).get(s.name)
+            if not rec:
                 continue
-            self.log.event(
-                "risk_limit",
-                level="WARNING" if now_ else "INFO",
-                slot=s.name,
-                side=_side(side),
-                limit=now_ or was,
-                state="on" if now_ else "off",
-                open_notional=round(notional, 4),
-                net_exposure=round(net, 4),
-                budget=round(s.budget, 4),
-                inventory=s.m.pnl.position if s.m else 0.0,
-            )
-        s.blocked = dict(blocked)
-        counts: dict[str, int] = {}
-        for x in self.slots:
-            for why in x.blocked.values():
-                counts[why] = counts.get(why, 0) + 1
-        self.metrics.limited(counts)
+            s.realized = float(rec.get("realized", 0.0))
+            for k, v in rec.get("counters", {}).items():
+                if hasattr(s.c, k):
+                    setattr(s.c, k, type(getattr(s.c, k))(v))
+            if rec.get("market") and rec.get("pnl"):
+                self.restored[str(rec["market"])] = PnL(**rec["pnl"])
 
-    # -- safety ---------------------------------------------------------------------------------
-    def fail_closed(self, s: Slot, reason: str) -> None:
-        """Stop quoting the slot and cancel its orders; logged once per reason change."""
-        changed = reason != s.closed_reason
-        if changed:
-            self._count(s, "fail_closed")
-            s.closed_since = self.clock.now()
-            self.log.event(
-                "fail_closed",
-                level="WARNING",
-                slot=s.name,
-                reason=reason,
-                market=s.m.qm.market_id if s.m else None,
-                feed_age=round(min(self.feed_age(s.m.qm.market_id) if s.m else 1e9, 1e9), 2),
-            )
-        s.quoting = False
-        s.closed_reason = reason
-        s.metrics.quoting.set(0)
-        if s.m is not None and (changed or s.m.live):
-            self.cancel_all(s, reason)
+    def save(self, bot_name: str, now: float) -> None:
+        led, cl = self.ledger, self.claims
+        st = {
+            "bot": bot_name,
+            "saved": now,
+            "claims": cl.pending,
+            "settled": cl.settled,
+            "realized_total": led.realized_total,
+            "day": led.day,
+            "day_pnl": led.day_pnl,
+            "counters": dataclasses.asdict(led.c),
+            "markets": {
+                s.name: {
+                    "market": s.m.qm.market_id if s.m else None,
+                    "pnl": dataclasses.asdict(s.m.pnl) if s.m else None,
+                    "realized": s.realized,
+                    "counters": dataclasses.asdict(s.c),
+                }
+                for s in self.slots
+            },
+        }
+        d = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=".spike_state.", dir=d)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(st, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
-    def resume(self, s: Slot) -> None:
-        if not s.quoting:
-            if s.closed_reason not in (None, "starting"):
-                self.log.event(
-                    "resumed",
-                    slot=s.name,
-                    after=s.closed_reason,
-                    closed_s=round(self.clock.now() - (s.closed_since or 0), 2),
-                )
-            s.quoting = True
-            s.closed_reason = None
-            s.metrics.quoting.set(1)
 
-    def check_kill_switches(self, now: float) -> None:
-        """The day's loss over every market, and each market's own loss."""
-        day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
-        if day != self.day:
-            self.day, self.day_pnl, self.day_killed = day, 0.0, False
-        open_pnl = 0.0
+# -- status: what the operator and Prometheus see -------------------------------------------------
+class Status:
+    """Gauges, the status line and the per-market summary of pnl_snapshot and shutdown lines
+    (engine thread). It reads the owners and writes nothing but metrics."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Clock,
+        metrics: Metrics,
+        slots: list[Slot],
+        ledger: Ledger,
+        risk: Risk,
+        watch: BookWatch,
+        prices: PriceSource,
+        mode: str,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.metrics = metrics
+        self.slots = slots
+        self.ledger = ledger
+        self.risk = risk
+        self.watch = watch
+        self.prices = prices
+        self.mode = mode
+
+    def update_gauges(self) -> None:
+        for s in self.slots:
+            r, u = self.ledger.pnl_now(s)
+            mm = s.metrics
+            mm.pnl_realized.set(r)
+            mm.pnl_unrealized.set(u)
+            mm.inventory.set(self.ledger.inventory(s))
+            age = self.watch.age(s.m.qm.market_id) if s.m else math.inf
+            mm.feed_age.set(age if math.isfinite(age) else -1)
+            src, p_age = self.prices.state(s.key.asset)
+            mm.price_age.set(p_age if math.isfinite(p_age) else -1)
+            mm.price_streamed.set(1 if src == "pyth" else 0)
+            mm.budget.set(s.budget if math.isfinite(s.budget) else -1)
+            mm.budget_used.set(s.tied())
+        notional, net = self.risk.portfolio()
+        self.metrics.open_notional.set(notional)
+        self.metrics.net_exposure.set(net)
+        self.metrics.day_pnl.set(self.ledger.day_pnl + sum(s.open_pnl() for s in self.slots))
+        cap = self.risk.capital
+        if cap is not None and math.isfinite(cap):
+            self.metrics.capital.set(cap)
+
+    def market_summary(self) -> dict[str, dict[str, Any]]:
+        """Per-slot figures for the pnl_snapshot and shutdown lines (the report reads them)."""
+        out = {}
+        for s in self.slots:
+            r, u = self.ledger.pnl_now(s)
+            out[s.name] = {
+                "realized": round(r, 6),
+                "unrealized": round(u, 6),
+                "inventory": round(self.ledger.inventory(s), 6),
+                "fills": s.c.fills,
+                "orders": s.c.orders,
+                "claimed_usdc": round(s.c.claimed_usdc, 6),
+                "budget": round(s.budget, 2) if math.isfinite(s.budget) else None,
+            }
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """The pnl_snapshot line's fields."""
+        c = self.ledger.c
+        r, u = self.ledger.pnl_now()
+        notional, net = self.risk.portfolio()
+        return {
+            "realized": round(r, 6),
+            "unrealized": round(u, 6),
+            "total": round(r + u, 6),
+            "inventory": round(self.ledger.inventory(), 6),
+            "fees": round(sum(s.m.pnl.fees for s in self.slots if s.m), 6),
+            "fills": c.fills,
+            "orders": c.orders,
+            "cancels": c.cancels,
+            "fill_rate": round(c.filled_size / c.placed_size, 6) if c.placed_size else 0.0,
+            "requests": self.metrics.requests_total,
+            "errors": dict(self.metrics.errors_by_kind),
+            "claimed_usdc": round(c.claimed_usdc, 6),
+            "fail_closed": c.fail_closed,
+            "open_notional": round(notional, 4),
+            "net_exposure": round(net, 4),
+            "markets": self.market_summary(),
+        }
+
+    def line(self) -> str:
+        """One line: each market's state, then the portfolio."""
+        parts = []
         for s in self.slots:
             m = s.m
             if m is None:
+                parts.append(f"{s.name} no market yet")
                 continue
-            mkt = s.open_pnl()
-            open_pnl += mkt
-            if not m.killed and mkt < -self.cfg.max_loss_per_market:
-                m.killed = True
+            bid = next((o for o in m.live.values() if o.side == BUY), None)
+            ask = next((o for o in m.live.values() if o.side == SELL), None)
+
+            def fmt(o: LiveOrder | None) -> str:
+                return f"{o.price / PRICE_SCALE:.3f}x{o.remaining / SIZE_SCALE:g}" if o else "-"
+
+            state = "QUOTING" if s.quoting else f"CLOSED({s.closed_reason})"
+            if s.blocked:
+                state += " LIMIT(" + ",".join(
+                    f"{_side(k)}:{v}" for k, v in sorted(s.blocked.items())
+                ) + ")"
+            age = self.watch.age(m.qm.market_id)
+            src, p_age = self.prices.state(s.key.asset)
+            parts.append(
+                f"{s.name} {m.qm.market_id[:10]} T-{max(0, m.qm.end - self.clock.now()):.0f}s "
+                f"fair={m.fair if m.fair is not None else float('nan'):.3f} bid={fmt(bid)} "
+                f"ask={fmt(ask)} inv={m.pnl.position:+g} "
+                f"feed={age if math.isfinite(age) else -1:.1f}s "
+                f"px={src}:{p_age if math.isfinite(p_age) else -1:.1f}s {state}"
+            )
+        r, u = self.ledger.pnl_now()
+        notional, net = self.risk.portfolio()
+        tag = f" {self.mode.upper()}" if self.mode in ("paper", "dry_run") else ""
+        return (
+            f"[{self.cfg.bot_name}{tag}] "
+            + " | ".join(parts)
+            + f" | pnl={r + u:+.2f} (r{r:+.2f} u{u:+.2f}) expo={net:+.1f}"
+            f"/{self.cfg.max_net_exposure:g} open={notional:.1f}/{self.cfg.max_open_notional:g}"
+            f" fills={self.ledger.c.fills}" + (" DAY-KILLED" if self.risk.day_killed else "")
+        )
+
+
+# -- the bot: the loop and the quote step ---------------------------------------------------------
+class Bot:
+    """The engine: one loop on the calling thread that, every tick, runs the due jobs and then
+    each slot's quote step. It owns the slots (each series' current market, schedule and
+    quoting state) and wires the owners above together; nothing is attached to it later."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        ex: Exchange,
+        clock: Clock,
+        log: EventLog,
+        metrics: Metrics,
+        dry_run: bool = False,
+        *,
+        mode: str | None = None,  # live, sim, paper, dry_run, replay (the CLI says which)
+        recorder: Recorder | None = None,  # --record
+        alerter: Alerter | None = None,  # SPIKE_ALERT_WEBHOOK
+        hermes_key: str = "",  # PYTH_API_KEY: a secret, never logged
+        pyth_auto: bool = False,  # price_source=auto streams: a Hermes key, or --sim
+        fresh_state: bool = False,  # --sim: start without the previous run's state
+        reloader: Callable[[], Config] | None = None,  # SIGHUP re-reads the settings with it
+        price_stream: Any = None,  # replay: the recorded stream instead of Hermes
+    ) -> None:
+        self.cfg = cfg
+        self.ex = ex
+        self.clock = clock
+        self.log = log
+        self.metrics = metrics
+        self.dry_run = dry_run
+        self.mode = mode or ("dry_run" if dry_run else "live")
+        self.recorder = recorder
+        self.alerter = alerter
+        if alerter is not None:
+            log.listeners.append(alerter.on_event)
+        self.fresh_state = fresh_state
+        self.reloader = reloader
+        self.reload_requested = threading.Event()  # SIGHUP sets it; the loop reloads
+        self.stop_event = threading.Event()
+        log.clock = clock.now
+        self.slots = [Slot(k, metrics.market(k)) for k in cfg.market_keys()]
+        # the owners, each in its own section above
+        self.feed = Feed(clock)
+        self.ledger = Ledger(self.slots)
+        self.watch = BookWatch(cfg, clock, self.feed, ex, log, recorder)
+        self.prices = PriceSource(
+            cfg, clock, ex, self.feed, log, recorder, hermes_key, pyth_auto, price_stream
+        )
+        self.risk = Risk(
+            cfg, clock, ex, log, metrics, self.slots, self.ledger, self.watch, dry_run
+        )
+        # Fills asks Orders for read-backs and Orders books fills into Fills: the late-bound
+        # lambda lets the two be built in order
+        read_back = lambda s: self.orders.sync(s)  # noqa: E731, PLW0108
+        self.fills = Fills(cfg, clock, ex, log, self.ledger, self.slots, read_back, dry_run)
+        self.orders = Orders(
+            cfg, clock, ex, log, self.feed, self.ledger, self.risk, self.fills.on_fill, dry_run
+        )
+        self.claims = Claims(clock, ex, log, self.ledger, self.slots, dry_run, self.save_state)
+        self.state = StateFile(cfg.state_file, self.ledger, self.claims, self.slots)
+        self.status = Status(
+            cfg, clock, metrics, self.slots, self.ledger, self.risk, self.watch, self.prices,
+            self.mode,
+        )
+        ex.gate.blocked = self.risk.gate_blocked  # the adapters' firewall asks Risk too
+        self.stream: Stream | None = None  # the book feed (startup)
+        self.due: dict[str, float] = {}  # job -> clock time it is next due
+        self.tick_times: list[float] = []
+        self.started = clock.now()
+        self.last_status = 0.0
+        self.orders_left_ok = True  # shutdown: whether the exchange confirmed none is left
+        self._locks: list[Any] = []
+        self._shut = False
+
+    @property
+    def c(self) -> Counters:
+        """The run's counters over every slot (the Ledger's)."""
+        return self.ledger.c
+
+    def save_state(self) -> None:
+        self.state.save(self.cfg.bot_name, self.clock.now())
+
+    # -- start, run, stop ------------------------------------------------------------------------
+    def startup(self) -> None:
+        self.state.load()
+        if self.recorder is not None:  # replay reads the mode: a live run's books hold ours
+            self.recorder.write("start", {"mode": self.mode})
+        self.log.event(
+            "start",
+            address=getattr(self.ex, "address", ""),
+            dry_run=self.dry_run,
+            mode=self.mode,
+            markets=[s.name for s in self.slots],
+            config={k: v for k, v in dataclasses.asdict(self.cfg).items()},
+            pending_claims=len(self.claims.pending),
+        )
+        if not self.dry_run:
+            # at every start, as the official market maker does: no documented read says
+            # whether the approval is in place, and asking again is harmless
+            self.orders.request_ctf_approval()
+        for what, tx in self.ex.prepare(self.clock.now()).items():
+            self.log.event("approval_requested", what=what, tx=tx)
+        if not self.dry_run:
+            self.orders.cancel_leftovers()
+        self.stream = self.ex.stream()
+        handler = FeedHandler(
+            self.feed,
+            getattr(self.ex, "address", ""),
+            [s.key for s in self.slots],
+            self.log,
+            self.recorder,
+        )
+        self.stream.start(handler)
+        self.prices.start(list(dict.fromkeys(s.key.asset for s in self.slots)))
+        for s in self.slots:
+            try:
+                self.check_market(s)
+            except ExchangeError as e:
+                raise ExchangeError(e.kind, f"market {s.name}: {e.message}", e.status) from None
+        self._refresh_capital()  # a failure schedules its own retry, sooner than balance_s
+        self.due.setdefault("balance", self.clock.now() + self.cfg.balance_s)
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Main loop until stop(); cancels everything and saves state on the way out."""
+        wall_end = time.monotonic() + duration_s if duration_s else None
+        # Before anything that could cancel orders: a second instance on the same files stops
+        # here, without touching the first one's orders.
+        self._locks = [
+            hold_file_lock(p) for p in (self.cfg.state_file, self.cfg.log_file) if p != "-"
+        ]
+        if self.fresh_state:  # --sim: a new simulated world; the last one's claims mean nothing
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.cfg.state_file)
+        try:
+            self.startup()
+            while not self.stop_event.is_set():
+                if wall_end is not None and time.monotonic() >= wall_end:
+                    break
+                self.step()
+                self.clock.wait(self.feed.wake, self.cfg.tick_s)
+                self.feed.wake.clear()
+        finally:
+            try:
+                self.shutdown()
+            finally:
+                for fh in self._locks:  # the files are free for the next run
+                    fh.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.feed.wake.set()
+
+    def shutdown(self) -> None:
+        """Cancel every order, stop the streams, write state. Safe to call more than once."""
+        if self._shut:
+            return
+        self._shut = True
+        left_ok = True
+        if not self.dry_run:
+            try:
+                left_ok = self.orders.cancel_everything(self.slots)
+            except Exception as e:  # noqa: BLE001 -- report, then still save state and exit
+                left_ok = False
                 self.log.event(
-                    "kill_switch",
+                    "error",
                     level="ERROR",
-                    scope="market",
-                    slot=s.name,
-                    pnl=round(mkt, 4),
-                    market=m.qm.market_id,
+                    kind="shutdown_cancel",
+                    error=f"{type(e).__name__}: {str(e)[:200]}",
                 )
-        if not self.day_killed and self.day_pnl + open_pnl < -self.cfg.max_loss_per_day:
-            self.day_killed = True
-            self.log.event(
-                "kill_switch", level="ERROR", scope="day", pnl=round(self.day_pnl + open_pnl, 4)
-            )
+        self.prices.stop()
+        if self.stream is not None:
+            self.feed.closing = True
+            self.stream.stop()
+        for s in self.slots:
+            if s.m is not None:
+                self.claims.finished(s, s.m, replace=False)
+        with contextlib.suppress(OSError):
+            self.save_state()
+        if self.recorder is not None:
+            self.recorder.close()
+        r, u = self.ledger.pnl_now()
+        ticks = sorted(self.tick_times)
+        self.orders_left_ok = left_ok
+        self.log.event(
+            "shutdown",
+            orders_left_ok=left_ok,
+            realized=round(r, 6),
+            unrealized=round(u, 6),
+            fills=self.c.fills,
+            orders=self.c.orders,
+            requests=self.metrics.requests_total,
+            tick_p50_ms=round(ticks[len(ticks) // 2] * 1000, 3) if ticks else None,
+            markets=self.status.market_summary(),
+        )
+        if self.alerter is not None:
+            self.alerter.close()  # the shutdown alert goes out before the process ends
 
-    # -- the quote step -------------------------------------------------------------------------
-    def quote(self, s: Slot) -> None:
-        m = s.m
-        if m is None:
-            return
+    # -- the step --------------------------------------------------------------------------------
+    def step(self) -> None:
+        """One pass: settings reload, due jobs, kill switches, each slot's quotes, status."""
+        t0 = time.perf_counter()
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload_params()
+        self.prices.last_step_mono = time.monotonic()  # read by the price-stream thread
+        if self.stream is not None:
+            self.stream.pump()
+        if self.recorder is not None:
+            self.recorder.write("step", None)  # replay steps the engine exactly here
+        # the streamed prices as of the step's start: what replay sees
+        self.prices.begin_step(self.feed.prices_now(), self.clock.now())
         now = self.clock.now()
-        self._poll_book_if_needed(s)
-        self._confirm_quiet_book(s)
-        if not self.feed_fresh(m.qm.market_id):
-            self.fail_closed(s, "stale_feed")
-            self._kick_stream(s)
-            return
-        if self.day_killed:
-            self.fail_closed(s, "day_loss_limit")
-            return
-        if m.killed:
-            self.fail_closed(s, "market_loss_limit")
-            return
-        if now >= m.qm.end:
-            s.due["rollover"] = 0.0  # T-minus already pulled the orders: roll
-            return
-        with self.feed.lock:
-            dead = self.feed.cancelled & set(m.live)
-        if dead or s.need_resync:
-            self.sync_orders(s)
-        book = self.book_excluding_own(s)
-        left = m.qm.end - now
-        streamed = self.stream_price(s.key.asset)  # the freshest price, read at quote time
-        px = streamed[0] if streamed is not None else self.asset_px.get(s.key.asset)
-        if px is not None and not m.price_off and not price_consistent(
-            px, m.qm.strike, self.cfg.price_band
-        ):
-            m.price_off = True  # logged once per market; the model sits out while it lasts
-            self.log.event(
-                "error",
-                level="WARNING",
-                kind="price_scale",
-                slot=s.name,
-                market=m.qm.market_id,
-                price=px,
-                strike=m.qm.strike,
-                ratio=round(px / m.qm.strike, 6) if m.qm.strike else None,
-            )
-        m.fair = fair_value(book, px, m.qm.strike, left, self.cfg)
-        if m.fair is None:
-            self.fail_closed(s, "no_fair_value")
-            return
-        self.resume(s)
-        desired = quotes(m.fair, m.pnl.position, book, left, self.cfg)
-        resting = {o.side for o in m.live.values()}
-        desired, blocked = limit_quotes(desired, m.pnl.position, m.fair, self.headroom(s), resting)
-        if not self.ctf_approved and m.pnl.position > 0 and not self.dry_run:
-            # a SELL would move shares we hold: the chain refuses it without the approval
-            if now >= self.ctf_next:
-                self.request_ctf_approval()
-            if not self.ctf_approved:
-                desired = [q for q in desired if q.side != SELL]
-        self._note_limits(s, blocked)
-        tol = round(self.cfg.requote_tolerance * PRICE_SCALE)
-        cancels, places = plan(desired, m.live.values(), tol, now, self.cfg.order_refresh_s)
-        # cancel first: never more exposure on the book than the plan allows
-        for o in cancels:
-            self._cancel(s, o, "requote")
-        if self.ex.policy.degraded:
-            return  # the host's last answer was a failure: no new order until one succeeds
-        for q in places:
-            self._place(s, q, now)
+        cfg = self.cfg
+        self._safety_first()
+        hints, own = self.feed.take_news()
+        for s in self.slots:
+            if (
+                s.key in hints
+                or _due(s.due, "rollover", cfg.rollover_s, now)
+                or (s.m and now >= s.m.qm.end)
+            ):
+                self._job("rollover", lambda s=s: self.check_market(s), s)
+        if cfg.fair_source in ("model", "blend"):
+            for asset in dict.fromkeys(s.key.asset for s in self.slots):
+                if _due(self.due, "price:" + asset, cfg.price_s, now):
+                    self._job("price", lambda a=asset: self.prices.read(a))
+        # failed settlements: read when a position disagrees with our fills (poll_positions),
+        # and every FAILED_IDLE_S whatever happens
+        if not self.dry_run and _due(self.due, "failed_trades", FAILED_IDLE_S, now):
+            self._job("failed_trades", self.fills.poll_failed_trades)
+        for s in self.slots:
+            mine = s.m is not None and bool({"", s.m.qm.market_id.lower()} & own)
+            if _due(s.due, "positions", cfg.positions_s, now) or mine:
+                self._job("positions", lambda s=s, o=mine: self.fills.poll_positions(s, o), s)
+        if _due(self.due, "claims", cfg.claim_s, now):
+            self._job("claims", self.claims.run)
+        if _due(self.due, "balance", cfg.balance_s, now):
+            self._job("balance", self._refresh_capital)
+        if _due(self.due, "pnl", cfg.pnl_snapshot_s, now) and self.c.ticks:
+            self._job("pnl", self.pnl_snapshot)
+        self._job("kill_switches", lambda: self.risk.check_kill_switches(now))
+        for s in self.slots:
+            self._job("quote", lambda s=s: self._quote_step(s), s)
+        self.c.ticks += 1
+        self.tick_times.append(time.perf_counter() - t0)
+        del self.tick_times[:-1000]
+        self.status.update_gauges()
+        wall = time.monotonic()
+        if cfg.status_every_s and wall - self.last_status >= cfg.status_every_s:
+            self.last_status = wall
+            print(self.status.line(), flush=True)
 
-    # -- the loop -------------------------------------------------------------------------------
     def _job(self, name: str, fn: Callable[[], None], s: Slot | None = None) -> None:
         """Run a job; an exception is logged with context and never kills the loop. Before a
         poll, the stale-feed check runs again: a slow host delays polls, not fail-closed."""
@@ -3888,169 +4543,178 @@ class Bot:
                 with contextlib.suppress(Exception):
                     self.fail_closed(s, "exception")
 
-    def startup(self) -> None:
-        self.load_state()
-        if self.recorder is not None:  # replay reads the mode: a live run's books hold ours
-            self.recorder.write("start", {"mode": self.mode})
-        self.log.event(
-            "start",
-            address=getattr(self.ex, "address", ""),
-            dry_run=self.dry_run,
-            mode=self.mode,
-            markets=[s.name for s in self.slots],
-            config={k: v for k, v in dataclasses.asdict(self.cfg).items()},
-            pending_claims=len(self.claims),
-        )
-        if not self.dry_run:
-            # at every start, as the official market maker does: no documented read says
-            # whether the approval is in place, and asking again is harmless
-            self.request_ctf_approval()
-        for what, tx in self.ex.prepare(self.clock.now()).items():
-            self.log.event("approval_requested", what=what, tx=tx)
-        if not self.dry_run:
-            self.cancel_leftovers()
-        self.stream = self.ex.stream()
-        handler = FeedHandler(
-            self.feed,
-            getattr(self.ex, "address", ""),
-            [s.key for s in self.slots],
-            self.log,
-            self.recorder,
-        )
-        self.stream.start(handler)
-        if self.cfg.fair_source in ("model", "blend") and self.uses_pyth():
-            assets = list(dict.fromkeys(s.key.asset for s in self.slots))
-            self.price_stream = HermesStream(
-                self.cfg.hermes_url,
-                assets,
-                self.hermes_key,
-                self._on_stream_price,
-                read_s=max(2.0, self.cfg.price_max_age_s),
-            )
-            self.price_stream.start()
-        for s in self.slots:
-            try:
-                self.check_market(s)
-            except ExchangeError as e:
-                raise ExchangeError(e.kind, f"market {s.name}: {e.message}", e.status) from None
-        self.refresh_capital()  # a failure schedules its own retry, sooner than balance_s
-        self.due.setdefault("balance", self.clock.now() + self.cfg.balance_s)
-
-    def uses_pyth(self) -> bool:
-        src = self.cfg.price_source
-        return src == "pyth" or (src == "auto" and self.pyth_auto)
-
-    def cancel_leftovers(self) -> None:
-        """Orders a previous run left behind (crash, kill -9) are cancelled before quoting."""
-        try:
-            left = self.ex.orders(None, "open")
-        except ExchangeError as e:
-            raise ExchangeError(
-                e.kind, f"cannot read open orders at start: {e.message}", e.status
-            ) from None
-        markets = {o.market_id for o in left}
-        for mid in markets:
-            with contextlib.suppress(ExchangeError):
-                self.ex.cancel_market(mid)
-        rest = self.ex.orders(None, "open") if left else []
-        for o in rest:
-            with contextlib.suppress(ExchangeError):
-                self.ex.cancel(o.order_hash, o.market_id, o.side)
-        if left:
-            self.log.event("leftovers_cancelled", count=len(left), markets=sorted(markets))
-
-    def run(self, duration_s: float | None = None) -> None:
-        """Main loop until stop(); cancels everything and saves state on the way out."""
-        wall_end = time.monotonic() + duration_s if duration_s else None
-        # Before anything that could cancel orders: a second instance on the same files stops
-        # here, without touching the first one's orders.
-        self._locks = [
-            hold_file_lock(p) for p in (self.cfg.state_file, self.cfg.log_file) if p != "-"
-        ]
-        if self.fresh_state:  # --sim: a new simulated world; the last one's claims mean nothing
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.cfg.state_file)
-        try:
-            self.startup()
-            while not self.stop_event.is_set():
-                if wall_end is not None and time.monotonic() >= wall_end:
-                    break
-                self.step()
-                self.clock.wait(self.feed.wake, self.cfg.tick_s)
-                self.feed.wake.clear()
-        finally:
-            try:
-                self.shutdown()
-            finally:
-                for fh in self._locks:  # the files are free for the next run
-                    fh.close()
-
-    def step(self) -> None:
-        """One pass: settings reload, due jobs, kill switches, each slot's quotes, status."""
-        t0 = time.perf_counter()
-        if self.reload_requested.is_set():
-            self.reload_requested.clear()
-            self.reload_params()
-        self.last_step_mono = time.monotonic()  # read by the price-stream thread (a float)
-        if self.stream is not None:
-            self.stream.pump()
-        if self.recorder is not None:
-            self.recorder.write("step", None)  # replay steps the engine exactly here
-        with self.feed.lock:  # the streamed prices as of the step's start: what replay sees
-            self.step_prices = dict(self.feed.prices)
-        self.step_now = self.clock.now()
-        now = self.clock.now()
-        cfg = self.cfg
-        self._safety_first()
-        with self.feed.lock:
-            hints, self.feed.hints = self.feed.hints, {}
-            own = set(self.feed.own_trades)
-            # a trade of ours without a market id asks every slot once; market ids stay until
-            # that market's orders are read back (sync_orders)
-            self.feed.own_trades.discard("")
-        for s in self.slots:
-            if (
-                s.key in hints
-                or _due(s.due, "rollover", cfg.rollover_s, now)
-                or (s.m and now >= s.m.qm.end)
-            ):
-                self._job("rollover", lambda s=s: self.check_market(s), s)
-        if cfg.fair_source in ("model", "blend"):
-            for asset in dict.fromkeys(s.key.asset for s in self.slots):
-                if _due(self.due, "price:" + asset, cfg.price_s, now):
-                    self._job("price", lambda a=asset: self._read_price(a))
-        # failed settlements: read when a position disagrees with our fills (poll_positions),
-        # and every FAILED_IDLE_S whatever happens
-        if not self.dry_run and _due(self.due, "failed_trades", FAILED_IDLE_S, now):
-            self._job("failed_trades", self.poll_failed_trades)
-        for s in self.slots:
-            mine = s.m is not None and bool({"", s.m.qm.market_id.lower()} & own)
-            if _due(s.due, "positions", cfg.positions_s, now) or mine:
-                self._job("positions", lambda s=s, o=mine: self.poll_positions(s, o), s)
-        if _due(self.due, "claims", cfg.claim_s, now):
-            self._job("claims", self.do_claims)
-        if _due(self.due, "balance", cfg.balance_s, now):
-            self._job("balance", self.refresh_capital)
-        if _due(self.due, "pnl", cfg.pnl_snapshot_s, now) and self.c.ticks:
-            self._job("pnl", self.pnl_snapshot)
-        self._job("kill_switches", lambda: self.check_kill_switches(now))
-        for s in self.slots:
-            self._job("quote", lambda s=s: self.quote(s), s)
-        self.c.ticks += 1
-        self.tick_times.append(time.perf_counter() - t0)
-        del self.tick_times[:-1000]
-        self.update_gauges()
-        wall = time.monotonic()
-        if cfg.status_every_s and wall - self.last_status >= cfg.status_every_s:
-            self.last_status = wall
-            print(self.status_line(), flush=True)
-
     def _safety_first(self) -> None:
         """A stale book fails its market closed (and cancels) before any poll runs."""
         for s in self.slots:
-            if s.m is not None and s.quoting and not self.feed_fresh(s.m.qm.market_id):
+            if s.m is not None and s.quoting and not self.watch.fresh(s.m.qm.market_id):
                 self._job("quote", lambda s=s: self.fail_closed(s, "stale_feed"), s)
 
+    def _refresh_capital(self) -> None:
+        retry_at = self.risk.refresh_capital()
+        if retry_at is not None:
+            self.due["balance"] = retry_at
+
+    def pnl_snapshot(self) -> None:
+        self.log.event("pnl_snapshot", **self.status.snapshot())
+        self.save_state()
+
+    # -- market lifecycle ------------------------------------------------------------------------
+    def check_market(self, s: Slot) -> None:
+        """Roll the slot to its current quick market when it changed (poll, or a hint)."""
+        # a stream hint only says "poll now": the adapter's record carries what the hint
+        # lacks (contract, settlement address), and a forged or stale hint changes nothing
+        qm = self.ex.quick_market(s.key)
+        if s.m is not None and qm.market_id.lower() == s.m.qm.market_id.lower():
+            return
+        if s.m is not None and qm.start < s.m.qm.start:
+            return  # a stale hint
+        self.rollover(s, qm)
+
+    def rollover(self, s: Slot, qm: QuickMarket) -> None:
+        old = s.m
+        t0 = time.perf_counter()
+        if old is not None:
+            self.orders.cancel_all(s, "rollover", old.qm.market_id)
+            with contextlib.suppress(ExchangeError):
+                self.orders.sync(s)  # fills that landed before the end
+            self.claims.finished(s, old)
+            self.ledger.realize(s.name, old.pnl.realized)
+            if self.stream is not None:
+                self.stream.unsubscribe(old.qm.market_id)
+            self.ledger.count(s, "rollovers")
+        s.m = MarketState(qm)
+        s.blocked = {}
+        if self.recorder is not None:
+            self.recorder.market(qm)
+        restored = self.state.restored.pop(qm.market_id, None)
+        if restored is not None:
+            s.m.pnl = restored  # restarted mid-market: carry the position on
+            self.claims.resumed(qm.market_id)
+        self.feed.track(qm.market_id, old.qm.market_id if old is not None else None)
+        if self.stream is not None:
+            self.stream.subscribe(qm.market_id)
+        self.watch.poll_if_needed(s, force=True)
+        if old is not None:
+            self.log.event(
+                "rollover",
+                slot=s.name,
+                old_market=old.qm.market_id,
+                old_end=old.qm.end,
+                new_market=qm.market_id,
+                strike=qm.strike,
+                end=qm.end,
+                seconds=round(time.perf_counter() - t0, 3),
+            )
+        self.save_state()
+
+    # -- the quote step --------------------------------------------------------------------------
+    def _quote_step(self, s: Slot) -> None:
+        self.read_market(s)
+        self.quote(s)
+
+    def read_market(self, s: Slot) -> None:
+        """The quote step's reads, before it decides: the book over REST while the stream is
+        down or quiet, and our orders when the stream saw one of them die or a doubt is open
+        (only for a market that may trade: a blocked one is cancelled instead)."""
+        m = s.m
+        if m is None:
+            return
+        self.watch.poll_if_needed(s)
+        self.watch.confirm_quiet(s)
+        if self.risk.blocked(s) is None and self.clock.now() < m.qm.end:
+            if self.feed.dead(set(m.live)) or s.need_resync:
+                self.orders.sync(s)
+
+    def quote(self, s: Slot) -> None:
+        """Decide on what the step has read: fail closed when Risk says so, else price both
+        sides and send only the difference against the live orders (cancels first)."""
+        m = s.m
+        if m is None:
+            return
+        now = self.clock.now()
+        why = self.risk.blocked(s)
+        if why is not None:
+            self.fail_closed(s, why)
+            if why == "stale_feed":
+                self.watch.kick(s, self.stream)
+            return
+        if now >= m.qm.end:
+            s.due["rollover"] = 0.0  # T-minus already pulled the orders: roll
+            return
+        book = self.watch.book_excluding_own(s)
+        left = m.qm.end - now
+        px = self.prices.price(s.key.asset)  # the freshest price, read at quote time
+        if px is not None and not m.price_off and not price_consistent(
+            px, m.qm.strike, self.cfg.price_band
+        ):
+            m.price_off = True  # logged once per market; the model sits out while it lasts
+            self.log.event(
+                "error",
+                level="WARNING",
+                kind="price_scale",
+                slot=s.name,
+                market=m.qm.market_id,
+                price=px,
+                strike=m.qm.strike,
+                ratio=round(px / m.qm.strike, 6) if m.qm.strike else None,
+            )
+        m.fair = fair_value(book, px, m.qm.strike, left, self.cfg)
+        if m.fair is None:
+            self.fail_closed(s, "no_fair_value")
+            return
+        self.resume(s)
+        desired = quotes(m.fair, m.pnl.position, book, left, self.cfg)
+        resting = {o.side for o in m.live.values()}
+        desired, blocked = limit_quotes(
+            desired, m.pnl.position, m.fair, self.risk.headroom(s), resting
+        )
+        if m.pnl.position > 0 and not self.dry_run and not self.orders.may_sell_held(now):
+            desired = [q for q in desired if q.side != SELL]  # the chain would refuse them
+        self.risk.note_limits(s, blocked)
+        tol = round(self.cfg.requote_tolerance * PRICE_SCALE)
+        cancels, places = plan(desired, m.live.values(), tol, now, self.cfg.order_refresh_s)
+        # cancel first: never more exposure on the book than the plan allows
+        for o in cancels:
+            self.orders.cancel(s, o, "requote")
+        if self.ex.policy.degraded:
+            return  # the host's last answer was a failure: no new order until one succeeds
+        for q in places:
+            self.orders.place(s, q, now)
+
+    def fail_closed(self, s: Slot, reason: str) -> None:
+        """Stop quoting the slot and cancel its orders; logged once per reason change."""
+        changed = reason != s.closed_reason
+        if changed:
+            self.ledger.count(s, "fail_closed")
+            s.closed_since = self.clock.now()
+            self.log.event(
+                "fail_closed",
+                level="WARNING",
+                slot=s.name,
+                reason=reason,
+                market=s.m.qm.market_id if s.m else None,
+                feed_age=round(min(self.watch.age(s.m.qm.market_id) if s.m else 1e9, 1e9), 2),
+            )
+        s.quoting = False
+        s.closed_reason = reason
+        s.metrics.quoting.set(0)
+        if s.m is not None and (changed or s.m.live):
+            self.orders.cancel_all(s, reason)
+
+    def resume(self, s: Slot) -> None:
+        if not s.quoting:
+            if s.closed_reason not in (None, "starting"):
+                self.log.event(
+                    "resumed",
+                    slot=s.name,
+                    after=s.closed_reason,
+                    closed_s=round(self.clock.now() - (s.closed_since or 0), 2),
+                )
+            s.quoting = True
+            s.closed_reason = None
+            s.metrics.quoting.set(1)
+
+    # -- live tuning (SIGHUP) --------------------------------------------------------------------
     def request_reload(self) -> None:
         """Called from the SIGHUP handler: only sets flags (signal-safe)."""
         self.reload_requested.set()
@@ -4059,7 +4723,7 @@ class Bot:
     def reload_params(self) -> None:
         """Re-read the settings; apply the tunable ones if all of them validate, log the diff,
         keep the old values on any error. Connection, files, markets and schedule need a
-        restart."""
+        restart. The engine's Config is changed in place: every owner reads the same one."""
         if self.reloader is None:
             return
         try:
@@ -4085,613 +4749,15 @@ class Bot:
             and getattr(self.cfg, f.name) != getattr(new, f.name)
             and f.name not in ("host", "rate_limit_per_s")
         )  # --sim rewrites these
-        self.cfg = dataclasses.replace(self.cfg, **{k: v[1] for k, v in diff.items()})
+        for k, (_, v) in diff.items():
+            setattr(self.cfg, k, v)
         self.log.event("params_reloaded", changed=diff, needs_restart=ignored)
         if {"capital_usdc", "capital_split"} & set(diff):
             self.due["balance"] = 0.0  # new budgets on the next step
 
-    def _read_price(self, asset: str) -> None:
-        """The model's asset price: the oracle's stream while it is fresh, else (and with
-        price_source=turbine) Turbine's price endpoint. A change of source is logged."""
-        streamed = self.stream_price(asset)
-        if streamed is not None:
-            px, src = streamed[0], "pyth"
-        else:
-            px, src = self.ex.asset_price(asset), "turbine"
-            self.asset_px_at[asset] = self.clock.now()
-        self.asset_px[asset] = px
-        before = self.price_src.get(asset)
-        if self.price_stream is not None and before != src:
-            self.log.event(
-                "price_source",
-                # falling back from the stream is worth a look; the start (no stream update
-                # yet) is not
-                level="WARNING" if before == "pyth" else "INFO",
-                asset=asset,
-                source=src,
-                reason="" if src == "pyth" else (self.price_stream.reason or "stale"),
-            )
-        self.price_src[asset] = src
-        if self.recorder is not None and px is not None and src == "turbine":
-            self.recorder.write("price", {"a": asset, "p": px})
-
-    def _on_stream_price(self, asset: str, price: float, published: float) -> None:
-        """Price-stream thread: the latest oracle price, under the feed lock."""
-        if self.recorder is not None:  # replay feeds these to the model as the stream did;
-            # written first, so that a step that used the price is marked after it
-            self.recorder.write("price", {"a": asset, "p": price, "t": published, "s": "pyth"})
-        with self.feed.lock:
-            old = self.feed.prices.get(asset)
-            if old is None or published > old[1]:
-                self.feed.prices[asset] = (price, published)
-                # a new oracle price is news for the model: quote on it now, not at the next
-                # tick (Pyth publishes every 400 ms; a step costs a few ms and requests only
-                # when a quote moves past requote_tolerance). At most every PRICE_WAKE_S of
-                # real time: a compressed --sim clock publishes 60 a second at 60x.
-                if time.monotonic() - self.last_step_mono >= PRICE_WAKE_S:
-                    self.feed.wake.set()
-
-    def stream_price(self, asset: str) -> tuple[float, float] | None:
-        """(price, age s) of the streamed oracle price, or None when off, missing or older
-        than price_max_age_s (then the Turbine poll stands in)."""
-        if self.price_stream is None:
-            return None
-        got = self.step_prices.get(asset)
-        if got is None:
-            return None
-        # its age when the step began: a slow step (a rollover's REST calls; 60x in --sim)
-        # must not age the price the step started with
-        age = (self.step_now or self.clock.now()) - got[1]
-        return (got[0], max(0.0, age)) if age <= self.cfg.price_max_age_s else None
-
-    def price_state(self, asset: str) -> tuple[str, float]:
-        """(source, age s) of the price the model uses now (age inf: none)."""
-        streamed = self.stream_price(asset)
-        if streamed is not None:
-            return "pyth", streamed[1]
-        at = self.asset_px_at.get(asset)
-        if self.asset_px.get(asset) is None or at is None:
-            return "turbine", math.inf
-        return "turbine", max(0.0, self.clock.now() - at)
-
-    def update_gauges(self) -> None:
-        for s in self.slots:
-            r, u = self.pnl_now(s)
-            mm = s.metrics
-            mm.pnl_realized.set(r)
-            mm.pnl_unrealized.set(u)
-            mm.inventory.set(self.inventory(s))
-            age = self.feed_age(s.m.qm.market_id) if s.m else math.inf
-            mm.feed_age.set(age if math.isfinite(age) else -1)
-            src, p_age = self.price_state(s.key.asset)
-            mm.price_age.set(p_age if math.isfinite(p_age) else -1)
-            mm.price_streamed.set(1 if src == "pyth" else 0)
-            mm.budget.set(s.budget if math.isfinite(s.budget) else -1)
-            mm.budget_used.set(s.tied())
-        notional, net = self.portfolio()
-        self.metrics.open_notional.set(notional)
-        self.metrics.net_exposure.set(net)
-        self.metrics.day_pnl.set(self.day_pnl + sum(s.open_pnl() for s in self.slots))
-        if self.capital is not None and math.isfinite(self.capital):
-            self.metrics.capital.set(self.capital)
-
-    def market_summary(self) -> dict[str, dict[str, Any]]:
-        """Per-slot figures for the pnl_snapshot and shutdown lines (the report reads them)."""
-        out = {}
-        for s in self.slots:
-            r, u = self.pnl_now(s)
-            out[s.name] = {
-                "realized": round(r, 6),
-                "unrealized": round(u, 6),
-                "inventory": round(self.inventory(s), 6),
-                "fills": s.c.fills,
-                "orders": s.c.orders,
-                "claimed_usdc": round(s.c.claimed_usdc, 6),
-                "budget": round(s.budget, 2) if math.isfinite(s.budget) else None,
-            }
-        return out
-
-    def pnl_snapshot(self) -> None:
-        r, u = self.pnl_now()
-        placed = self.c.placed_size
-        notional, net = self.portfolio()
-        self.log.event(
-            "pnl_snapshot",
-            realized=round(r, 6),
-            unrealized=round(u, 6),
-            total=round(r + u, 6),
-            inventory=round(self.inventory(), 6),
-            fees=round(sum(s.m.pnl.fees for s in self.slots if s.m), 6),
-            fills=self.c.fills,
-            orders=self.c.orders,
-            cancels=self.c.cancels,
-            fill_rate=round(self.c.filled_size / placed, 6) if placed else 0.0,
-            requests=self.metrics.requests_total,
-            errors=dict(self.metrics.errors_by_kind),
-            claimed_usdc=round(self.c.claimed_usdc, 6),
-            fail_closed=self.c.fail_closed,
-            open_notional=round(notional, 4),
-            net_exposure=round(net, 4),
-            markets=self.market_summary(),
-        )
-        self.save_state()
-
-    def status_line(self) -> str:
-        """One line: each market's state, then the portfolio."""
-        parts = []
-        for s in self.slots:
-            m = s.m
-            if m is None:
-                parts.append(f"{s.name} no market yet")
-                continue
-            bid = next((o for o in m.live.values() if o.side == BUY), None)
-            ask = next((o for o in m.live.values() if o.side == SELL), None)
-
-            def fmt(o: LiveOrder | None) -> str:
-                return f"{o.price / PRICE_SCALE:.3f}x{o.remaining / SIZE_SCALE:g}" if o else "-"
-
-            state = "QUOTING" if s.quoting else f"CLOSED({s.closed_reason})"
-            if s.blocked:
-                state += " LIMIT(" + ",".join(
-                    f"{_side(k)}:{v}" for k, v in sorted(s.blocked.items())
-                ) + ")"
-            age = self.feed_age(m.qm.market_id)
-            src, p_age = self.price_state(s.key.asset)
-            parts.append(
-                f"{s.name} {m.qm.market_id[:10]} T-{max(0, m.qm.end - self.clock.now()):.0f}s "
-                f"fair={m.fair if m.fair is not None else float('nan'):.3f} bid={fmt(bid)} "
-                f"ask={fmt(ask)} inv={m.pnl.position:+g} "
-                f"feed={age if math.isfinite(age) else -1:.1f}s "
-                f"px={src}:{p_age if math.isfinite(p_age) else -1:.1f}s {state}"
-            )
-        r, u = self.pnl_now()
-        notional, net = self.portfolio()
-        tag = f" {self.mode.upper()}" if self.mode in ("paper", "dry_run") else ""
-        return (
-            f"[{self.cfg.bot_name}{tag}] "
-            + " | ".join(parts)
-            + f" | pnl={r + u:+.2f} (r{r:+.2f} u{u:+.2f}) expo={net:+.1f}"
-            f"/{self.cfg.max_net_exposure:g} open={notional:.1f}/{self.cfg.max_open_notional:g}"
-            f" fills={self.c.fills}" + (" DAY-KILLED" if self.day_killed else "")
-        )
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.feed.wake.set()
-
-    def shutdown(self) -> None:
-        """Cancel every order, stop the stream, write state. Safe to call more than once."""
-        if getattr(self, "_shut", False):
-            return
-        self._shut = True
-        left_ok = True
-        if not self.dry_run:
-            try:
-                for s in self.slots:
-                    if s.m is not None:
-                        left_ok = self.cancel_all(s, "shutdown") and left_ok
-                rest = self.ex.orders(None, "open")
-                for o in rest:
-                    with contextlib.suppress(ExchangeError):
-                        self.ex.cancel(o.order_hash, o.market_id, o.side)
-                left_ok = left_ok and not rest
-            except Exception as e:  # noqa: BLE001 -- report, then still save state and exit
-                left_ok = False
-                self.log.event(
-                    "error",
-                    level="ERROR",
-                    kind="shutdown_cancel",
-                    error=f"{type(e).__name__}: {str(e)[:200]}",
-                )
-        if self.price_stream is not None:
-            self.price_stream.stop()
-        if self.stream is not None:
-            self.feed.closing = True
-            self.stream.stop()
-        for s in self.slots:
-            if s.m is not None:
-                mid = s.m.qm.market_id
-                self.claims.setdefault(mid, s.m.qm.contract or mid)
-                self.settled.setdefault(
-                    mid, {"position": s.m.pnl.position, "avg": s.m.pnl.avg, "slot": s.name}
-                )
-        with contextlib.suppress(OSError):
-            self.save_state()
-        if self.recorder is not None:
-            self.recorder.close()
-        r, u = self.pnl_now()
-        ticks = sorted(self.tick_times)
-        self.orders_left_ok = left_ok
-        self.log.event(
-            "shutdown",
-            orders_left_ok=left_ok,
-            realized=round(r, 6),
-            unrealized=round(u, 6),
-            fills=self.c.fills,
-            orders=self.c.orders,
-            requests=self.metrics.requests_total,
-            tick_p50_ms=round(ticks[len(ticks) // 2] * 1000, 3) if ticks else None,
-            markets=self.market_summary(),
-        )
-        if self.alerter is not None:
-            self.alerter.close()  # the shutdown alert goes out before the process ends
-
 
 # =============================================================================================
-# 6. TOOLS: preflight (`spike_bot.py preflight [--canary]`). The comparison report and the
-#    replay of recordings live in spike_tools.py (`spike_bot.py report|replay ...` call it).
-# =============================================================================================
-# -- preflight: is this machine, wallet and config ready for a live run? -----------------------
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    warn: bool = False
-
-    def line(self) -> str:
-        verdict = "PASS" if self.ok and not self.warn else ("WARN" if self.ok else "FAIL")
-        return f"{verdict:4} {self.name:12} {self.detail}" + (f" -> {self.fix}" if self.fix else "")
-
-
-def canary(ex: Any, qm: QuickMarket, cfg: Config) -> list[Check]:
-    """One real order before the long run, through the bot's own adapter (signing, domain,
-    fields, permit): a maker BUY YES of one share at the lowest tick (it cannot fill), read
-    back, cancelled, checked gone. Whatever happens, and even on Ctrl-C, it leaves no order:
-    the market's orders are cancelled and read back until none is left."""
-    out: list[Check] = []
-    price, size = max(MIN_PRICE, round(cfg.price_tick * PRICE_SCALE)), SIZE_SCALE
-    mid = qm.market_id
-    # far from the market it cannot fill: the stale-feed firewall (no feed in preflight) is
-    # the only check waived
-    feed_ok = ex.gate.feed_ok
-    ex.gate.feed_ok = lambda market_id: market_id == mid
-    h = ""
-    try:
-        now = time.time()
-        try:
-            h = ex.place(qm, BUY, YES, price, size, int(now + MIN_EXPIRY_AHEAD_S + 60), now)
-            what = f"BUY YES 1 @ {price / PRICE_SCALE:g}: {h[:18]}"
-            out.append(Check("canary place", True, what))
-        except ExchangeError as e:
-            out.append(Check("canary place", False, f"refused: {e.message[:140]}", CANARY_FIX))
-            return out
-        try:
-            seen = h in {o.order_hash for o in ex.orders(mid, "open")}
-            out.append(
-                Check("canary read", seen, "open on the exchange" if seen else "not listed")
-            )
-        except ExchangeError as e:
-            out.append(Check("canary read", False, f"orders unreadable: {e.message[:140]}"))
-        try:
-            ex.cancel(h, mid, BUY)
-            out.append(Check("canary cancel", True, "cancel accepted"))
-        except ExchangeError as e:
-            out.append(Check("canary cancel", False, f"refused: {e.message[:140]}"))
-    finally:
-        if h:
-            gone = _canary_cleanup(ex, mid, h)
-            out.append(
-                Check(
-                    "canary gone",
-                    gone,
-                    "no order left" if gone else f"{h[:18]} may still be open",
-                    "" if gone else f"cancel it: DELETE /api/v1/orders/{h}",
-                )
-            )
-        ex.gate.feed_ok = feed_ok
-    return out
-
-
-CANARY_FIX = "compare the order, permit and domain with the spec; the words above are the API's"
-
-
-def _canary_cleanup(ex: Any, mid: str, h: str) -> bool:
-    """Read back until the canary is gone (cancelling the market's orders meanwhile)."""
-    for attempt in range(4):
-        try:
-            if h not in {o.order_hash for o in ex.orders(mid, "open")}:
-                return True
-            ex.cancel_market(mid)
-        except ExchangeError:
-            time.sleep(0.5 * (attempt + 1))
-    return False
-
-
-def hermes_check(cfg: Config, sec: Secrets, asset: str) -> Check:
-    """Whether Pyth Hermes answers this key with a current price (price_source pyth)."""
-    url = cfg.hermes_url.rstrip("/") + "/v2/updates/price/latest"
-    headers = {"Authorization": f"Bearer {sec.hermes_api_key}"} if sec.hermes_api_key else {}
-    fix = f"set {ENV_PYTH_API_KEY} (Pyth requires one) or --price-source turbine"
-    try:
-        r = requests.get(
-            url, params={"ids[]": "0x" + PYTH_FEEDS[asset]}, headers=headers, timeout=10
-        )
-        if r.status_code in (401, 403):
-            why = f"{cfg.hermes_url} refused the key ({r.status_code})"
-            return Check("hermes", False, why, fix)
-        r.raise_for_status()
-        p = r.json()["parsed"][0]["price"]
-        px, age = int(p["price"]) * 10.0 ** int(p["expo"]), time.time() - int(p["publish_time"])
-    except (requests.RequestException, ValueError, KeyError, IndexError, TypeError) as e:
-        return Check("hermes", False, f"{cfg.hermes_url} unusable ({type(e).__name__})", fix)
-    ok = age <= max(60.0, cfg.price_max_age_s)
-    return Check("hermes", ok, f"{asset} {px:.2f}, published {age:.0f} s ago", "" if ok else fix)
-
-
-def preflight(
-    cfg: Config,
-    sec: Secrets,
-    env_file: str,
-    record: str | None = None,
-    register: bool = True,
-    canary_factory: ExchangeFactory | None = None,
-) -> list[Check]:
-    """Every check a 24-hour live run depends on, each with a verdict and what to do.
-    `canary_factory`: also place, read back and cancel one real order through that adapter."""
-    import email.utils
-
-    out: list[Check] = []
-    signer = None
-    if not sec.private_key:
-        out.append(Check("key", False, f"no {ENV_PRIVATE_KEY} in {env_file}", HOW_TO_KEY))
-    else:
-        try:
-            signer = Signer(sec.private_key, cfg.chain_id)
-            out.append(Check("key", True, f"address {signer.address}"))
-        except ConfigError as e:
-            out.append(Check("key", False, str(e), f"fix {ENV_PRIVATE_KEY} in {env_file}"))
-    ex = TurbineExchange(cfg, signer, None)
-    try:
-        t0 = time.perf_counter()
-        r = ex.session.get(cfg.host + "/health", timeout=cfg.http_timeout_s)
-        ms = (time.perf_counter() - t0) * 1000
-        if r.status_code >= 400:
-            raise requests.RequestException(f"HTTP {r.status_code}")
-        out.append(Check("host", True, f"{cfg.host} answers in {ms:.0f} ms"))
-    except requests.RequestException as e:
-        out.append(
-            Check(
-                "host",
-                False,
-                f"{cfg.host} unreachable ({type(e).__name__})",
-                "check --host / TURBINE_HOST and the network",
-            )
-        )
-        return out  # nothing else can be checked
-    server = (
-        email.utils.parsedate_to_datetime(r.headers["Date"]).timestamp()
-        if "Date" in r.headers
-        else None
-    )
-    if server is None:
-        out.append(Check("clock", True, "the server sends no Date header", warn=True))
-    else:
-        skew = time.time() - server
-        ok = abs(skew) < 120  # bearer tokens are valid +-300 s: keep a wide margin
-        out.append(
-            Check(
-                "clock",
-                ok,
-                f"local clock {skew:+.0f} s from the server's",
-                "" if ok else "sync the clock (chrony / systemd-timesyncd)",
-                warn=ok and abs(skew) > 30,
-            )
-        )
-    kid = secret = ""
-    authed = False  # credentials that worked for a read
-    if signer is not None:
-        kid, secret = sec.api_key_id, sec.api_private_key
-        if not (kid and secret) and register:
-            try:
-                kid, secret = ex.register_api_key()
-                save_api_credentials(env_file, kid, secret)
-                out.append(Check("credentials", True, f"registered and saved to {env_file}"))
-            except (ConfigError, ExchangeError) as e:
-                out.append(Check("credentials", False, str(e)[:160], "see README 'Running live'"))
-                kid = secret = ""
-        if kid and secret:
-            try:
-                ex.auth = BearerAuth(kid, secret)
-                open_orders = ex.orders(None, "open")
-                authed = True
-                if not any(c.name == "credentials" for c in out):
-                    out.append(Check("credentials", True, f"authenticated read ok ({kid})"))
-                out.append(
-                    Check(
-                        "wallet",
-                        True,
-                        "no open orders"
-                        if not open_orders
-                        else f"{len(open_orders)} open orders: another bot may be using "
-                        "this wallet (one wallet per bot)",
-                        warn=bool(open_orders),
-                    )
-                )
-                try:  # no read says whether it is in place: ask (harmless, the bot does too)
-                    tx = ex.approve_ctf(time.time())
-                    out.append(
-                        Check("ctf approval", True, f"settlement is CTF operator (tx {tx[:18]})")
-                    )
-                except ExchangeError as e:
-                    out.append(
-                        Check(
-                            "ctf approval",
-                            False,
-                            f"the relayer refused: {e.message[:120]}",
-                            "without it no SELL of held shares can settle",
-                        )
-                    )
-            except (ConfigError, ExchangeError) as e:
-                out.append(
-                    Check(
-                        "credentials",
-                        False,
-                        f"rejected: {str(e)[:120]}",
-                        f"restore {ENV_API_KEY_ID}/{ENV_API_PRIVATE_KEY} in {env_file}",
-                    )
-                )
-    keys = cfg.market_keys()
-    for key in keys:
-        try:
-            qm = ex.quick_market(key)
-            book = ex.orderbook(qm.market_id, time.time())
-        except ExchangeError as e:
-            out.append(
-                Check(
-                    f"market {key}",
-                    False,
-                    f"quick market or book unreadable: {e}",
-                    "check --markets (ASSET:MINUTES of a listed quick market)",
-                )
-            )
-            continue
-        default = CHAINS[cfg.chain_id]["settlement"]
-        same = qm.settlement.lower() == default.lower()
-        if not same or key == keys[0]:
-            out.append(
-                Check(
-                    "contracts",
-                    same,
-                    f"chain {cfg.chain_id} settlement {qm.settlement}",
-                    ""
-                    if same
-                    else f"the market's settlement differs from {default}: wrong --chain-id?",
-                )
-            )
-        out.append(
-            Check(
-                f"market {key}",
-                True,
-                f"{qm.market_id[:12]} ends in {qm.end - time.time():.0f} s; book "
-                f"{len(book.bids)} bids / {len(book.asks)} asks",
-            )
-        )
-        if canary_factory is not None and key == keys[0]:
-            if signer is None or not (authed and sec.private_key):
-                out.append(Check("canary", False, "needs the key and working credentials"))
-            else:
-                trading = canary_factory(cfg, sec.private_key, kid, secret, Metrics(cfg.bot_name))
-                out.extend(canary(trading, trading.quick_market(key), cfg))
-        pyth = cfg.price_source == "pyth" or (cfg.price_source == "auto" and sec.hermes_api_key)
-        if cfg.fair_source in ("model", "blend") and pyth and key == keys[0]:
-            out.append(hermes_check(cfg, sec, key.asset))
-        if cfg.fair_source in ("model", "blend"):
-            try:
-                px = ex.asset_price(key.asset)
-            except ExchangeError as e:
-                px, why = None, f"unreadable: {e.message[:80]}"
-            else:
-                why = "no price" if px is None else ""
-            ok = price_consistent(px, qm.strike, cfg.price_band)
-            ratio = f"{px / qm.strike:.6g}" if px and qm.strike else "-"
-            out.append(
-                Check(
-                    f"price {key}",
-                    ok,
-                    f"{key.asset} price {px if px is not None else '-'} ({why or 'read'}), "
-                    f"strike {qm.strike:.2f}, ratio {ratio} (band {cfg.price_band:g})",
-                    ""
-                    if ok
-                    else "the price endpoint's unit differs from the strike's: the model "
-                    "would sit out (fair_source=micro quotes without it)",
-                )
-            )
-    if signer is not None:
-        try:
-            balance, allowance = ex.balances()
-            # the most each market can tie up (a full position plus both quotes), plus the
-            # day's loss limit: what a day of quoting needs at once. Budgets cap the use
-            # below that when the wallet is smaller, so a shortfall is a warning.
-            need = len(keys) * (cfg.max_position + 2 * cfg.order_size) * 1.01
-            need += cfg.max_loss_per_day
-            usable = balance / 1e6
-            if cfg.capital_usdc > 0:
-                usable = min(usable, cfg.capital_usdc)
-            split = parse_split(cfg.capital_split, keys)
-            budgets = ", ".join(f"{k} {usable * w:.0f}" for k, w in split.items())
-            out.append(
-                Check(
-                    "balance",
-                    usable > 0,
-                    f"{balance / 1e6:.2f} USDC; budgets {budgets} (full limits need ~{need:.0f})",
-                    "fund the wallet" if usable <= 0 else "",
-                    warn=0 < usable < need,
-                )
-            )
-            if cfg.permit_mode == "max":
-                ok = allowance >= 2**255 or allowance / 1e6 >= need
-                out.append(
-                    Check(
-                        "allowance",
-                        ok,
-                        f"standing allowance {allowance / 1e6:.2f}",
-                        ""
-                        if ok
-                        else "start the bot once with --permit-mode max (it "
-                        "signs the one-time permit) or use per_order",
-                    )
-                )
-            else:
-                out.append(
-                    Check("allowance", True, "per-order permits (no standing allowance needed)")
-                )
-        except ExchangeError as e:
-            out.append(Check("balance", False, f"balances unreadable: {e}", ""))
-    for label, path in (
-        ("log file", cfg.log_file),
-        ("state file", cfg.state_file),
-        ("record file", record),
-    ):
-        if not path or path == "-":
-            continue
-        d = os.path.dirname(os.path.abspath(path))
-        if not os.access(d, os.W_OK):
-            out.append(Check(label, False, f"{path}: directory not writable", "choose another"))
-        elif not file_lock_free(path):
-            out.append(
-                Check(
-                    label,
-                    False,
-                    f"{path} is in use by another running bot",
-                    "give each bot its own --log-file and --state-file",
-                )
-            )
-        else:
-            out.append(Check(label, True, f"{path} writable, not in use"))
-    return out
-
-
-def preflight_cli(
-    argv: list[str], base: Config | None = None, factory: ExchangeFactory | None = None
-) -> int:
-    ap = build_parser(base)
-    ap.prog += " preflight"
-    ap.add_argument(
-        "--canary",
-        action="store_true",
-        help="also place, read back and cancel one order that cannot fill (1 share at the "
-        "lowest tick)",
-    )
-    a = ap.parse_args(argv)
-    try:
-        environ = {**read_env_file(a.env_file), **os.environ}
-        cfg, sec = load_config(vars(a), environ, base)
-    except ConfigError as e:
-        print(f"FAIL config       {e}")
-        return 2
-    canary_factory = (factory or spike_exchange) if a.canary else None
-    checks = preflight(cfg, sec, a.env_file, a.record, canary_factory=canary_factory)
-    for c in checks:
-        print(c.line())
-    bad = [c for c in checks if not c.ok]
-    print(f"preflight: {'all checks pass' if not bad else f'{len(bad)} check(s) failed'}")
-    return 0 if not bad else 1
-
-
-# =============================================================================================
-# 7. CLI: flags (one per setting), modes, signals, main().
+# 6. CLI: flags (one per setting), modes, signals, main().
 # =============================================================================================
 def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
     defaults = base or Config()
@@ -4897,18 +4963,27 @@ def run_cli(
                     os.unlink(spike_paper.wallet_path(cfg.state_file))
             ex = spike_paper.PaperExchange(ex, cfg, clock.now)
         log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
-        bot = Bot(cfg, ex, clock, log, metrics, dry_run=a.dry_run)
-        bot.mode = "paper" if a.paper else "dry_run" if a.dry_run else "sim" if a.sim else "live"
-        bot.hermes_key = sec.hermes_api_key
-        bot.pyth_auto = bool(sec.hermes_api_key) or a.sim
-        if sec.alert_webhook:
-            bot.alerter = Alerter(sec.alert_webhook, cfg, clock.now)
-            log.listeners.append(bot.alerter.on_event)
-        bot.fresh_state = a.sim
-        if a.record:
-            bot.recorder = Recorder(a.record, clock.now)
-            if a.paper:
-                ex.recorder = bot.recorder  # the paper venue's payouts: their real outcomes
+        recorder = Recorder(a.record, clock.now) if a.record else None
+        if a.paper and recorder is not None:
+            ex.recorder = recorder  # the paper venue's payouts: their real outcomes
+        bot = Bot(
+            cfg,
+            ex,
+            clock,
+            log,
+            metrics,
+            dry_run=a.dry_run,
+            mode="paper" if a.paper else "dry_run" if a.dry_run else "sim" if a.sim else "live",
+            recorder=recorder,
+            alerter=Alerter(sec.alert_webhook, cfg, clock.now) if sec.alert_webhook else None,
+            hermes_key=sec.hermes_api_key,
+            pyth_auto=bool(sec.hermes_api_key) or a.sim,
+            fresh_state=a.sim,
+            # SIGHUP: re-read the env file (flags still win) and apply the strategy settings
+            reloader=lambda: load_config(
+                vars(a), {**read_env_file(a.env_file), **os.environ}, base
+            )[0],
+        )
     except (ConfigError, ExchangeError) as e:
         kind = "config error" if isinstance(e, ConfigError) else "cannot start"
         print(f"{name}: {kind}: {e}", file=sys.stderr)
@@ -4921,15 +4996,11 @@ def run_cli(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    # SIGHUP: re-read the env file (flags still win) and apply the strategy settings
-    bot.reloader = lambda: load_config(vars(a), {**read_env_file(a.env_file), **os.environ}, base)[
-        0
-    ]
     signal.signal(signal.SIGHUP, lambda _s, _f: bot.request_reload())
     code = 0
     try:
         bot.run(a.duration)
-        if not getattr(bot, "orders_left_ok", True):
+        if not bot.orders_left_ok:
             print(
                 f"{name}: could not confirm every order cancelled; they expire within "
                 f"{cfg.order_refresh_s + cfg.expiry_grace_s:.0f} s",
@@ -4949,14 +5020,15 @@ def run_cli(
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("report", "replay"):
+    if args and args[0] in ("report", "replay", "preflight"):
         import spike_tools  # not the bot: loaded only for these subcommands
 
-        return spike_tools.report_cli(args[1:]) if args[0] == "report" else spike_tools.replay_cli(
-            args[1:]
-        )
-    if args and args[0] == "preflight":
-        return preflight_cli(args[1:])
+        cli = {
+            "report": spike_tools.report_cli,
+            "replay": spike_tools.replay_cli,
+            "preflight": spike_tools.preflight_cli,
+        }[args[0]]
+        return cli(args[1:])
     if args and args[0] == "run":
         args = args[1:]
     return run_cli(args)

@@ -5,6 +5,7 @@ operator edits.
     report   the side-by-side comparison of runs over JSON logs (`spike_bot.py report LOG ...`),
              with charts (matplotlib)
     replay   the unchanged engine over a recording with a fill model (`spike_bot.py replay FILE`)
+    preflight  every check a live run depends on, and the canary order (`spike_bot.py preflight`)
 
 Both bots' logs and recordings have the same shape; official_spike_bot.py's `report` calls this
 module too.
@@ -20,11 +21,29 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import requests
+
 from spike_bot import (
+    BUY,
+    CHAINS,
+    ENV_API_KEY_ID,
+    ENV_API_PRIVATE_KEY,
+    ENV_PRIVATE_KEY,
+    ENV_PYTH_API_KEY,
+    HOW_TO_KEY,
+    MIN_EXPIRY_AHEAD_S,
+    MIN_PRICE,
+    PRICE_SCALE,
+    PYTH_FEEDS,
+    SIZE_SCALE,
+    YES,
+    BearerAuth,
     Book,
     Bot,
     CallPolicy,
@@ -32,12 +51,23 @@ from spike_bot import (
     ConfigError,
     EventLog,
     ExchangeError,
+    ExchangeFactory,
     MarketKey,
     Metrics,
     OrderGate,
     QuickMarket,
+    Secrets,
+    Signer,
     StreamHandler,
+    TurbineExchange,
+    build_parser,
+    file_lock_free,
     load_config,
+    parse_split,
+    price_consistent,
+    read_env_file,
+    save_api_credentials,
+    spike_exchange,
 )
 from spike_paper import PaperExchange, PaperStream
 
@@ -505,14 +535,19 @@ def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[s
     metrics = Metrics(cfg.bot_name)
     log = EventLog(log_path, cfg.bot_name)
     # never a connection to Hermes from a replay: the recording's streamed prices stand in
-    bot = Bot(dataclasses.replace(cfg, price_source="turbine"), ex, clock, log, metrics)
-    bot.mode = "replay"
+    recorded = streamed and cfg.price_source != "turbine"
+    bot = Bot(
+        cfg if recorded else dataclasses.replace(cfg, price_source="turbine"),
+        ex,
+        clock,
+        log,
+        metrics,
+        mode="replay",
+        price_stream=RecordedPriceStream() if recorded else None,
+    )
     with contextlib.suppress(OSError):
         os.unlink(cfg.state_file)
     bot.startup()
-    if streamed and cfg.price_source != "turbine":
-        bot.cfg = cfg
-        bot.price_stream = RecordedPriceStream()  # type: ignore[assignment]
     handler = ex.replay_stream.handler
     assert handler is not None
     marks = ex.marks
@@ -534,7 +569,7 @@ def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[s
         elif r["k"] == "trade":
             handler.on_trade(str(d.get("marketId", "")), d)
         elif r["k"] == "price" and isinstance(d, dict) and d.get("s") == "pyth":
-            bot._on_stream_price(str(d["a"]).upper(), float(d["p"]), float(d["t"]))
+            bot.prices.on_stream_price(str(d["a"]).upper(), float(d["p"]), float(d["t"]))
         if not marks and bot.feed.wake.is_set():
             bot.feed.wake.clear()
             bot.step()
@@ -630,3 +665,377 @@ def report_cli(argv: list[str]) -> int:
         return 0
     report(a.logs, a.plot)
     return 0
+
+
+# =============================================================================================
+# PREFLIGHT: is this machine, wallet and config ready for a live run (`spike_bot.py preflight
+#    [--canary]`, official_spike_bot.py's too); the canary places, reads back and cancels one
+#    order that cannot fill, through the bot's own adapter.
+# =============================================================================================
+# -- preflight: is this machine, wallet and config ready for a live run? -----------------------
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warn: bool = False
+
+    def line(self) -> str:
+        verdict = "PASS" if self.ok and not self.warn else ("WARN" if self.ok else "FAIL")
+        return f"{verdict:4} {self.name:12} {self.detail}" + (f" -> {self.fix}" if self.fix else "")
+
+
+def canary(ex: Any, qm: QuickMarket, cfg: Config) -> list[Check]:
+    """One real order before the long run, through the bot's own adapter (signing, domain,
+    fields, permit): a maker BUY YES of one share at the lowest tick (it cannot fill), read
+    back, cancelled, checked gone. Whatever happens, and even on Ctrl-C, it leaves no order:
+    the market's orders are cancelled and read back until none is left."""
+    out: list[Check] = []
+    price, size = max(MIN_PRICE, round(cfg.price_tick * PRICE_SCALE)), SIZE_SCALE
+    mid = qm.market_id
+    # far from the market it cannot fill: the stale-feed firewall (no feed in preflight) is
+    # the only check waived
+    blocked = ex.gate.blocked
+    ex.gate.blocked = lambda market_id: None if market_id == mid else "stale_feed"
+    h = ""
+    try:
+        now = time.time()
+        try:
+            h = ex.place(qm, BUY, YES, price, size, int(now + MIN_EXPIRY_AHEAD_S + 60), now)
+            what = f"BUY YES 1 @ {price / PRICE_SCALE:g}: {h[:18]}"
+            out.append(Check("canary place", True, what))
+        except ExchangeError as e:
+            out.append(Check("canary place", False, f"refused: {e.message[:140]}", CANARY_FIX))
+            return out
+        try:
+            seen = h in {o.order_hash for o in ex.orders(mid, "open")}
+            out.append(
+                Check("canary read", seen, "open on the exchange" if seen else "not listed")
+            )
+        except ExchangeError as e:
+            out.append(Check("canary read", False, f"orders unreadable: {e.message[:140]}"))
+        try:
+            ex.cancel(h, mid, BUY)
+            out.append(Check("canary cancel", True, "cancel accepted"))
+        except ExchangeError as e:
+            out.append(Check("canary cancel", False, f"refused: {e.message[:140]}"))
+    finally:
+        if h:
+            gone = _canary_cleanup(ex, mid, h)
+            out.append(
+                Check(
+                    "canary gone",
+                    gone,
+                    "no order left" if gone else f"{h[:18]} may still be open",
+                    "" if gone else f"cancel it: DELETE /api/v1/orders/{h}",
+                )
+            )
+        ex.gate.blocked = blocked
+    return out
+
+
+CANARY_FIX = "compare the order, permit and domain with the spec; the words above are the API's"
+
+
+def _canary_cleanup(ex: Any, mid: str, h: str) -> bool:
+    """Read back until the canary is gone (cancelling the market's orders meanwhile)."""
+    for attempt in range(4):
+        try:
+            if h not in {o.order_hash for o in ex.orders(mid, "open")}:
+                return True
+            ex.cancel_market(mid)
+        except ExchangeError:
+            time.sleep(0.5 * (attempt + 1))
+    return False
+
+
+def hermes_check(cfg: Config, sec: Secrets, asset: str) -> Check:
+    """Whether Pyth Hermes answers this key with a current price (price_source pyth)."""
+    url = cfg.hermes_url.rstrip("/") + "/v2/updates/price/latest"
+    headers = {"Authorization": f"Bearer {sec.hermes_api_key}"} if sec.hermes_api_key else {}
+    fix = f"set {ENV_PYTH_API_KEY} (Pyth requires one) or --price-source turbine"
+    try:
+        r = requests.get(
+            url, params={"ids[]": "0x" + PYTH_FEEDS[asset]}, headers=headers, timeout=10
+        )
+        if r.status_code in (401, 403):
+            why = f"{cfg.hermes_url} refused the key ({r.status_code})"
+            return Check("hermes", False, why, fix)
+        r.raise_for_status()
+        p = r.json()["parsed"][0]["price"]
+        px, age = int(p["price"]) * 10.0 ** int(p["expo"]), time.time() - int(p["publish_time"])
+    except (requests.RequestException, ValueError, KeyError, IndexError, TypeError) as e:
+        return Check("hermes", False, f"{cfg.hermes_url} unusable ({type(e).__name__})", fix)
+    ok = age <= max(60.0, cfg.price_max_age_s)
+    return Check("hermes", ok, f"{asset} {px:.2f}, published {age:.0f} s ago", "" if ok else fix)
+
+
+def preflight(
+    cfg: Config,
+    sec: Secrets,
+    env_file: str,
+    record: str | None = None,
+    register: bool = True,
+    canary_factory: ExchangeFactory | None = None,
+) -> list[Check]:
+    """Every check a 24-hour live run depends on, each with a verdict and what to do.
+    `canary_factory`: also place, read back and cancel one real order through that adapter."""
+    import email.utils
+
+    out: list[Check] = []
+    signer = None
+    if not sec.private_key:
+        out.append(Check("key", False, f"no {ENV_PRIVATE_KEY} in {env_file}", HOW_TO_KEY))
+    else:
+        try:
+            signer = Signer(sec.private_key, cfg.chain_id)
+            out.append(Check("key", True, f"address {signer.address}"))
+        except ConfigError as e:
+            out.append(Check("key", False, str(e), f"fix {ENV_PRIVATE_KEY} in {env_file}"))
+    ex = TurbineExchange(cfg, signer, None)
+    try:
+        t0 = time.perf_counter()
+        r = ex.session.get(cfg.host + "/health", timeout=cfg.http_timeout_s)
+        ms = (time.perf_counter() - t0) * 1000
+        if r.status_code >= 400:
+            raise requests.RequestException(f"HTTP {r.status_code}")
+        out.append(Check("host", True, f"{cfg.host} answers in {ms:.0f} ms"))
+    except requests.RequestException as e:
+        out.append(
+            Check(
+                "host",
+                False,
+                f"{cfg.host} unreachable ({type(e).__name__})",
+                "check --host / TURBINE_HOST and the network",
+            )
+        )
+        return out  # nothing else can be checked
+    server = (
+        email.utils.parsedate_to_datetime(r.headers["Date"]).timestamp()
+        if "Date" in r.headers
+        else None
+    )
+    if server is None:
+        out.append(Check("clock", True, "the server sends no Date header", warn=True))
+    else:
+        skew = time.time() - server
+        ok = abs(skew) < 120  # bearer tokens are valid +-300 s: keep a wide margin
+        out.append(
+            Check(
+                "clock",
+                ok,
+                f"local clock {skew:+.0f} s from the server's",
+                "" if ok else "sync the clock (chrony / systemd-timesyncd)",
+                warn=ok and abs(skew) > 30,
+            )
+        )
+    kid = secret = ""
+    authed = False  # credentials that worked for a read
+    if signer is not None:
+        kid, secret = sec.api_key_id, sec.api_private_key
+        if not (kid and secret) and register:
+            try:
+                kid, secret = ex.register_api_key()
+                save_api_credentials(env_file, kid, secret)
+                out.append(Check("credentials", True, f"registered and saved to {env_file}"))
+            except (ConfigError, ExchangeError) as e:
+                out.append(Check("credentials", False, str(e)[:160], "see README 'Running live'"))
+                kid = secret = ""
+        if kid and secret:
+            try:
+                ex.auth = BearerAuth(kid, secret)
+                open_orders = ex.orders(None, "open")
+                authed = True
+                if not any(c.name == "credentials" for c in out):
+                    out.append(Check("credentials", True, f"authenticated read ok ({kid})"))
+                out.append(
+                    Check(
+                        "wallet",
+                        True,
+                        "no open orders"
+                        if not open_orders
+                        else f"{len(open_orders)} open orders: another bot may be using "
+                        "this wallet (one wallet per bot)",
+                        warn=bool(open_orders),
+                    )
+                )
+                try:  # no read says whether it is in place: ask (harmless, the bot does too)
+                    tx = ex.approve_ctf(time.time())
+                    out.append(
+                        Check("ctf approval", True, f"settlement is CTF operator (tx {tx[:18]})")
+                    )
+                except ExchangeError as e:
+                    out.append(
+                        Check(
+                            "ctf approval",
+                            False,
+                            f"the relayer refused: {e.message[:120]}",
+                            "without it no SELL of held shares can settle",
+                        )
+                    )
+            except (ConfigError, ExchangeError) as e:
+                out.append(
+                    Check(
+                        "credentials",
+                        False,
+                        f"rejected: {str(e)[:120]}",
+                        f"restore {ENV_API_KEY_ID}/{ENV_API_PRIVATE_KEY} in {env_file}",
+                    )
+                )
+    keys = cfg.market_keys()
+    for key in keys:
+        try:
+            qm = ex.quick_market(key)
+            book = ex.orderbook(qm.market_id, time.time())
+        except ExchangeError as e:
+            out.append(
+                Check(
+                    f"market {key}",
+                    False,
+                    f"quick market or book unreadable: {e}",
+                    "check --markets (ASSET:MINUTES of a listed quick market)",
+                )
+            )
+            continue
+        default = CHAINS[cfg.chain_id]["settlement"]
+        same = qm.settlement.lower() == default.lower()
+        if not same or key == keys[0]:
+            out.append(
+                Check(
+                    "contracts",
+                    same,
+                    f"chain {cfg.chain_id} settlement {qm.settlement}",
+                    ""
+                    if same
+                    else f"the market's settlement differs from {default}: wrong --chain-id?",
+                )
+            )
+        out.append(
+            Check(
+                f"market {key}",
+                True,
+                f"{qm.market_id[:12]} ends in {qm.end - time.time():.0f} s; book "
+                f"{len(book.bids)} bids / {len(book.asks)} asks",
+            )
+        )
+        if canary_factory is not None and key == keys[0]:
+            if signer is None or not (authed and sec.private_key):
+                out.append(Check("canary", False, "needs the key and working credentials"))
+            else:
+                trading = canary_factory(cfg, sec.private_key, kid, secret, Metrics(cfg.bot_name))
+                out.extend(canary(trading, trading.quick_market(key), cfg))
+        pyth = cfg.price_source == "pyth" or (cfg.price_source == "auto" and sec.hermes_api_key)
+        if cfg.fair_source in ("model", "blend") and pyth and key == keys[0]:
+            out.append(hermes_check(cfg, sec, key.asset))
+        if cfg.fair_source in ("model", "blend"):
+            try:
+                px = ex.asset_price(key.asset)
+            except ExchangeError as e:
+                px, why = None, f"unreadable: {e.message[:80]}"
+            else:
+                why = "no price" if px is None else ""
+            ok = price_consistent(px, qm.strike, cfg.price_band)
+            ratio = f"{px / qm.strike:.6g}" if px and qm.strike else "-"
+            out.append(
+                Check(
+                    f"price {key}",
+                    ok,
+                    f"{key.asset} price {px if px is not None else '-'} ({why or 'read'}), "
+                    f"strike {qm.strike:.2f}, ratio {ratio} (band {cfg.price_band:g})",
+                    ""
+                    if ok
+                    else "the price endpoint's unit differs from the strike's: the model "
+                    "would sit out (fair_source=micro quotes without it)",
+                )
+            )
+    if signer is not None:
+        try:
+            balance, allowance = ex.balances()
+            # the most each market can tie up (a full position plus both quotes), plus the
+            # day's loss limit: what a day of quoting needs at once. Budgets cap the use
+            # below that when the wallet is smaller, so a shortfall is a warning.
+            need = len(keys) * (cfg.max_position + 2 * cfg.order_size) * 1.01
+            need += cfg.max_loss_per_day
+            usable = balance / 1e6
+            if cfg.capital_usdc > 0:
+                usable = min(usable, cfg.capital_usdc)
+            split = parse_split(cfg.capital_split, keys)
+            budgets = ", ".join(f"{k} {usable * w:.0f}" for k, w in split.items())
+            out.append(
+                Check(
+                    "balance",
+                    usable > 0,
+                    f"{balance / 1e6:.2f} USDC; budgets {budgets} (full limits need ~{need:.0f})",
+                    "fund the wallet" if usable <= 0 else "",
+                    warn=0 < usable < need,
+                )
+            )
+            if cfg.permit_mode == "max":
+                ok = allowance >= 2**255 or allowance / 1e6 >= need
+                out.append(
+                    Check(
+                        "allowance",
+                        ok,
+                        f"standing allowance {allowance / 1e6:.2f}",
+                        ""
+                        if ok
+                        else "start the bot once with --permit-mode max (it "
+                        "signs the one-time permit) or use per_order",
+                    )
+                )
+            else:
+                out.append(
+                    Check("allowance", True, "per-order permits (no standing allowance needed)")
+                )
+        except ExchangeError as e:
+            out.append(Check("balance", False, f"balances unreadable: {e}", ""))
+    for label, path in (
+        ("log file", cfg.log_file),
+        ("state file", cfg.state_file),
+        ("record file", record),
+    ):
+        if not path or path == "-":
+            continue
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.access(d, os.W_OK):
+            out.append(Check(label, False, f"{path}: directory not writable", "choose another"))
+        elif not file_lock_free(path):
+            out.append(
+                Check(
+                    label,
+                    False,
+                    f"{path} is in use by another running bot",
+                    "give each bot its own --log-file and --state-file",
+                )
+            )
+        else:
+            out.append(Check(label, True, f"{path} writable, not in use"))
+    return out
+
+
+def preflight_cli(
+    argv: list[str], base: Config | None = None, factory: ExchangeFactory | None = None
+) -> int:
+    ap = build_parser(base)
+    ap.prog += " preflight"
+    ap.add_argument(
+        "--canary",
+        action="store_true",
+        help="also place, read back and cancel one order that cannot fill (1 share at the "
+        "lowest tick)",
+    )
+    a = ap.parse_args(argv)
+    try:
+        environ = {**read_env_file(a.env_file), **os.environ}
+        cfg, sec = load_config(vars(a), environ, base)
+    except ConfigError as e:
+        print(f"FAIL config       {e}")
+        return 2
+    canary_factory = (factory or spike_exchange) if a.canary else None
+    checks = preflight(cfg, sec, a.env_file, a.record, canary_factory=canary_factory)
+    for c in checks:
+        print(c.line())
+    bad = [c for c in checks if not c.ok]
+    print(f"preflight: {'all checks pass' if not bad else f'{len(bad)} check(s) failed'}")
+    return 0 if not bad else 1

@@ -132,10 +132,9 @@ def test_bot_kill_switch_and_stop_reach_the_webhook(
 ) -> None:
     """A bot with alerts on: the day's loss limit trips and the bot stops; both reach the
     webhook, and no body carries the wallet key, the API secret or the webhook's token."""
-    h = BotHarness(qsim, tmp_path, max_loss_per_day=0.5, alert_fail_closed_s=4).start()
-    alerter = sb.Alerter(hook.url, h.cfg, qsim.clock.now)
-    h.bot.alerter = alerter
-    h.bot.log.listeners.append(alerter.on_event)
+    h = BotHarness(qsim, tmp_path, max_loss_per_day=0.5, alert_fail_closed_s=4)
+    h.bot_kw["alerter"] = sb.Alerter(hook.url, h.cfg, qsim.clock.now)
+    h.start()
     try:
         bid, _ = bot_quotes(h)
         take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])

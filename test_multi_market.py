@@ -108,7 +108,7 @@ def test_fill_in_one_market_stops_the_risk_adding_side_everywhere(
         limited = {(e["slot"], e["side"]) for e in h.events("risk_limit") if e["state"] == "on"}
         assert limited == {(k, "BUY") for k in THREE.split(",")}
         assert all(e["limit"] == "net_exposure" for e in h.events("risk_limit"))
-        assert "LIMIT(BUY:net_exposure)" in h.bot.status_line()
+        assert "LIMIT(BUY:net_exposure)" in h.bot.status.line()
         h.tick(3)  # it holds: no BUY comes back while the position is there
         assert all(sides(h, k) == {ts.SELL} for k in THREE.split(","))
         # the way out stays open: BTC:15's SELL reduces the position, and then bids return
@@ -132,7 +132,7 @@ def test_open_notional_limit_holds_across_markets(msim: ts.Sim, tmp_path: pathli
             assert sum(cost(o) for o in h.open_orders()) <= 5.0 + 1e-9
         assert len(h.open_orders()) >= 2  # it does quote what fits
         assert {e["limit"] for e in h.events("risk_limit")} == {"open_notional"}
-        assert h.bot.portfolio()[0] <= 5.0 + 1e-9
+        assert h.bot.risk.portfolio()[0] <= 5.0 + 1e-9
     finally:
         h.stop()
 
@@ -230,8 +230,8 @@ def test_both_adapters_quote_several_markets(
         ids = {h.market_id("BTC:60"), h.market_id("ETH:15")}
         assert set(by_market(h)) == ids and all(len(v) == 2 for v in by_market(h).values())
         assert msim.state()["ws_clients"] == 1  # one connection, a subscription per market
-        assert h.bot.asset_px.keys() == {"BTC", "ETH"}
-        assert h.bot.asset_px["ETH"] < h.bot.asset_px["BTC"] / 10  # each its own price
+        assert h.bot.prices.asset_px.keys() == {"BTC", "ETH"}
+        assert h.bot.prices.asset_px["ETH"] < h.bot.prices.asset_px["BTC"] / 10  # each its own price
     finally:
         h.stop()
 
@@ -251,7 +251,7 @@ def test_day_loss_across_markets_stops_every_market(msim: ts.Sim, tmp_path: path
         assert h.open_orders() == []
         closed = {e["slot"]: e["reason"] for e in h.events("fail_closed")}
         assert closed == {k: "day_loss_limit" for k in THREE.split(",")}
-        assert "DAY-KILLED" in h.bot.status_line()
+        assert "DAY-KILLED" in h.bot.status.line()
     finally:
         h.stop()
 

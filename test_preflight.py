@@ -10,6 +10,7 @@ import pytest
 from eth_account import Account
 
 import spike_bot as sb
+import spike_tools
 import turbine_sim as ts
 from harness import BotHarness
 
@@ -206,7 +207,7 @@ def test_canary_interrupted_leaves_nothing(rsim: ts.Sim, tmp_path: pathlib.Path)
     ex.orders = orders
     qm = ex.quick_market(cfg.market_keys()[0])
     with pytest.raises(KeyboardInterrupt):
-        sb.canary(ex, qm, cfg)
+        spike_tools.canary(ex, qm, cfg)
     assert rsim.state()["counters"]["orders_placed"] >= 1
     assert mine(rsim, key) == []
 

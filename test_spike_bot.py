@@ -109,7 +109,7 @@ def test_fill_changes_inventory_skews_quotes_and_pnl(
         # long 5 of 10: skew -0.1 moves both quotes down from fair
         assert centre - h.slot.m.fair == pytest.approx(-0.1, abs=0.031)
         assert bid2["size"] == 5_000_000
-        _, u = h.bot.pnl_now()
+        _, u = h.bot.ledger.pnl_now()
         assert u == pytest.approx(5 * (h.slot.m.fair - fill["price"]), abs=1e-6)
         pos = requests.get(f"{qsim.base_url}/sim/state", timeout=5).json()
         assert pos["invariants_ok"]
@@ -212,7 +212,7 @@ def test_claim_once_and_survives_restart(qsim: ts.Sim, tmp_path: pathlib.Path, k
         assert qsim.state()["balances"][addr] >= bal0 + size
         h2.tick(20, seconds=2)  # more claim rounds: nothing more
         assert len(h2.events("claim")) == 1
-        assert old not in h2.bot.claims
+        assert old not in h2.bot.claims.pending
     finally:
         h2.stop()
     import json
@@ -610,7 +610,7 @@ def test_firewall_refuses_orders_on_a_stale_feed(
 ) -> None:
     h = BotHarness(qsim, tmp_path, exchange_kind=kind)
     ex = h.make_exchange()
-    ex.gate.feed_ok = lambda market_id: False
+    ex.gate.blocked = lambda market_id: "stale_feed"
     qm = ex.quick_market(h.sb.MarketKey("BTC", 15))
     with pytest.raises(h.sb.ExchangeError) as e:
         ex.place(
@@ -639,7 +639,7 @@ def test_fill_racing_its_cancel_is_counted_once(
         assert len(fills) == 1 and fills[0]["size"] == 5.0
         h.tick(10)
         assert len([e for e in h.events("fill") if e["order_hash"] == bid["orderHash"]]) == 1
-        assert h.bot.inventory() == 5.0
+        assert h.bot.ledger.inventory() == 5.0
     finally:
         h.stop()
 
@@ -721,8 +721,8 @@ def test_live_tuning_reload_applies_valid_and_keeps_old_on_invalid(
     sb = h.sb
     env = tmp_path / "tune.env"
     env.write_text("SPIKE_BASE_SPREAD=0.40\n")
+    h.bot_kw["reloader"] = lambda: sb.load_config({}, sb.read_env_file(str(env)), h.cfg)[0]
     h.start()
-    h.bot.reloader = lambda: sb.load_config({}, sb.read_env_file(str(env)), h.cfg)[0]
     try:
         env.write_text("SPIKE_BASE_SPREAD=0.30\nSPIKE_TICK_S=1\n")
         h.bot.request_reload()
@@ -766,8 +766,7 @@ def test_sim_runs_start_from_a_fresh_state(qsim: ts.Sim, tmp_path: pathlib.Path)
         json.dumps({"claims": {"0x" + "99" * 32: "0x" + "98" * 20}, "realized_total": 12.5})
     )
     log = h2.sb.EventLog(str(h2.log_path), "spike_bot")
-    bot = h2.sb.Bot(h2.cfg, h2.make_exchange(), qsim.clock, log, h2.metrics)
-    bot.fresh_state = True
+    bot = h2.sb.Bot(h2.cfg, h2.make_exchange(), qsim.clock, log, h2.metrics, fresh_state=True)
     import threading
 
     th = threading.Thread(target=bot.run, daemon=True)
@@ -776,7 +775,7 @@ def test_sim_runs_start_from_a_fresh_state(qsim: ts.Sim, tmp_path: pathlib.Path)
     bot.stop()
     th.join(10)
     log.close()
-    assert h2.events("start")[-1]["pending_claims"] == 0 and bot.realized_total == 0.0
+    assert h2.events("start")[-1]["pending_claims"] == 0 and bot.ledger.realized_total == 0.0
 
 
 # -- settlement failures ---------------------------------------------------------------------------
@@ -813,12 +812,12 @@ def test_fills_failing_at_settlement_are_reversed(tmp_path: pathlib.Path, kind: 
         # resolve the current market, claim everything, stop (cancels): the ledger's USDC is
         # the start plus every realized PnL
         sim.fault("resolve_now")
-        h.tick_until(lambda: not h.bot.claims and h.slot.m.qm.market_id != m.qm.market_id)
+        h.tick_until(lambda: not h.bot.claims.pending and h.slot.m.qm.market_id != m.qm.market_id)
         h.tick(3)
         h.stop()
         st = sim.state()
         assert not [o for o in st["open_orders"] if o["trader"] == addr]
-        realized, _ = h.bot.pnl_now()
+        realized, _ = h.bot.ledger.pnl_now()
         assert st["balances"][addr] / 1e6 - 1000.0 == pytest.approx(realized, abs=1e-3)
         assert st["invariants_ok"]
     finally:
@@ -840,7 +839,7 @@ def test_no_sell_of_held_shares_without_the_ctf_approval(
         assert len(errs) == 1 and not h.events("approval_requested")
         bid, _ = bot_quotes(h)
         take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
-        h.tick_until(lambda: h.bot.inventory() == 5.0)
+        h.tick_until(lambda: h.bot.ledger.inventory() == 5.0)
         h.tick(3)
         assert {o["side"] for o in h.open_orders()} == {ts.BUY}  # no SELL of held shares
         h.tick(15)  # 30 s: asked again, refused again
@@ -854,7 +853,7 @@ def test_no_sell_of_held_shares_without_the_ctf_approval(
         assert h.address in qsim.state()["ctf_approved"]
         fails = requests.get(f"{qsim.base_url}/api/v1/failed-trades", timeout=5).json()
         assert not fails["failedTrades"]
-        assert h.bot.inventory() == 0.0
+        assert h.bot.ledger.inventory() == 0.0
     finally:
         h.stop()
 
@@ -894,20 +893,20 @@ def test_streamed_oracle_price_and_its_fallback(
         fair_source="model",
     ).start()
     try:
-        h.tick_until(lambda: h.bot.price_state("BTC")[0] == "pyth")
+        h.tick_until(lambda: h.bot.prices.state("BTC")[0] == "pyth")
         n0 = qsim.state()["counters"].get("price_requests", 0)
         h.tick(10)
         assert qsim.state()["counters"].get("price_requests", 0) == n0  # no poll needed
-        assert h.bot.price_state("BTC")[1] <= h.cfg.price_max_age_s
+        assert h.bot.prices.state("BTC")[1] <= h.cfg.price_max_age_s
         qsim.fault("hermes_freeze")
-        h.tick_until(lambda: h.bot.price_state("BTC")[0] == "turbine", max_ticks=10)
+        h.tick_until(lambda: h.bot.prices.state("BTC")[0] == "turbine", max_ticks=10)
         h.tick(3)
         assert qsim.state()["counters"]["price_requests"] > n0  # the poll stands in
         src = h.events("price_source")
         assert src[-1]["source"] == "turbine" and src[-1]["level"] == "WARNING"
         assert len(h.open_orders()) == 2 and h.slot.quoting
         qsim.clear_fault("hermes_freeze")
-        h.tick_until(lambda: h.bot.price_state("BTC")[0] == "pyth", max_ticks=10)
+        h.tick_until(lambda: h.bot.prices.state("BTC")[0] == "pyth", max_ticks=10)
         h.tick(2)
         n1 = qsim.state()["counters"]["price_requests"]
         h.tick(5)

@@ -216,7 +216,7 @@ def test_replay_carries_the_streamed_prices(tmp_path: pathlib.Path) -> None:
         fair_source="model",
     ).start()
     try:
-        h.tick_until(lambda: h.bot.price_state("BTC")[0] == "pyth")
+        h.tick_until(lambda: h.bot.prices.state("BTC")[0] == "pyth")
         h.tick(20)
     finally:
         h.stop()

@@ -44,7 +44,7 @@ class Watch:
 
         def step(bot: sb.Bot) -> None:
             watch._step(bot)
-            notional, net = bot.portfolio()
+            notional, net = bot.risk.portfolio()
             watch.max_open = max(watch.max_open, notional)
             watch.max_net = max(watch.max_net, abs(net))
             watch.samples += 1

@@ -49,8 +49,8 @@ def measure(source: str, seconds: float, seed: int) -> dict[str, Any]:
         long ago the simulator published that value (for the poll too: the age of the value
         read, not the time since the read)."""
         asset = s.key.asset
-        streamed = bot.stream_price(asset)
-        px = streamed[0] if streamed is not None else bot.asset_px.get(asset)
+        streamed = bot.prices.streamed(asset)
+        px = streamed[0] if streamed is not None else bot.prices.asset_px.get(asset)
         if px is not None:
             with contextlib.suppress(RuntimeError):  # the simulator's thread appends
                 hist = list(sim.app.ex.price_hist[asset])[-120:]
@@ -61,7 +61,7 @@ def measure(source: str, seconds: float, seed: int) -> dict[str, Any]:
         quote(s)
 
     try:
-        wait_until(lambda: bot.price_state("BTC")[0] == source, 30)
+        wait_until(lambda: bot.prices.state("BTC")[0] == source, 30)
         bot.quote = sampled  # type: ignore[method-assign]
         time.sleep(seconds)
         n = sim.state()["counters"]

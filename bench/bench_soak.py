@@ -283,7 +283,7 @@ def run_day(
                 and o["marketId"] not in {s.m.qm.market_id for s in bot.slots if s.m}
             ]
             left_after_rollover.append(len(old))
-        age = bot.price_state(bot.slots[0].key.asset)[1]
+        age = bot.prices.state(bot.slots[0].key.asset)[1]
         if math.isfinite(age) and i > int(steps * 0.05):
             price_ages.append(age)
         if i == int(steps * 0.05):  # skip start-up for the steady-state rate
