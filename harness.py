@@ -45,6 +45,25 @@ def creds_for(sim: turbine_sim.Sim, key: str) -> tuple[str, str]:
     return _CREDS[k]
 
 
+class WatchedClock:
+    """The simulator's clock as the bot under test sees it, telling the harness since when the
+    bot has been parked in `wait` (None while it is working): idle is measured, not guessed."""
+
+    def __init__(self, inner: turbine_sim.Clock) -> None:
+        self.inner = inner
+        self.parked_since: float | None = None  # written by the bot's thread only
+
+    def now(self) -> float:
+        return self.inner.now()
+
+    def wait(self, event: threading.Event | None, seconds: float) -> bool:
+        self.parked_since = time.monotonic()
+        try:
+            return self.inner.wait(event, seconds)
+        finally:
+            self.parked_since = None
+
+
 # -- bot harness -----------------------------------------------------------------------------------
 class BotHarness:
     """A Bot running on its own thread against a simulator, on the simulator's manual clock.
@@ -120,10 +139,11 @@ class BotHarness:
             recorder = sb.Recorder(str(self.record), self.sim.clock.now)
             if self.paper:
                 ex.recorder = recorder
+        self.clock = WatchedClock(self.sim.clock)
         self.bot = sb.Bot(
             self.cfg,
             ex,
-            self.sim.clock,
+            self.clock,
             log,
             self.metrics,
             mode="paper" if self.paper else None,
@@ -146,23 +166,30 @@ class BotHarness:
             self.bot.log.close()
 
     # -- time ----------------------------------------------------------------------------------
-    def tick(self, n: int = 1, seconds: float | None = None, quiet: float = 0.05) -> None:
+    def tick(self, n: int = 1, seconds: float | None = None, quiet: float = 0.015) -> None:
         """Advance the clock one tick at a time and wait for the bot to finish each step.
-        `quiet`: how long the bot must stay idle after a step (less: faster, but messages
-        may arrive after the next step has begun)."""
+        `quiet`: how long the bot must stay parked in its clock's wait after a step (the
+        stream's frames caused by that step arrive and are handled within it; less: faster,
+        but a frame may arrive after the next step has begun)."""
         for _ in range(n):
             before = self.bot.c.ticks
             self.sim.advance(seconds if seconds is not None else self.cfg.tick_s)
-            wait_until(lambda b=before: self.bot.c.ticks > b or not self.thread.is_alive(), 10)
+            wait_until(
+                lambda b=before: self.bot.c.ticks > b or not self.thread.is_alive(), 10, 0.002
+            )
             assert self.thread.is_alive(), "bot thread died"
             self.settle(quiet)
 
-    def settle(self, quiet: float = 0.05) -> None:
-        """Wait for the bot to go idle (its step counter stops moving for `quiet` seconds)."""
-        last = -1
-        while last != self.bot.c.ticks:
-            last = self.bot.c.ticks
-            time.sleep(quiet)
+    def settle(self, quiet: float = 0.015) -> None:
+        """Wait for the bot to go idle: parked in its clock's wait for `quiet` seconds on end
+        (a frame that wakes it starts another step and the count again)."""
+        clock = self.clock
+
+        def idle() -> bool:
+            since = clock.parked_since
+            return since is not None and time.monotonic() - since >= quiet
+
+        wait_until(lambda: idle() or not self.thread.is_alive(), 10, 0.002)
 
     def tick_until(self, pred: Callable[[], Any], max_ticks: int = 60) -> Any:
         for _ in range(max_ticks):

@@ -231,7 +231,8 @@ def test_both_adapters_quote_several_markets(
         assert set(by_market(h)) == ids and all(len(v) == 2 for v in by_market(h).values())
         assert msim.state()["ws_clients"] == 1  # one connection, a subscription per market
         assert h.bot.prices.asset_px.keys() == {"BTC", "ETH"}
-        assert h.bot.prices.asset_px["ETH"] < h.bot.prices.asset_px["BTC"] / 10  # each its own price
+        px = h.bot.prices.asset_px
+        assert px["ETH"] < px["BTC"] / 10  # each its own price
     finally:
         h.stop()
 
@@ -339,7 +340,13 @@ def test_the_done_when_command_rolls_both_and_claims(tmp_path: pathlib.Path) -> 
     assert rolls.count("BTC:60") == 1 and rolls.count("BTC:15") >= 2, rolls
     settled = {e["slot"] for e in events if e["event"] in ("claim", "claim_none")}
     assert settled == {"BTC:15", "BTC:60"}  # each series' ended markets were settled
-    noisy = [e for e in events if e["level"] != "INFO"]
+    # At 60x one real second is a simulated minute: a busy step of the in-process simulator
+    # (100 ms) ages the streamed price past price_max_age_s or lets the stream miss a book
+    # change for a moment. Those two say so truthfully (their fallbacks are tested on the
+    # manual clock); any other warning, or an error, fails.
+    lag = ("price_source", "book_unconfirmed")
+    noisy = [e for e in events if e["level"] != "INFO" and e["event"] not in lag]
     assert noisy == [], noisy[:3]
+    assert not [e for e in events if e["level"] == "ERROR"]
     assert events[-1]["event"] == "shutdown" and events[-1]["orders_left_ok"] is True
     assert "BTC:15 0x" in r.stdout and "BTC:60 0x" in r.stdout  # the status line

@@ -410,14 +410,9 @@ def test_dry_run_places_nothing(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
     h = BotHarness(qsim, tmp_path)
     sb = h.sb
     h.make_exchange = lambda: sb.TurbineExchange(h.cfg, None, None, h.metrics)
-    log = sb.EventLog(str(h.log_path), h.cfg.bot_name)
-    import threading
-
-    h.bot = sb.Bot(h.cfg, h.make_exchange(), qsim.clock, log, h.metrics, dry_run=True)
-    h.thread = threading.Thread(target=h.bot.run, daemon=True)
-    h.thread.start()
+    h.bot_kw["dry_run"] = True
+    h.start(wait_quotes=False)
     try:
-        wait_until(lambda: h.slot.m is not None)
         h.tick_until(lambda: len(h.events("dry_run_quote")) >= 2)
         assert qsim.state()["open_orders"] == []
         assert not h.events("order_placed")

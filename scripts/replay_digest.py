@@ -23,8 +23,8 @@ import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import spike_bot as sb  # noqa: E402
-import spike_tools  # noqa: E402
+import spike_bot as sb
+import spike_tools
 
 DECISIONS = ("order_placed", "order_cancelled", "order_rejected", "fill", "claim", "rollover")
 WALL_CLOCK = ("ts", "seconds")  # differ run to run; everything else is the engine's
