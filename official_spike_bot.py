@@ -61,18 +61,19 @@ def _translate(fn: Callable[[], Any]) -> Any:
         raise sb.ExchangeError("network", str(e.message)[:200]) from None
     except TurbineError as e:
         raise sb.ExchangeError("invalid", str(e)[:200]) from None
-    except (KeyError, TypeError, ValueError) as e:  # the SDK's parsers on a bad answer
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # its parsers, bad answer
         raise sb.ExchangeError("invalid", f"{type(e).__name__}: {e}"[:200]) from None
 
 
-def sdk_book(ob: Any, now: float) -> sb.Book:
-    """The SDK's OrderBookSnapshot as spike_bot's Book, through spike_bot's level checks."""
+def sdk_book(ob: Any, now: float, endpoint: str = "orderbook") -> sb.Book:
+    """The SDK's OrderBookSnapshot as spike_bot's Book, through spike_bot's checks."""
     return sb.parse_book(
         {
             "bids": [{"price": x.price, "size": x.size} for x in ob.bids],
             "asks": [{"price": x.price, "size": x.size} for x in ob.asks],
         },
         now,
+        endpoint,
     )
 
 
@@ -153,40 +154,43 @@ class OfficialExchange:
         return self.own.resolution(market_id)  # not in the PyPI SDK (paper payouts)
 
     def orderbook(self, market_id: str, now: float) -> sb.Book:
-        ob = self._sdk("orderbook", lambda: self.client.get_orderbook(market_id))
-        try:
-            return sdk_book(ob, now)
-        except (KeyError, TypeError, ValueError) as e:
-            raise sb.ExchangeError("invalid", f"orderbook: {e}") from None
+        # the SDK's reply through spike_bot's checks, inside the call: a bad book is a failure
+        return self._sdk("orderbook", lambda: sdk_book(self.client.get_orderbook(market_id), now))
 
     def orders(
         self, market_id: str | None, status: str | None, urgent: bool = True
     ) -> list[sb.OrderInfo]:
-        rows = self._sdk(
-            "orders" if urgent else "orders_sync",
-            lambda: self.client.get_orders(trader=self.address, market_id=market_id, status=status),
-        )
-        return [
-            sb.OrderInfo(
-                o.order_hash.lower(),
-                o.market_id,
-                o.side,
-                o.outcome,
-                o.price,
-                o.size,
-                o.filled_size,
-                o.status,
-            )
-            for o in rows
-        ]
+        endpoint = "orders" if urgent else "orders_sync"
+
+        def read() -> list[sb.OrderInfo]:
+            rows = self.client.get_orders(trader=self.address, market_id=market_id, status=status)
+            got = [
+                sb.OrderInfo(
+                    o.order_hash.lower(),
+                    o.market_id,
+                    o.side,
+                    o.outcome,
+                    o.price,
+                    o.size,
+                    o.filled_size,
+                    o.status,
+                    (o.trader or "").lower(),
+                )
+                for o in rows
+            ]
+            return sb.check_order_rows(got, self.address, market_id, endpoint)  # spike's checks
+
+        return self._sdk(endpoint, read)
 
     def position(self, market: sb.QuickMarket) -> tuple[int, int]:
         ref = market.contract or market.market_id
-        rows = self._sdk("positions", lambda: self.client.get_positions(ref, self.address))
-        for p in rows:
-            if not p.market_id or p.market_id.lower() == market.market_id.lower():
-                return p.yes_shares, p.no_shares
-        return 0, 0
+
+        def read() -> tuple[int, int]:
+            rows = self.client.get_positions(ref, self.address)
+            got = [(p.market_id, p.user_address, p.yes_shares, p.no_shares) for p in rows]
+            return sb.check_position_rows(got, market.market_id, self.address)
+
+        return self._sdk("positions", read)
 
     # -- writes ---------------------------------------------------------------------------------
     def prepare(self, now: float) -> dict[str, str]:
@@ -385,7 +389,7 @@ class OfficialStream:
                 ob = msg.orderbook
                 if ob is None or not msg.market_id:
                     raise ValueError("orderbook without marketId or data")
-                book = sdk_book(ob, 0.0)
+                book = sdk_book(ob, 0.0, "stream")
                 handler.on_book(msg.market_id, book)
             elif msg.type == "trade":
                 t = msg.trade
@@ -402,6 +406,8 @@ class OfficialStream:
                 handler.on_order_cancelled(msg.market_id or "", data or {})
             elif not msg.type:
                 raise ValueError("message without type")
+        except sb.ReplyRejected as e:  # parsed, but cannot be true (a crossed book)
+            handler.on_rejected(e)
         except Exception as e:  # noqa: BLE001 -- the SDK raises its own types on bad input
             handler.on_bad_frame(f"{type(e).__name__}: {str(e)[:80]}")
 

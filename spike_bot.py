@@ -843,10 +843,15 @@ def parse_levels(raw: Any) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def parse_book(d: dict[str, Any], ts: float) -> Book:
+def parse_book(d: dict[str, Any], ts: float, endpoint: str = "orderbook") -> Book:
+    """A book from the wire (REST or stream, both bots), best first whatever order the wire
+    used; a book that cannot be true is a ReplyRejected (book_problem)."""
     bids, asks = parse_levels(d.get("bids", [])), parse_levels(d.get("asks", []))
-    # best first, whatever order the wire used
-    return Book(tuple(sorted(bids, key=lambda x: -x[0])), tuple(sorted(asks)), ts)
+    book = Book(tuple(sorted(bids, key=lambda x: -x[0])), tuple(sorted(asks)), ts)
+    why = book_problem(book)
+    if why is not None:
+        raise ReplyRejected(endpoint, "bids/asks", f"{book.best_bid}/{book.best_ask}", why)
+    return book
 
 
 @dataclass(frozen=True)
@@ -859,6 +864,7 @@ class OrderInfo:
     size: int
     filled: int
     status: str
+    trader: str = ""  # lower case; "" when the reply did not say
 
     @staticmethod
     def parse(d: dict[str, Any]) -> OrderInfo:
@@ -871,6 +877,7 @@ class OrderInfo:
             int(d.get("size", 0)),
             int(d.get("filledSize", 0)),
             str(d.get("status", "")),
+            str(d.get("trader", "")).lower(),
         )
 
 
@@ -885,20 +892,26 @@ def list_reply(d: Any, key: str) -> list[Any]:
     return rows
 
 
-def parse_position(d: Any, market_id: str) -> tuple[int, int]:
+def parse_position(d: Any, market_id: str, me: str = "") -> tuple[int, int]:
     """(YES, NO) shares (u6) from GET /positions/{market}: the SDK's `{"positions": [...]}` or
     a bare list, or the single object the API docs show (`{"yesShares", "noShares", ...}`,
-    zeros when none; spec 3.2 #23). A row of another market is not ours."""
+    zeros when none; spec 3.2 #23). Rows go through `check_position_rows`."""
     if isinstance(d, dict) and "positions" not in d and "yesShares" in d:
         d = [d]
     rows = list_reply(d, "positions")
     try:
-        for p in rows:
-            if str(p.get("marketId") or market_id).lower() == market_id.lower():
-                return int(p.get("yesShares", 0)), int(p.get("noShares", 0))
+        got = [
+            (
+                str(p.get("marketId") or ""),
+                str(p.get("userAddress") or ""),
+                int(p.get("yesShares", 0)),
+                int(p.get("noShares", 0)),
+            )
+            for p in rows
+        ]
     except (AttributeError, TypeError, ValueError) as e:
         raise ExchangeError("invalid", f"positions: bad field {e}") from None
-    return 0, 0
+    return check_position_rows(got, market_id, me)
 
 
 @dataclass(frozen=True)
@@ -947,7 +960,7 @@ class ClaimResult:
 
 class ExchangeError(Exception):
     """An exchange call failed. kind: retryable, rejected, auth, not_found, network, invalid,
-    stale_feed (the firewall), rate_limited."""
+    stale_feed and blocked (the firewall), rate_limited."""
 
     def __init__(self, kind: str, message: str, status: int = 0) -> None:
         super().__init__(f"{kind}: {message}" + (f" (HTTP {status})" if status else ""))
@@ -955,6 +968,132 @@ class ExchangeError(Exception):
         self.message = message
         self.status = status
         self.retry_after: float | None = None
+
+
+class ReplyRejected(ExchangeError):
+    """A reply that was read but cannot be true: another market, wallet or asset, numbers out
+    of range, a crossed book. Never acted on; kind `invalid`, so it counts as the host failing
+    (no new order until a good answer) and the engine logs it as `reply_rejected`."""
+
+    def __init__(self, endpoint: str, field: str, value: Any, why: str) -> None:
+        shown = str(value)[:80]
+        super().__init__("invalid", f"{endpoint}: {field}={shown}: {why}")
+        self.endpoint = endpoint
+        self.field = field
+        self.value = shown
+        self.why = why
+
+
+# -- the boundary: what a reply must say before the engine believes it -------------------------
+# One check per reply type, used by both adapters (and the paper venue's reads) where the data
+# shape is the same, and by preflight. Each raises ReplyRejected naming the endpoint, the field
+# and the value; the README's table "What the bot refuses to believe" lists them.
+ORDER_STATUSES = frozenset({"open", "filled", "cancelled", "expired", "partially_filled"})
+
+
+def check_order_rows(
+    rows: list[OrderInfo], me: str, market_id: str | None, endpoint: str = "orders"
+) -> list[OrderInfo]:
+    """Order rows are ours (trader, when the row names one), for the market asked for, and
+    self-consistent (side, outcome, price, sizes, status). One bad row rejects the reply: an
+    API that ignores a filter, or a truncated list, must not be half-believed."""
+    me = me.lower()
+    for o in rows:
+        if not (o.order_hash.startswith("0x") and len(o.order_hash) == 66):
+            raise ReplyRejected(endpoint, "orderHash", o.order_hash, "not a 32-byte hash")
+        if o.trader and me and o.trader != me:
+            raise ReplyRejected(endpoint, "trader", o.trader, "another wallet's order")
+        if market_id is not None and o.market_id.lower() != market_id.lower():
+            raise ReplyRejected(endpoint, "marketId", o.market_id, "not the market asked for")
+        if o.side not in (BUY, SELL) or o.outcome not in (YES, NO):
+            raise ReplyRejected(endpoint, "side/outcome", (o.side, o.outcome), "out of range")
+        if not MIN_PRICE <= o.price <= MAX_PRICE:
+            raise ReplyRejected(endpoint, "price", o.price, "out of range")
+        if not 0 <= o.filled <= o.size:
+            raise ReplyRejected(endpoint, "filledSize", f"{o.filled}/{o.size}", "out of range")
+        if o.status not in ORDER_STATUSES:
+            raise ReplyRejected(endpoint, "status", o.status, "unknown status")
+    return rows
+
+
+def check_position_rows(
+    rows: list[tuple[str, str, int, int]], market_id: str, me: str
+) -> tuple[int, int]:
+    """(marketId, userAddress, yes, no) rows of GET /positions: the row for our market (a row
+    that names no market is the market asked for, as the docs' single object does), ours
+    when it names a user, shares never negative. No row: no position."""
+    for mid, user, yes, no in rows:
+        if mid and mid.lower() != market_id.lower():
+            continue  # another market of the contract's list: not this one
+        if user and me and user.lower() != me.lower():
+            raise ReplyRejected("positions", "userAddress", user, "another wallet's position")
+        if yes < 0 or no < 0:
+            raise ReplyRejected("positions", "yesShares/noShares", (yes, no), "negative")
+        return yes, no
+    return 0, 0
+
+
+def parse_claim_data(d: Any) -> dict[str, dict[str, Any]]:
+    """GET claim-data rows by the contract each names: a row answers for that contract only,
+    never for its place in the list (a row of another contract must not decide, or drop, our
+    claim). A resolved row's balance and outcome must be numbers that can be true."""
+    rows = d.get("markets", []) if isinstance(d, dict) else []
+    if not isinstance(rows, list):
+        raise ReplyRejected("claim_data", "markets", type(rows).__name__, "not a list")
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if not isinstance(r, dict):
+            raise ReplyRejected("claim_data", "row", type(r).__name__, "not an object")
+        contract = str(r.get("market_address", "")).lower()
+        if r.get("resolved"):
+            try:
+                bal = int(r.get("winning_balance") or 0)
+            except (TypeError, ValueError):
+                bal = -1
+            if bal < 0:
+                raise ReplyRejected(
+                    "claim_data", "winning_balance", r.get("winning_balance"), "not a balance"
+                )
+            if bal > 0 and r.get("winning_outcome") not in (0, 1, "0", "1"):
+                raise ReplyRejected(
+                    "claim_data", "winning_outcome", r.get("winning_outcome"), "not 0 or 1"
+                )
+        out[contract] = r
+    return out
+
+
+def book_problem(book: Book) -> str | None:
+    """Why a book cannot be true (None: it can): a crossed book would have matched."""
+    bid, ask = book.best_bid, book.best_ask
+    if bid is not None and ask is not None and bid >= ask:
+        return f"crossed: best bid {bid} >= best ask {ask}"
+    return None
+
+
+def check_quick_market(
+    qm: QuickMarket,
+    key: MarketKey,
+    current: QuickMarket | None,
+    now: float,
+    price: float | None,
+    band: float,
+) -> None:
+    """A new quick market is for the asset and interval asked for, starts no earlier than
+    the current one, ends in the future within two intervals, and has a strike near the
+    asset's price (when one is known). Else the engine stays on the market it has."""
+    iv = key.interval * 60
+    if qm.asset.upper() != key.asset.upper():
+        raise ReplyRejected("quick_market", "asset", qm.asset, f"asked for {key.asset}")
+    if qm.start and qm.end - qm.start != iv:
+        raise ReplyRejected(
+            "quick_market", "endTime-startTime", qm.end - qm.start, f"asked for {iv} s"
+        )
+    if current is not None and qm.start < current.start:
+        raise ReplyRejected("quick_market", "startTime", qm.start, "older than the current one")
+    if not now < qm.end <= now + 2 * iv:
+        raise ReplyRejected("quick_market", "endTime", qm.end, "not within two intervals ahead")
+    if price is not None and not price_consistent(price, qm.strike, band):
+        raise ReplyRejected("quick_market", "startPrice", qm.strike, f"far from {price:g}")
 
 
 def classify(status: int) -> str:
@@ -1047,9 +1186,13 @@ class CallPolicy:
         self.pacer = pacer or Pacer(cfg.rate_limit_per_s)
         self.observer: Observer = observer or NullObserver()
         self.rng = random.Random()
-        # the last call ended in a transient failure (after its retries): until one succeeds,
-        # deferrable polls get one attempt each
+        # the last call ended in a transient failure (after its retries) or a reply that could
+        # not be read or believed: until one succeeds, no new order, and deferrable polls get
+        # one attempt each
         self.degraded = False
+        # the engine's Boundary (set when the bot is built): told of every good answer and
+        # every rejected reply, per endpoint
+        self.listener: Any = None
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         base = min(2.0, 0.2 * (2**attempt))
@@ -1074,10 +1217,15 @@ class CallPolicy:
                     time.sleep(self.backoff(attempt, e.retry_after))
                     attempt += 1
                     continue
-                self.degraded = transient
+                # an unreadable or unbelievable answer is a failing host, like a 5xx
+                self.degraded = transient or e.kind == "invalid"
+                if self.listener is not None and e.kind == "invalid":
+                    self.listener.rejected(endpoint, e)
                 raise
             self.degraded = False
             self.observer.request_done(endpoint, time.perf_counter() - t, "ok")
+            if self.listener is not None:
+                self.listener.ok(endpoint)
             return out
 
 
@@ -1123,6 +1271,7 @@ class StreamHandler(Protocol):
     def on_order_cancelled(self, market_id: str, data: dict[str, Any]) -> None: ...
     def on_status(self, connected: bool, reason: str = "") -> None: ...
     def on_bad_frame(self, why: str) -> None: ...
+    def on_rejected(self, e: ExchangeError) -> None: ...
 
 
 class Stream(Protocol):
@@ -1276,22 +1425,35 @@ class TurbineExchange:
             raise ExchangeError("invalid", f"{path}: response is not JSON") from None
 
     def _call(
-        self, endpoint: str, method: str, path: str, retries: int | None = None, **kw: Any
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        retries: int | None = None,
+        parse: Callable[[Any], Any] | None = None,
+        **kw: Any,
     ) -> Any:
+        """One request under the policy; `parse` checks the reply inside the call, so a reply
+        that cannot be read or believed counts as that endpoint failing."""
         if self.policy.degraded and endpoint in DEFERRABLE:
             # the host is failing: a poll that can wait gets one short attempt
             kw["timeout"] = min(self.cfg.http_timeout_s, DEFERRED_TIMEOUT_S)
-        return self.policy.call(endpoint, lambda: self._raw(method, path, **kw), retries)
+
+        def go() -> Any:
+            d = self._raw(method, path, **kw)
+            return parse(d) if parse is not None else d
+
+        return self.policy.call(endpoint, go, retries)
 
     # -- reads ----------------------------------------------------------------------------------
     def quick_market(self, key: MarketKey) -> QuickMarket:
-        d = self._call(
+        qm = self._call(
             "quick_market",
             "GET",
             f"/api/v1/quick-markets/{key.asset}",
             params={"interval": key.interval},
+            parse=QuickMarket.parse,
         )
-        qm = QuickMarket.parse(d)
         return dataclasses.replace(qm, settlement=self.settlement_for(qm.market_id))
 
     def settlement_for(self, market_id: str) -> str:
@@ -1320,11 +1482,13 @@ class TurbineExchange:
         return p if p > 0 and math.isfinite(p) else None
 
     def orderbook(self, market_id: str, now: float) -> Book:
-        d = self._call("orderbook", "GET", f"/api/v1/orderbook/{market_id}")
-        try:
-            return parse_book(d, now)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ExchangeError("invalid", f"orderbook: {e}") from None
+        def parse(d: Any) -> Book:
+            try:
+                return parse_book(d, now)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise ExchangeError("invalid", f"orderbook: {e}") from None
+
+        return self._call("orderbook", "GET", f"/api/v1/orderbook/{market_id}", parse=parse)
 
     def orders(
         self, market_id: str | None, status: str | None, urgent: bool = True
@@ -1336,24 +1500,26 @@ class TurbineExchange:
             params["market_id"] = market_id
         if status:
             params["status"] = status
-        d = self._call(
-            "orders" if urgent else "orders_sync", "GET", "/api/v1/orders", params=params, auth=True
-        )
-        rows = list_reply(d, "orders")
-        try:
-            return [OrderInfo.parse(o) for o in rows]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ExchangeError("invalid", f"orders: {e}") from None
+        endpoint = "orders" if urgent else "orders_sync"
+
+        def parse(d: Any) -> list[OrderInfo]:
+            try:
+                rows = [OrderInfo.parse(o) for o in list_reply(d, "orders")]
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise ExchangeError("invalid", f"orders: {e}") from None
+            return check_order_rows(rows, self.address, market_id, endpoint)
+
+        return self._call(endpoint, "GET", "/api/v1/orders", params=params, auth=True, parse=parse)
 
     def position(self, market: QuickMarket) -> tuple[int, int]:
-        d = self._call(
+        return self._call(
             "positions",
             "GET",
             f"/api/v1/positions/{market.contract or market.market_id}",
             params={"user": self.address},
             auth=True,
+            parse=lambda d: parse_position(d, market.market_id, self.address),
         )
-        return parse_position(d, market.market_id)
 
     def resolution(self, market_id: str) -> bool | None:
         """Whether YES won, None until resolved (spec 6.3: check `resolved` first; the SDK's
@@ -1368,7 +1534,9 @@ class TurbineExchange:
 
     def failed_trades(self) -> list[FailedFill]:
         """The exchange's recent failed settlements (a global list: the engine keeps its own)."""
-        return FailedFill.parse_all(self._call("failed_trades", "GET", "/api/v1/failed-trades"))
+        return self._call(
+            "failed_trades", "GET", "/api/v1/failed-trades", parse=FailedFill.parse_all
+        )
 
     def balances(self) -> tuple[int, int]:
         d = self._call(
@@ -1494,18 +1662,17 @@ class TurbineExchange:
         happened. Claiming twice is harmless: a paid market reports winning_balance 0."""
         if not markets or self.signer is None:
             return []
-        d = self._call(
+        by_contract = self._call(
             "claim_data",
             "GET",
             f"/api/v1/users/{self.address}/claim-data",
             params={"chain_id": self.cfg.chain_id, "markets": ",".join(c for _, c in markets)},
+            parse=parse_claim_data,
         )
-        rows = d.get("markets", []) if isinstance(d, dict) else []
-        by_contract = {str(r.get("market_address", "")).lower(): r for r in rows}
         out = []
         nonce: int | None = None
-        for i, (mid, contract) in enumerate(markets):
-            r = by_contract.get(contract.lower()) or (rows[i] if i < len(rows) else None)
+        for mid, contract in markets:
+            r = by_contract.get(contract.lower())
             if not r or not r.get("resolved"):
                 out.append(ClaimResult(mid, contract, "pending"))
                 continue
@@ -1590,7 +1757,7 @@ def dispatch_frame(frame: str, handler: StreamHandler, now: float) -> None:
             if typ == "orderbook":
                 if not isinstance(mid, str) or not isinstance(data, dict):
                     raise ValueError("orderbook without marketId or data")
-                handler.on_book(mid, parse_book(data, now))
+                handler.on_book(mid, parse_book(data, now, "stream"))
             elif typ == "trade":
                 if not isinstance(data, dict):
                     raise ValueError("trade without data")
@@ -1603,6 +1770,8 @@ def dispatch_frame(frame: str, handler: StreamHandler, now: float) -> None:
                 handler.on_order_cancelled(str(mid or ""), data if isinstance(data, dict) else {})
             elif typ is None:
                 raise ValueError("message without type")
+        except ReplyRejected as e:
+            handler.on_rejected(e)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             handler.on_bad_frame(f"{type(e).__name__}: {str(e)[:80]}")
 
@@ -2312,12 +2481,14 @@ class FeedHandler:
         keys: list[MarketKey],
         log: EventLog,
         recorder: Recorder | None = None,
+        boundary: Boundary | None = None,
     ) -> None:
         self.feed = feed
         self.address = address.lower()
         self.keys = keys
         self.log = log
         self.recorder = recorder
+        self.boundary = boundary
 
     def on_book(self, market_id: str, book: Book) -> None:
         book = Book(book.bids, book.asks, self.feed.clock.now(), True)  # fresh = when we heard it
@@ -2365,6 +2536,13 @@ class FeedHandler:
         if n <= 20 or n % 100 == 0:  # bounded: a flood of garbage must not flood the log
             self.log.event("error", level="WARNING", kind="bad_frame", why=why, count=n)
 
+    def on_rejected(self, e: ExchangeError) -> None:
+        """A frame that parsed but cannot be true (a crossed book): dropped, so that book
+        ages toward stale instead of being believed."""
+        n = self.feed.bad_frame()
+        if self.boundary is not None and (n <= 20 or n % 100 == 0):
+            self.boundary.rejected("stream", e)
+
 
 class EventLog:
     """Structured JSON lines: ts, level, bot, event, fields. Thread-safe."""
@@ -2377,6 +2555,10 @@ class EventLog:
         self.echo = echo
         self.counts: dict[str, int] = {}
         self.clock: Callable[[], float] | None = None  # market time, set by the engine
+        # the last write failed (disk full, I/O error): its reason, else None. Risk fails the
+        # bot closed on it; listeners (the webhook) still hear every record
+        self.failing: str | None = None
+        self.write_errors = 0
         # called with every record after it is written (any thread; must not block): alerts
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
@@ -2393,8 +2575,18 @@ class EventLog:
         line = json.dumps(rec, separators=(",", ":"), default=str)
         with self._lock:
             self.counts[event] = self.counts.get(event, 0) + 1
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            try:
+                self._fh.write(line + "\n")
+                self._fh.flush()
+                self.failing = None
+            except (OSError, ValueError) as e:  # ValueError: written after close
+                self.write_errors += 1
+                first = self.failing is None
+                self.failing = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"[:120]
+                if first:
+                    print(f"{self.bot}: cannot write {self.path}: {self.failing}", file=sys.stderr)
+        if self.failing is not None:
+            rec = {**rec, "log_write_failed": self.failing}
         for listen in self.listeners:
             listen(rec)
         if self.echo is not None and event in ECHO_EVENTS:
@@ -2409,7 +2601,8 @@ class EventLog:
 
     def close(self) -> None:
         if self._fh is not sys.stdout:
-            self._fh.close()
+            with contextlib.suppress(OSError):
+                self._fh.close()
 
 
 ECHO_EVENTS = {
@@ -2426,6 +2619,8 @@ ECHO_EVENTS = {
     "kill_switch",
     "risk_limit",
     "capital",
+    "reply_rejected",
+    "position_implausible",
 }
 
 
@@ -2456,6 +2651,7 @@ class Alerter:
         self.closed_since: dict[str, tuple[float, str]] = {}  # slot -> (since, reason)
         self.closed_sent: set[str] = set()
         self.errors: list[float] = []
+        self.rejected: dict[str, list[float]] = {}  # endpoint -> times of refused replies
         self.last: dict[str, float] = {}  # alert key -> wall time sent
         self.sent_times: list[float] = []
         self.sent = 0
@@ -2469,7 +2665,7 @@ class Alerter:
 
     # -- any thread ------------------------------------------------------------------------------
     def on_event(self, rec: dict[str, Any]) -> None:
-        if rec.get("event") in ALERT_EVENTS:
+        if rec.get("event") in ALERT_EVENTS or "log_write_failed" in rec:
             with contextlib.suppress(queue.Full):
                 self.q.put_nowait(rec)
 
@@ -2498,7 +2694,29 @@ class Alerter:
     def _file(self, r: dict[str, Any]) -> None:
         ev, slot = r["event"], str(r.get("slot") or "")
         bot = str(r.get("bot", ""))
-        if ev == "fail_closed":
+        if "log_write_failed" in r:  # the disk: the webhook is the only voice left
+            self._send("disk:log", f"{bot}: CANNOT WRITE ITS LOG ({r['log_write_failed']}); "
+                       "quoting stops until the disk is writable")
+        if ev == "reply_rejected":
+            ep = str(r.get("endpoint", ""))
+            now = time.monotonic()
+            seen = [t for t in self.rejected.get(ep, []) if now - t < self.WINDOW_S] + [now]
+            self.rejected[ep] = seen
+            if len(seen) >= 3:  # one bad reply is noise; three in 5 minutes is the API
+                self._send(
+                    f"rejected:{ep}",
+                    f"{bot}: {len(seen)} replies of {ep} refused in 5 min (last: "
+                    f"{r.get('field')}={str(r.get('value'))[:40]}: {r.get('why')})",
+                )
+        elif ev == "position_implausible":
+            self._send(
+                f"implausible:{slot}",
+                f"{bot}: {slot} position NOT BELIEVABLE (YES {r.get('yes')}, NO {r.get('no')}, "
+                f"our orders could fill {r.get('capacity')}): market stopped, last good kept",
+            )
+        elif ev == "error" and r.get("kind") == "state_write_failed":
+            self._send("disk:state", f"{bot}: cannot write its state file ({r.get('reason')})")
+        elif ev == "fail_closed":
             self.closed_since.setdefault(slot, (float(r.get("t", self.clock())), str(r["reason"])))
         elif ev == "resumed":
             self.closed_since.pop(slot, None)
@@ -2592,6 +2810,8 @@ ALERT_EVENTS = frozenset(
         "fill_reversed",
         "error",
         "shutdown",
+        "reply_rejected",
+        "position_implausible",
     }
 )
 
@@ -2761,6 +2981,12 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self._errors = Counter("spike_errors", "errors by kind", ["bot", "kind"], registry=r)
+        self._rejected = Counter(
+            "spike_replies_rejected",
+            "exchange replies refused at the boundary",
+            ["bot", "endpoint", "field"],
+            registry=r,
+        )
         self._requests = Counter(
             "spike_requests",
             "requests by endpoint and outcome",
@@ -2791,6 +3017,9 @@ class Metrics:
             self.requests_total += 1
         if outcome != "ok":
             self.error(outcome)
+
+    def rejected(self, endpoint: str, fld: str) -> None:
+        self._rejected.labels(self.bot, endpoint, fld).inc()
 
     def error(self, kind: str) -> None:
         self._errors.labels(self.bot, kind).inc()
@@ -2850,8 +3079,14 @@ class MarketState:
     qm: QuickMarket
     # Orders: our live orders, cancels not yet confirmed, dry-run order ids
     live: dict[str, LiveOrder] = field(default_factory=dict)
-    unconfirmed_cancels: set[str] = field(default_factory=set)  # logged, still tracked
+    # cancels we doubt (an error, or a read-back that still shows the order open): logged
+    # once each; no new order goes out on that side while one of them may rest
+    unconfirmed_cancels: set[str] = field(default_factory=set)
+    cancel_ok: set[str] = field(default_factory=set)  # the exchange answered their cancel
     dry_seq: int = 0
+    # shares our orders in this market could have filled: every size placed or adopted, plus
+    # what a restart carried over (bounds a believable position)
+    capacity: float = 0.0
     # Fills (and Orders.sync, which counts fills per order for it)
     filled: dict[str, int] = field(default_factory=dict)  # order hash -> size counted
     meta: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (side, price)
@@ -2864,6 +3099,7 @@ class MarketState:
     next_orders_sync: float = 0.0  # clock time of the next unconditional orders read
     mismatch: float | None = None  # exchange inventory seen once that differs from ours
     mismatch_since: float = 0.0  # clock time it was first seen
+    implausible: bool = False  # the last position read was beyond capacity: fail closed
     # Risk: this market's loss kill switch
     killed: bool = False
     # BookWatch: ts of the stream book REST last disagreed with (logged once)
@@ -2945,6 +3181,60 @@ def _due(table: dict[str, float], name: str, period: float, now: float) -> bool:
 
 def _side(side: int) -> str:
     return "BUY" if side == BUY else "SELL"
+
+
+# -- the boundary: replies refused ----------------------------------------------------------------
+class Boundary:
+    """Replies the engine refused to believe (the exchange's CallPolicy reports them from the
+    engine thread, FeedHandler from the book-feed thread: the lock guards the runs). Each is
+    logged `reply_rejected` (endpoint, field, value, why) and counted in
+    spike_replies_rejected_total; never booked, reconciled, rolled onto or used to drop a
+    claim. A run of RUN on one endpoint the quote step depends on is a failing host:
+    Risk.blocked says `bad_replies` until that endpoint answers believably again."""
+
+    RUN = 2
+    QUOTE_READS = frozenset(
+        {"orders", "orders_sync", "positions", "orderbook", "quick_market", "price"}
+    )
+
+    def __init__(self, log: EventLog, metrics: Metrics) -> None:
+        self.log = log
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self.runs: dict[str, int] = {}  # endpoint -> rejected replies in a row
+        self.total = 0
+
+    def rejected(self, endpoint: str, e: ExchangeError) -> None:
+        with self._lock:
+            n = self.runs[endpoint] = self.runs.get(endpoint, 0) + 1
+            self.total += 1
+        if isinstance(e, ReplyRejected):
+            fld, value, why = e.field, e.value, e.why
+        else:  # a body that could not be read at all
+            fld, value, why = "body", "", e.message[:120]
+        self.metrics.rejected(endpoint, fld)
+        self.log.event(
+            "reply_rejected",
+            level="WARNING",
+            endpoint=endpoint,
+            field=fld,
+            value=value,
+            why=why,
+            run=n,
+        )
+
+    def ok(self, endpoint: str) -> None:
+        if self.runs:
+            with self._lock:
+                self.runs.pop(endpoint, None)
+
+    def failing(self) -> str | None:
+        """The endpoint whose replies keep failing the checks, if any."""
+        with self._lock:
+            return next(
+                (ep for ep, n in self.runs.items() if n >= self.RUN and ep in self.QUOTE_READS),
+                None,
+            )
 
 
 # -- the ledger: realized PnL and run counters ----------------------------------------------------
@@ -3267,6 +3557,7 @@ class Risk:
         slots: list[Slot],
         ledger: Ledger,
         watch: BookWatch,
+        boundary: Boundary,
         dry_run: bool,
     ) -> None:
         self.cfg = cfg
@@ -3277,6 +3568,7 @@ class Risk:
         self.slots = slots
         self.ledger = ledger
         self.watch = watch
+        self.boundary = boundary
         self.dry_run = dry_run
         self.day_killed = False
         self.capital: float | None = None  # USDC split between the budgets; None: unknown
@@ -3294,6 +3586,12 @@ class Risk:
             return "day_loss_limit"
         if m.killed:
             return "market_loss_limit"
+        if m.implausible:
+            return "position_implausible"
+        if self.boundary.failing():
+            return "bad_replies"
+        if self.log.failing:
+            return "log_write_failed"  # what we cannot record, we do not do
         return None
 
     def gate_blocked(self, market_id: str) -> str | None:
@@ -3448,6 +3746,12 @@ class Orders:
         self.dry_run = dry_run
         self.ctf_approved = False  # the relayer accepted our CTF operator approval
         self.ctf_next = 0.0  # clock time before which a failed approval is not asked again
+        self.leftover: dict[str, float] = {}  # market id -> shares a crashed run left resting
+
+    def opened(self, m: MarketState, carried: float) -> None:
+        """A market became current: what could already be filled in it (a position carried
+        over a restart, orders a crashed run left) starts its capacity."""
+        m.capacity = carried + self.leftover.pop(m.qm.market_id.lower(), 0.0)
 
     def place(self, s: Slot, q: Quote, now: float) -> None:
         """The one function that places orders: kill switches, limits and freshness first."""
@@ -3459,6 +3763,8 @@ class Orders:
             return
         if q.size > self.cfg.max_order_size * SIZE_SCALE:
             return
+        if any(m.meta.get(h, (None,))[0] == q.side for h in m.unconfirmed_cancels):
+            return  # an order whose cancel we doubt may still rest on this side: not two
         # orders die with their market (at its end) or at the next refresh plus a grace, but
         # never sooner than the API accepts: near the end that is a little past the end, when
         # the exchange closes the market and its orders anyway
@@ -3503,6 +3809,7 @@ class Orders:
         m.live[h] = LiveOrder(h, q.side, q.outcome, q.price, q.size, q.size, now, exp)
         m.meta[h] = (q.side, q.price)
         m.filled.setdefault(h, 0)
+        m.capacity += shares
         self.ledger.count(s, "orders")
         self.ledger.count(s, "placed_size", shares)
         s.metrics.orders.inc()
@@ -3533,6 +3840,7 @@ class Orders:
                 return
             s.need_resync = True
             self.ledger.count(s, "errors")
+            m.unconfirmed_cancels.add(o.order_hash)
             self.log.event(
                 "cancel_unconfirmed",
                 level="WARNING",
@@ -3544,6 +3852,7 @@ class Orders:
             )
             return  # still tracked: cancelled again, or confirmed gone, later
         m.live.pop(o.order_hash, None)
+        m.cancel_ok.add(o.order_hash)  # a read-back that still shows it open: a lie
         self.ledger.count(s, "cancels")
         s.metrics.cancels.inc()
         self.log.event(
@@ -3655,11 +3964,25 @@ class Orders:
                 m.filled[h] = o.filled
                 counted = o.filled
                 m.meta[h] = (o.side, o.price)
+                m.capacity += o.size / SIZE_SCALE
             if o.filled > counted:
                 self.on_fill(s, h, o.side, o.price, o.filled - counted)
                 m.filled[h] = o.filled
             if o.status == "open":
                 seen_open.add(h)
+                if h in m.cancel_ok and h not in m.unconfirmed_cancels:
+                    # the exchange answered the cancel, yet the order is open: it lied
+                    m.unconfirmed_cancels.add(h)
+                    self.ledger.count(s, "errors")
+                    self.log.event(
+                        "cancel_unconfirmed",
+                        level="WARNING",
+                        slot=s.name,
+                        market=m.qm.market_id,
+                        order_hash=h,
+                        reason="read_back",
+                        error="still open on read-back after the exchange answered its cancel",
+                    )
                 lo = m.live.get(h)
                 m.live[h] = LiveOrder(
                     h,
@@ -3674,6 +3997,8 @@ class Orders:
         for h in list(m.live):
             if h not in seen_open:
                 m.live.pop(h, None)
+        m.unconfirmed_cancels &= seen_open  # gone on read-back: confirmed at last
+        m.cancel_ok &= seen_open
         self.feed.read_back(m.qm.market_id, set(m.filled))
         s.need_resync = False
 
@@ -3686,6 +4011,9 @@ class Orders:
                 e.kind, f"cannot read open orders at start: {e.message}", e.status
             ) from None
         markets = {o.market_id for o in left}
+        for o in left:  # they may have filled before the restart: believable positions
+            k = o.market_id.lower()
+            self.leftover[k] = self.leftover.get(k, 0.0) + o.size / SIZE_SCALE
         for mid in markets:
             with contextlib.suppress(ExchangeError):
                 self.ex.cancel_market(mid)
@@ -3792,9 +4120,11 @@ class Fills:
         if m is None or self.dry_run:
             return
         yes, no = self.ex.position(m.qm)
+        now = self.clock.now()
+        if not self.believable(s, yes, no):
+            return  # the last good position stands; Risk fails the market closed meanwhile
         changed = (yes, no) != (m.exch_yes, m.exch_no)
         m.exch_yes, m.exch_no = yes, no
-        now = self.clock.now()
         # Orders are read back when something happened (a position change, a trade of ours on
         # the stream, a doubt) and at least every orders_sync_s: a calm market costs one
         # positions read per period, not two reads.
@@ -3841,6 +4171,36 @@ class Fills:
         m.pnl.fill(BUY if diff > 0 else SELL, px, abs(diff))
         m.journal.append((BUY if diff > 0 else SELL, px, abs(diff), 0.0))
         m.mismatch = None
+
+    def believable(self, s: Slot, yes: int, no: int) -> bool:
+        """A position our orders could have filled: neither side more shares than every
+        order we placed (or adopted, or carried over a restart) in this market. Beyond that
+        it is `position_implausible` (an alert), the market fails closed and the last good
+        position is kept; a believable read ends it."""
+        m = s.m
+        assert m is not None
+        cap = round(m.capacity * SIZE_SCALE) + 1
+        if yes <= cap and no <= cap:
+            if m.implausible:
+                m.implausible = False
+                self.log.event(
+                    "position_believable", slot=s.name, market=m.qm.market_id, yes=yes, no=no
+                )
+            return True
+        if not m.implausible:
+            m.implausible = True
+            self.ledger.count(s, "errors")
+            self.log.event(
+                "position_implausible",
+                level="ERROR",
+                slot=s.name,
+                market=m.qm.market_id,
+                yes=yes / SIZE_SCALE,
+                no=no / SIZE_SCALE,
+                capacity=round(m.capacity, 6),
+                kept=[m.exch_yes / SIZE_SCALE, m.exch_no / SIZE_SCALE],
+            )
+        return False
 
     def poll_failed_trades(self) -> None:
         """Fills of ours that failed at settlement (spec 6.5) are taken back: out of the
@@ -4257,6 +4617,68 @@ class Status:
         )
 
 
+# -- live tuning (SIGHUP) --------------------------------------------------------------------------
+class Tuning:
+    """Live tuning (engine thread, but `request` is called from the SIGHUP handler and only
+    sets flags). At the engine's next step the settings are read again; the tunable ones are
+    applied if all of them validate, in place on the one Config every owner reads, and the
+    difference is logged; on any error the old values stay. Connection, files, markets and
+    the schedule need a restart."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        log: EventLog,
+        reloader: Callable[[], Config] | None,
+        wake: threading.Event,
+    ) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.reloader = reloader
+        self.wake = wake
+        self.requested = threading.Event()
+
+    def request(self) -> None:
+        self.requested.set()
+        self.wake.set()
+
+    def apply_requested(self) -> set[str]:
+        """The settings changed by a requested reload (none when nothing was asked)."""
+        if not self.requested.is_set():
+            return set()
+        self.requested.clear()
+        if self.reloader is None:
+            return set()
+        try:
+            new = self.reloader()
+        except ConfigError as e:
+            self.log.event(
+                "error",
+                level="WARNING",
+                kind="reload_invalid",
+                reason=str(e),
+                kept="previous settings",
+            )
+            return set()
+        cfg = self.cfg
+        diff = {
+            k: [getattr(cfg, k), getattr(new, k)]
+            for k in TUNABLE
+            if getattr(cfg, k) != getattr(new, k)
+        }
+        ignored = sorted(
+            f.name
+            for f in dataclasses.fields(Config)
+            if f.name not in TUNABLE
+            and getattr(cfg, f.name) != getattr(new, f.name)
+            and f.name not in ("host", "rate_limit_per_s")
+        )  # --sim rewrites these
+        for k, (_, v) in diff.items():
+            setattr(cfg, k, v)
+        self.log.event("params_reloaded", changed=diff, needs_restart=ignored)
+        return set(diff)
+
+
 # -- the bot: the loop and the quote step ---------------------------------------------------------
 class Bot:
     """The engine: one loop on the calling thread that, every tick, runs the due jobs and then
@@ -4293,20 +4715,21 @@ class Bot:
         if alerter is not None:
             log.listeners.append(alerter.on_event)
         self.fresh_state = fresh_state
-        self.reloader = reloader
-        self.reload_requested = threading.Event()  # SIGHUP sets it; the loop reloads
         self.stop_event = threading.Event()
         log.clock = clock.now
         self.slots = [Slot(k, metrics.market(k)) for k in cfg.market_keys()]
         # the owners, each in its own section above
         self.feed = Feed(clock)
+        self.tuning = Tuning(cfg, log, reloader, self.feed.wake)
+        self.boundary = Boundary(log, metrics)
         self.ledger = Ledger(self.slots)
         self.watch = BookWatch(cfg, clock, self.feed, ex, log, recorder)
         self.prices = PriceSource(
             cfg, clock, ex, self.feed, log, recorder, hermes_key, pyth_auto, price_stream
         )
         self.risk = Risk(
-            cfg, clock, ex, log, metrics, self.slots, self.ledger, self.watch, dry_run
+            cfg, clock, ex, log, metrics, self.slots, self.ledger, self.watch, self.boundary,
+            dry_run,
         )
         # Fills asks Orders for read-backs and Orders books fills into Fills: the late-bound
         # lambda lets the two be built in order
@@ -4322,6 +4745,7 @@ class Bot:
             self.mode,
         )
         ex.gate.blocked = self.risk.gate_blocked  # the adapters' firewall asks Risk too
+        ex.policy.listener = self.boundary  # every reply refused at the boundary is told here
         self.stream: Stream | None = None  # the book feed (startup)
         self.due: dict[str, float] = {}  # job -> clock time it is next due
         self.tick_times: list[float] = []
@@ -4337,7 +4761,18 @@ class Bot:
         return self.ledger.c
 
     def save_state(self) -> None:
-        self.state.save(self.cfg.bot_name, self.clock.now())
+        """A failed write (full disk) keeps the last good file and alerts; the engine goes on
+        (the state matters at the next start) and writes again at the next occasion."""
+        try:
+            self.state.save(self.cfg.bot_name, self.clock.now())
+        except OSError as e:
+            self.log.event(
+                "error",
+                level="ERROR",
+                kind="state_write_failed",
+                reason=f"{type(e).__name__}: {e.strerror or e}"[:160],
+                kept="the last good state file",
+            )
 
     # -- start, run, stop ------------------------------------------------------------------------
     def startup(self) -> None:
@@ -4368,6 +4803,7 @@ class Bot:
             [s.key for s in self.slots],
             self.log,
             self.recorder,
+            self.boundary,
         )
         self.stream.start(handler)
         self.prices.start(list(dict.fromkeys(s.key.asset for s in self.slots)))
@@ -4408,6 +4844,10 @@ class Bot:
     def stop(self) -> None:
         self.stop_event.set()
         self.feed.wake.set()
+
+    def request_reload(self) -> None:
+        """The SIGHUP handler's call: signal-safe, it only sets flags."""
+        self.tuning.request()
 
     def shutdown(self) -> None:
         """Cancel every order, stop the streams, write state. Safe to call more than once."""
@@ -4458,9 +4898,8 @@ class Bot:
     def step(self) -> None:
         """One pass: settings reload, due jobs, kill switches, each slot's quotes, status."""
         t0 = time.perf_counter()
-        if self.reload_requested.is_set():
-            self.reload_requested.clear()
-            self.reload_params()
+        if {"capital_usdc", "capital_split"} & self.tuning.apply_requested():
+            self.due["balance"] = 0.0  # new budgets at once
         self.prices.last_step_mono = time.monotonic()  # read by the price-stream thread
         if self.stream is not None:
             self.stream.pump()
@@ -4487,9 +4926,10 @@ class Bot:
         # and every FAILED_IDLE_S whatever happens
         if not self.dry_run and _due(self.due, "failed_trades", FAILED_IDLE_S, now):
             self._job("failed_trades", self.fills.poll_failed_trades)
+        doubt = self.boundary.failing() == "positions"  # read again every step until believed
         for s in self.slots:
             mine = s.m is not None and bool({"", s.m.qm.market_id.lower()} & own)
-            if _due(s.due, "positions", cfg.positions_s, now) or mine:
+            if _due(s.due, "positions", cfg.positions_s, now) or mine or doubt:
                 self._job("positions", lambda s=s, o=mine: self.fills.poll_positions(s, o), s)
         if _due(self.due, "claims", cfg.claim_s, now):
             self._job("claims", self.claims.run)
@@ -4566,8 +5006,18 @@ class Bot:
         qm = self.ex.quick_market(s.key)
         if s.m is not None and qm.market_id.lower() == s.m.qm.market_id.lower():
             return
-        if s.m is not None and qm.start < s.m.qm.start:
-            return  # a stale hint
+        try:  # a market we cannot believe is never rolled onto: we stay on the one we have
+            check_quick_market(
+                qm,
+                s.key,
+                s.m.qm if s.m else None,
+                self.clock.now(),
+                self.prices.price(s.key.asset),
+                self.cfg.price_band,
+            )
+        except ReplyRejected as e:
+            self.boundary.rejected("quick_market", e)
+            return
         self.rollover(s, qm)
 
     def rollover(self, s: Slot, qm: QuickMarket) -> None:
@@ -4590,6 +5040,7 @@ class Bot:
         if restored is not None:
             s.m.pnl = restored  # restarted mid-market: carry the position on
             self.claims.resumed(qm.market_id)
+        self.orders.opened(s.m, abs(restored.position) if restored is not None else 0.0)
         self.feed.track(qm.market_id, old.qm.market_id if old is not None else None)
         if self.stream is not None:
             self.stream.subscribe(qm.market_id)
@@ -4714,46 +5165,6 @@ class Bot:
             s.closed_reason = None
             s.metrics.quoting.set(1)
 
-    # -- live tuning (SIGHUP) --------------------------------------------------------------------
-    def request_reload(self) -> None:
-        """Called from the SIGHUP handler: only sets flags (signal-safe)."""
-        self.reload_requested.set()
-        self.feed.wake.set()
-
-    def reload_params(self) -> None:
-        """Re-read the settings; apply the tunable ones if all of them validate, log the diff,
-        keep the old values on any error. Connection, files, markets and schedule need a
-        restart. The engine's Config is changed in place: every owner reads the same one."""
-        if self.reloader is None:
-            return
-        try:
-            new = self.reloader()
-        except ConfigError as e:
-            self.log.event(
-                "error",
-                level="WARNING",
-                kind="reload_invalid",
-                reason=str(e),
-                kept="previous settings",
-            )
-            return
-        diff = {
-            k: [getattr(self.cfg, k), getattr(new, k)]
-            for k in TUNABLE
-            if getattr(self.cfg, k) != getattr(new, k)
-        }
-        ignored = sorted(
-            f.name
-            for f in dataclasses.fields(Config)
-            if f.name not in TUNABLE
-            and getattr(self.cfg, f.name) != getattr(new, f.name)
-            and f.name not in ("host", "rate_limit_per_s")
-        )  # --sim rewrites these
-        for k, (_, v) in diff.items():
-            setattr(self.cfg, k, v)
-        self.log.event("params_reloaded", changed=diff, needs_restart=ignored)
-        if {"capital_usdc", "capital_split"} & set(diff):
-            self.due["balance"] = 0.0  # new budgets on the next step
 
 
 # =============================================================================================
@@ -4962,7 +5373,10 @@ def run_cli(
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(spike_paper.wallet_path(cfg.state_file))
             ex = spike_paper.PaperExchange(ex, cfg, clock.now)
-        log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
+        try:
+            log = EventLog(cfg.log_file, cfg.bot_name, echo=lambda s: print(s, flush=True))
+        except OSError as e:
+            raise ConfigError(f"log file {cfg.log_file} is not writable ({e.strerror})") from None
         recorder = Recorder(a.record, clock.now) if a.record else None
         if a.paper and recorder is not None:
             ex.recorder = recorder  # the paper venue's payouts: their real outcomes

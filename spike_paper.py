@@ -406,6 +406,10 @@ class PaperStream:
         if self.handler is not None:
             self.handler.on_bad_frame(why)
 
+    def on_rejected(self, e: ExchangeError) -> None:
+        if self.handler is not None:
+            self.handler.on_rejected(e)
+
     # -- the engine's side ------------------------------------------------------------------------
     def pump(self) -> None:
         """Engine thread, first thing in a step: deliver what arrived since the last step."""

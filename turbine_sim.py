@@ -719,6 +719,9 @@ FAULT_NAMES = (
     "ctf_reject",
     "hermes_freeze",
     "hermes_drop",
+    "corrupt",
+    "cancel_ignore",
+    "ws_crossed",
 )
 # Pyth price feed ids (Hermes, /v2/updates/price/*), transcribed from Pyth's public feed list
 # independently of spike_bot; the settlement oracle of quick markets is Pyth (spec 6.3).
@@ -729,6 +732,46 @@ PYTH_FEEDS: dict[str, str] = {
     "XRP": "ec5d399846a9209f3fe5881d70aae9268c94339ff9817e8d18ff19fa05eea1c8",
 }
 PYTH_EXPO = -8
+
+
+def _crossed(msg: str) -> str:
+    """The `ws_crossed` fault: an orderbook message whose bid is 0.99 and ask 0.01."""
+    try:
+        m = json.loads(msg)
+    except ValueError:
+        return msg
+    if not isinstance(m, dict) or m.get("type") != "orderbook":
+        return msg
+    if not isinstance(m.get("data"), dict):
+        return msg
+    m["data"]["bids"] = [{"price": 990_000, "size": 5_000_000}]
+    m["data"]["asks"] = [{"price": 10_000, "size": 5_000_000}]
+    return json.dumps(m)
+
+
+def corrupt_reply(resp: web.Response, rule: dict[str, Any]) -> web.Response:
+    """The `corrupt` fault: a 200 reply rewritten as a broken or lying API would send it.
+
+    rule: `path` (prefix) and `method` choose the replies; `count` / `fraction` as any fault.
+    `truncate`: cut the body in half (unreadable JSON). Otherwise the JSON is edited at `at`
+    (a key holding the rows or object, e.g. "orders", "quickMarket", "markets", "positions";
+    "" for the body itself): `set` overwrites fields of every row (or of the object), `add`
+    appends a copy of the first row with those fields changed (a row that is not ours)."""
+    text = resp.text or ""
+    if rule.get("truncate"):
+        half = text[: len(text) // 2]
+        return web.Response(status=200, text=half, content_type="application/json")
+    body = json.loads(text)
+    at = str(rule.get("at", ""))
+    target = body.get(at) if at and isinstance(body, dict) else body
+    rows = target if isinstance(target, list) else [target]
+    for r in rows:
+        if isinstance(r, dict):
+            r.update(rule.get("set") or {})
+    if rule.get("add") and isinstance(target, list):
+        first = dict(target[0]) if target and isinstance(target[0], dict) else {}
+        target.append({**first, **rule["add"]})
+    return web.json_response(body)
 
 
 class Faults:
@@ -1840,6 +1883,14 @@ class SimApp:
             resp = _err(e.status, e.message)
         except json.JSONDecodeError:
             resp = _err(400, "invalid JSON body")
+        if "corrupt" in f.active and resp.status == 200 and isinstance(resp, web.Response):
+            rule = f.active["corrupt"]
+            if (
+                path.startswith(str(rule.get("path", "/api/")))
+                and request.method == str(rule.get("method", "GET"))
+                and f.trip("corrupt", now)
+            ):
+                resp = corrupt_reply(resp, rule)
         if "clock_skew" in f.active:  # the server's clock, as a client sees it in Date
             skew = float(f.active["clock_skew"].get("seconds", 0.0))
             resp.headers["Date"] = email.utils.formatdate(time.time() + skew, usegmt=True)
@@ -1906,10 +1957,13 @@ class SimApp:
         if freeze is not None and not freeze.get("market"):
             return  # the whole stream is frozen (with a market: only that one, in flush)
         malformed = "malformed_ws" in self.faults.active
+        crossed = "ws_crossed" in self.faults.active
         for ws, msgs in frames.items():
             if ws.closed or not msgs:
                 continue
             out = [self._malformed(), *msgs] if malformed else msgs
+            if crossed:  # books that cannot be true: the best bid far above the best ask
+                out = [_crossed(m) for m in out]
             # several messages per frame, newline-separated, as the spec allows
             for i in range(0, len(out), 8):
                 task = asyncio.ensure_future(self._safe_send(ws, "\n".join(out[i : i + 8])))
@@ -2320,7 +2374,8 @@ class SimApp:
         h = request.match_info["order_hash"].lower()
         if self.faults.trip("cancel_404", self.ex.t):
             raise ApiError(404, "order not found")
-        self.ex.cancel(h, caller)
+        if not self.faults.trip("cancel_ignore", self.ex.t):  # a cancel that lies: 200, still open
+            self.ex.cancel(h, caller)
         return web.json_response({"success": True, "orderHash": h, "status": "cancelled"})
 
     async def cancel_market(self, request: web.Request) -> web.Response:
