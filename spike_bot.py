@@ -2599,6 +2599,14 @@ class EventLog:
                 )
             )
 
+    def writable(self) -> bool:
+        """Whether the log takes writes; while it has been failing, a `log_recovered` line
+        is the probe (nothing else may be logged meanwhile: a quiet engine must find out)."""
+        if self.failing is None:
+            return True
+        self.event("log_recovered", level="WARNING", after=self.failing)
+        return self.failing is None
+
     def close(self) -> None:
         if self._fh is not sys.stdout:
             with contextlib.suppress(OSError):
@@ -3590,7 +3598,7 @@ class Risk:
             return "position_implausible"
         if self.boundary.failing():
             return "bad_replies"
-        if self.log.failing:
+        if not self.log.writable():
             return "log_write_failed"  # what we cannot record, we do not do
         return None
 
@@ -5129,6 +5137,11 @@ class Bot:
             self.orders.cancel(s, o, "requote")
         if self.ex.policy.degraded:
             return  # the host's last answer was a failure: no new order until one succeeds
+        replaced = {o.side for o in cancels if o.order_hash in m.cancel_ok}
+        if replaced & {q.side for q in places}:
+            # a cancel's answer is believed once a read-back agrees: one that lied leaves its
+            # order open, and the side gets no second order (Orders.place) until it is gone
+            self.orders.sync(s)
         for q in places:
             self.orders.place(s, q, now)
 
