@@ -1260,6 +1260,16 @@ class Exchange(Protocol):
     def position(self, market: QuickMarket) -> tuple[int, int]: ...
     def balances(self) -> tuple[int, int]: ...
     def failed_trades(self) -> list[FailedFill]: ...
+    def claim_data(self, contracts: list[str]) -> dict[str, dict[str, Any]]:
+        """What claim-data says of each contract (read-only; preflight reads it too)."""
+        return self._call(
+            "claim_data",
+            "GET",
+            f"/api/v1/users/{self.address}/claim-data",
+            params={"chain_id": self.cfg.chain_id, "markets": ",".join(contracts)},
+            parse=parse_claim_data,
+        )
+
     def claim(self, markets: list[tuple[str, str]], now: float) -> list[ClaimResult]: ...
     def stream(self) -> Stream: ...
 
@@ -1657,18 +1667,22 @@ class TurbineExchange:
             "cancel_market", "DELETE", "/api/v1/orders", auth=True, params={"marketId": market_id}
         )
 
+    def claim_data(self, contracts: list[str]) -> dict[str, dict[str, Any]]:
+        """What claim-data says of each contract (read-only; preflight reads it too)."""
+        return self._call(
+            "claim_data",
+            "GET",
+            f"/api/v1/users/{self.address}/claim-data",
+            params={"chain_id": self.cfg.chain_id, "markets": ",".join(contracts)},
+            parse=parse_claim_data,
+        )
+
     def claim(self, markets: list[tuple[str, str]], now: float) -> list[ClaimResult]:
         """Redeem resolved winnings for (market_id, contract) pairs; each result says what
         happened. Claiming twice is harmless: a paid market reports winning_balance 0."""
         if not markets or self.signer is None:
             return []
-        by_contract = self._call(
-            "claim_data",
-            "GET",
-            f"/api/v1/users/{self.address}/claim-data",
-            params={"chain_id": self.cfg.chain_id, "markets": ",".join(c for _, c in markets)},
-            parse=parse_claim_data,
-        )
+        by_contract = self.claim_data([c for _, c in markets])
         out = []
         nonce: int | None = None
         for mid, contract in markets:

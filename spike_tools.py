@@ -56,11 +56,13 @@ from spike_bot import (
     Metrics,
     OrderGate,
     QuickMarket,
+    ReplyRejected,
     Secrets,
     Signer,
     StreamHandler,
     TurbineExchange,
     build_parser,
+    check_quick_market,
     file_lock_free,
     load_config,
     parse_split,
@@ -845,7 +847,12 @@ def preflight(
         if kid and secret:
             try:
                 ex.auth = BearerAuth(kid, secret)
-                open_orders = ex.orders(None, "open")
+                try:
+                    open_orders = ex.orders(None, "open")
+                except ReplyRejected as e:  # authenticated, but a reply the bot would refuse
+                    why = f"refused: {e.message[:150]}"
+                    out.append(Check("reply orders", False, why, REPLY_FIX))
+                    open_orders = []
                 authed = True
                 if not any(c.name == "credentials" for c in out):
                     out.append(Check("credentials", True, f"authenticated read ok ({kid})"))
@@ -919,6 +926,7 @@ def preflight(
                 f"{len(book.bids)} bids / {len(book.asks)} asks",
             )
         )
+        out.extend(boundary_checks(ex, qm, key, cfg, authed and signer is not None))
         if canary_factory is not None and key == keys[0]:
             if signer is None or not (authed and sec.private_key):
                 out.append(Check("canary", False, "needs the key and working credentials"))
@@ -1012,6 +1020,43 @@ def preflight(
         else:
             out.append(Check(label, True, f"{path} writable, not in use"))
     return out
+
+
+def boundary_checks(
+    ex: Any, qm: QuickMarket, key: MarketKey, cfg: Config, authed: bool
+) -> list[Check]:
+    """Every read the bot acts on, once, through the same checks the engine applies (the
+    EXCHANGE section's boundary): what the first contact with the real API would refuse is
+    named here, before a run depends on it. Read-only."""
+    out: list[Check] = []
+
+    def probe(name: str, read: Callable[[], str]) -> None:
+        try:
+            out.append(Check(f"reply {name}", True, read()))
+        except ReplyRejected as e:
+            out.append(Check(f"reply {name}", False, f"refused: {e.message[:150]}", REPLY_FIX))
+        except ExchangeError as e:
+            out.append(Check(f"reply {name}", False, f"unreadable: {e.message[:150]}", REPLY_FIX))
+
+    def quick() -> str:
+        px = ex.asset_price(key.asset) if cfg.fair_source in ("model", "blend") else None
+        check_quick_market(qm, key, None, time.time(), px, cfg.price_band)
+        return f"{key}: asset, interval, end and strike as asked"
+
+    probe(f"quick_market {key}", quick)
+    if authed:
+        probe(f"orders {key}", lambda: f"{len(ex.orders(qm.market_id, None))} rows, all ours")
+        probe(f"positions {key}", lambda: "YES {} / NO {} (u6)".format(*ex.position(qm)))
+        if hasattr(ex, "claim_data") and qm.contract:
+            probe("claim_data", lambda: f"{len(ex.claim_data([qm.contract]))} rows by contract")
+    probe("failed_trades", lambda: f"{len(ex.failed_trades())} rows")
+    return out
+
+
+REPLY_FIX = (
+    "the API differs from what the bot was built against: see docs/boundary.md, "
+    "'What the bot refuses to believe'"
+)
 
 
 def preflight_cli(

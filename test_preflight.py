@@ -227,3 +227,27 @@ def test_preflight_checks_hermes_when_the_price_is_streamed(
         assert code == 1 and verdict(out, "hermes") == "FAIL" and "refused the key" in out
     finally:
         sim.stop()
+
+
+def test_preflight_names_the_replies_the_bot_would_refuse(
+    rsim: ts.Sim, tmp_path: pathlib.Path, capsys: Any
+) -> None:
+    """The boundary's checks, once per endpoint, before a run: a positions reply of another
+    wallet and order rows of another market are each a FAIL line naming the field."""
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    env = f"TURBINE_PRIVATE_KEY={key}\n"
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    assert code == 0, out
+    for name in ("reply quick_market", "reply orders", "reply positions", "reply claim_data"):
+        assert verdict(out, name) == "PASS", out
+    env = (tmp_path / ".env").read_text()
+    rsim.fault("corrupt", path="/api/v1/positions", at="positions",
+               set={"userAddress": "0x" + "77" * 20})
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    assert code == 1 and verdict(out, "reply positions") == "FAIL" and "userAddress" in out
+    rsim.clear_fault("corrupt")
+    row = {"orderHash": "0x" + "ab" * 32, "marketId": "0x" + "cd" * 32, "price": 500_000}
+    row |= {"size": 10**6, "status": "open"}
+    rsim.fault("corrupt", path="/api/v1/orders", at="orders", add=row)
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    assert verdict(out, "reply orders") == "FAIL" and "marketId" in out
