@@ -277,6 +277,10 @@ ENV_API_KEY_ID = "TURBINE_API_KEY_ID"
 ENV_API_PRIVATE_KEY = "TURBINE_API_PRIVATE_KEY"
 ENV_ALERT_WEBHOOK = "SPIKE_ALERT_WEBHOOK"  # a secret like the keys: env or env file only
 ENV_PYTH_API_KEY = "PYTH_API_KEY"  # Hermes requires a key since Pyth's 2026 Core upgrade
+# The key at rest, encrypted, instead of TURBINE_PRIVATE_KEY: an eth-account keystore JSON file
+# (scrypt, as the official wallets write it), its passphrase typed at start or read from a file
+ENV_KEYSTORE = "TURBINE_KEYSTORE"
+ENV_KEYSTORE_PASSPHRASE_FILE = "TURBINE_KEYSTORE_PASSPHRASE_FILE"
 
 
 class ConfigError(Exception):
@@ -1205,6 +1209,10 @@ class CallPolicy:
         if endpoint in DEFERRABLE:
             retries = 0  # a poll that fails waits for its next turn, never backs off in the tick
         attempt = 0
+        # no call holds the tick past one timeout, retries included: a slow answer (a reply
+        # taking 60 s, cut at http_timeout_s) is not asked again inside the tick; quick
+        # refusals (429, 5xx) are retried while the time adds up to less
+        start = time.perf_counter()
         while True:
             self.pacer.acquire()
             t = time.perf_counter()
@@ -1213,8 +1221,10 @@ class CallPolicy:
             except ExchangeError as e:
                 self.observer.request_done(endpoint, time.perf_counter() - t, e.kind)
                 transient = e.kind in ("retryable", "rate_limited", "network")
-                if transient and attempt < retries:
-                    time.sleep(self.backoff(attempt, e.retry_after))
+                wait = self.backoff(attempt, e.retry_after)
+                spent = time.perf_counter() - start
+                if transient and attempt < retries and spent + wait < self.cfg.http_timeout_s:
+                    time.sleep(wait)
                     attempt += 1
                     continue
                 # an unreadable or unbelievable answer is a failing host, like a 5xx
@@ -5299,10 +5309,51 @@ def save_api_credentials(path: str, key_id: str, secret: str) -> None:
 
 
 HOW_TO_KEY = (
-    f"live mode needs {ENV_PRIVATE_KEY} (a dedicated wallet's hex private key) in the "
-    "env file; API credentials are then registered on first run and saved there. "
-    "Try --sim or --dry-run first."
+    f"live mode needs {ENV_KEYSTORE} (an encrypted keystore file) or {ENV_PRIVATE_KEY} (a "
+    "dedicated wallet's hex private key) in the env file; API credentials are then registered "
+    "on first run and saved there. Try --sim or --dry-run first."
 )
+
+
+def unlock_keystore(
+    environ: dict[str, str], ask: Callable[[str], str] | None = None
+) -> str:
+    """The private key from TURBINE_KEYSTORE, or "" when none is set. The passphrase comes from
+    TURBINE_KEYSTORE_PASSPHRASE_FILE, else is typed at a terminal; it is never logged. Every
+    failure is one ConfigError line that names no secret."""
+    path = environ.get(ENV_KEYSTORE, "").strip()
+    if not path:
+        return ""
+    if environ.get(ENV_PRIVATE_KEY, "").strip():
+        raise ConfigError(f"set {ENV_KEYSTORE} or {ENV_PRIVATE_KEY}, not both")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            store = json.load(fh)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{ENV_KEYSTORE} {path} is unreadable ({type(e).__name__})") from None
+    pfile = environ.get(ENV_KEYSTORE_PASSPHRASE_FILE, "").strip()
+    if pfile:
+        try:
+            with open(pfile, encoding="utf-8") as fh:
+                passphrase = fh.read().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"{ENV_KEYSTORE_PASSPHRASE_FILE} {pfile}: {e.strerror}") from None
+    elif ask is not None or sys.stdin.isatty():
+        import getpass
+
+        passphrase = (ask or getpass.getpass)(f"passphrase for {path}: ")
+    else:
+        raise ConfigError(
+            f"{ENV_KEYSTORE} needs its passphrase: start the bot at a terminal to type it, or "
+            f"set {ENV_KEYSTORE_PASSPHRASE_FILE}"
+        )
+    from eth_account import Account
+
+    try:
+        key = Account.decrypt(store, passphrase)
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{ENV_KEYSTORE} {path}: wrong passphrase, or not a keystore") from None
+    return "0x" + bytes(key).hex()
 
 
 # An exchange factory builds the adapter from a key and API credentials (all None in --dry-run);
@@ -5388,6 +5439,9 @@ def run_cli(
         elif a.dry_run or a.paper:
             ex = factory(cfg, None, None, None, metrics)
         else:
+            unlocked = unlock_keystore(environ)
+            if unlocked:
+                sec = dataclasses.replace(sec, private_key=unlocked)
             if not sec.private_key:
                 raise ConfigError(HOW_TO_KEY)
             Signer(sec.private_key, cfg.chain_id)  # validate before any I/O
@@ -5461,13 +5515,14 @@ def run_cli(
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("report", "replay", "preflight"):
+    if args and args[0] in ("report", "replay", "preflight", "keystore"):
         import spike_tools  # not the bot: loaded only for these subcommands
 
         cli = {
             "report": spike_tools.report_cli,
             "replay": spike_tools.replay_cli,
             "preflight": spike_tools.preflight_cli,
+            "keystore": spike_tools.keystore_cli,
         }[args[0]]
         return cli(args[1:])
     if args and args[0] == "run":

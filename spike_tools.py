@@ -35,6 +35,8 @@ from spike_bot import (
     ENV_API_KEY_ID,
     ENV_API_PRIVATE_KEY,
     ENV_PRIVATE_KEY,
+    ENV_KEYSTORE,
+    ENV_KEYSTORE_PASSPHRASE_FILE,
     ENV_PYTH_API_KEY,
     HOW_TO_KEY,
     MIN_EXPIRY_AHEAD_S,
@@ -70,6 +72,7 @@ from spike_bot import (
     read_env_file,
     save_api_credentials,
     spike_exchange,
+    unlock_keystore,
 )
 from spike_paper import PaperExchange, PaperStream
 
@@ -1022,6 +1025,38 @@ def preflight(
     return out
 
 
+def key_at_rest(environ: dict[str, str], env_file: str) -> Check:
+    """Where the key lives: a plaintext key in the env file is a warning (a keystore needs no
+    plaintext on disk), and any file holding a secret must not be readable by others."""
+    files = [env_file]
+    for name in (ENV_KEYSTORE, ENV_KEYSTORE_PASSPHRASE_FILE):
+        if environ.get(name, "").strip():
+            files.append(environ[name].strip())
+    loose = []
+    for f in files:
+        with contextlib.suppress(OSError):
+            if os.stat(f).st_mode & 0o077:
+                loose.append(f)
+    if loose:
+        return Check(
+            "secrets",
+            True,
+            f"readable by other users: {', '.join(loose)}",
+            f"chmod 600 {' '.join(loose)}",
+            warn=True,
+        )
+    if environ.get(ENV_KEYSTORE, "").strip():
+        return Check("secrets", True, f"encrypted keystore {environ[ENV_KEYSTORE].strip()}")
+    plain = bool(environ.get(ENV_PRIVATE_KEY, "").strip())
+    return Check(
+        "secrets",
+        True,
+        "the private key is plaintext in the env file" if plain else "no key",
+        f"`spike_bot.py keystore --env-file {env_file}` writes an encrypted one" if plain else "",
+        warn=plain,
+    )
+
+
 def boundary_checks(
     ex: Any, qm: QuickMarket, key: MarketKey, cfg: Config, authed: bool
 ) -> list[Check]:
@@ -1074,9 +1109,13 @@ def preflight_cli(
     try:
         environ = {**read_env_file(a.env_file), **os.environ}
         cfg, sec = load_config(vars(a), environ, base)
+        unlocked = unlock_keystore(environ)
+        if unlocked:
+            sec = dataclasses.replace(sec, private_key=unlocked)
     except ConfigError as e:
         print(f"FAIL config       {e}")
         return 2
+    print(key_at_rest(environ, a.env_file).line())
     canary_factory = (factory or spike_exchange) if a.canary else None
     checks = preflight(cfg, sec, a.env_file, a.record, canary_factory=canary_factory)
     for c in checks:
@@ -1084,3 +1123,53 @@ def preflight_cli(
     bad = [c for c in checks if not c.ok]
     print(f"preflight: {'all checks pass' if not bad else f'{len(bad)} check(s) failed'}")
     return 0 if not bad else 1
+
+
+# -- keystore: the key at rest, encrypted (`spike_bot.py keystore`) -------------------------------
+def keystore_cli(argv: list[str]) -> int:
+    """Encrypt the env file's TURBINE_PRIVATE_KEY into an eth-account keystore (scrypt) and
+    say what to change in the env file; the key itself is never printed."""
+    ap = argparse.ArgumentParser(
+        prog="spike_bot.py keystore",
+        description="Write the env file's private key as an encrypted keystore (scrypt), so a "
+        "long run keeps no plaintext key on disk.",
+    )
+    ap.add_argument("--env-file", default=".env", help="the env file holding the key")
+    ap.add_argument("--out", default="spike_key.json", help="the keystore file to write")
+    ap.add_argument(
+        "--passphrase-file", help="read the passphrase from this file instead of typing it"
+    )
+    a = ap.parse_args(argv)
+    import getpass
+
+    from eth_account import Account
+
+    key = read_env_file(a.env_file).get(ENV_PRIVATE_KEY, "").strip()
+    if not key:
+        print(f"keystore: no {ENV_PRIVATE_KEY} in {a.env_file}", file=sys.stderr)
+        return 2
+    if a.passphrase_file:
+        with open(a.passphrase_file, encoding="utf-8") as fh:
+            passphrase = fh.read().rstrip("\r\n")
+    else:
+        passphrase = getpass.getpass("new passphrase: ")
+        if passphrase != getpass.getpass("again: "):
+            print("keystore: the two passphrases differ", file=sys.stderr)
+            return 2
+    if len(passphrase) < 8:
+        print("keystore: use a passphrase of 8 characters or more", file=sys.stderr)
+        return 2
+    try:
+        store = Account.encrypt(key, passphrase)
+    except (ValueError, TypeError):
+        print(f"keystore: {ENV_PRIVATE_KEY} is not a valid key", file=sys.stderr)
+        return 2
+    fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(store, fh)
+    print(
+        f"wrote {a.out} (address 0x{store['address']}). In {a.env_file}: set "
+        f"{ENV_KEYSTORE}={a.out} (and {ENV_KEYSTORE_PASSPHRASE_FILE}=<a file only you can "
+        f"read>, or type the passphrase at each start), then delete the {ENV_PRIVATE_KEY} line."
+    )
+    return 0

@@ -264,3 +264,31 @@ def test_an_unwritable_log_at_start_is_one_clear_line(tmp_path: pathlib.Path) ->
     bad = tmp_path / "no" / "such" / "dir" / "bot.log"
     code = sb.main(["--dry-run", "--log-file", str(bad), "--state-file", str(tmp_path / "s")])
     assert code == 2
+
+
+def test_a_slow_placement_holds_the_tick_one_timeout_at_most(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """POST /orders answering after 3 s against a 0.5 s timeout: each placement is tried once
+    (an unknown outcome is read back, never resent inside the tick), and the orders that did
+    land are found and counted, none doubled."""
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind, http_timeout_s=0.5).start()
+    try:
+        qsim.fault("latency", path="/api/v1/orders", method="POST", ms=3000)
+        price = qsim.state()["prices"]["BTC"]
+        qsim.call(lambda: qsim.app.ex.prices.__setitem__("BTC", price * 1.001))
+        h.tick(3)
+        timed_out = [e for e in h.events("order_rejected") if e["kind"] == "network"]
+        assert timed_out
+        tries = h.metrics.registry.get_sample_value(
+            "spike_requests_total",
+            {"bot": h.cfg.bot_name, "endpoint": "place", "outcome": "network"},
+        )
+        assert tries == len(timed_out)  # one attempt each
+        assert max(h.bot.tick_times[-3:]) < 3.0  # the tick never waited for the slow reply
+        qsim.clear_fault("latency")
+        h.tick(4)
+        sides = [o["side"] for o in h.open_orders(h.market_id())]
+        assert sides.count(0) <= 1 and sides.count(1) <= 1, sides
+    finally:
+        nothing_left(h)

@@ -251,3 +251,41 @@ def test_preflight_names_the_replies_the_bot_would_refuse(
     rsim.fault("corrupt", path="/api/v1/orders", at="orders", add=row)
     code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
     assert verdict(out, "reply orders") == "FAIL" and "marketId" in out
+
+
+def test_the_key_at_rest_in_an_encrypted_keystore(
+    rsim: ts.Sim, tmp_path: pathlib.Path, capsys: Any
+) -> None:
+    """`keystore` encrypts the env file's key (file mode 600, the key never printed); the bot
+    then reads TURBINE_KEYSTORE with the passphrase from a file; a wrong passphrase, or none
+    without a terminal, is one clear line; preflight warns of a plaintext or loose key."""
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    plain = f"TURBINE_PRIVATE_KEY={key}\n"
+    code, out = run_preflight(rsim.base_url, tmp_path, plain, capsys=capsys)
+    assert verdict(out, "secrets") == "WARN" and "chmod 600" in out  # a 644 env file
+    (tmp_path / ".env").chmod(0o600)
+    creds = [x for x in (tmp_path / ".env").read_text().splitlines() if "API" in x]
+    code, out = run_preflight(rsim.base_url, tmp_path, plain + "\n".join(creds), capsys=capsys)
+    assert verdict(out, "secrets") == "WARN" and "plaintext" in out
+    pw = tmp_path / "pass"
+    pw.write_text("correct horse battery\n")
+    pw.chmod(0o600)
+    store = tmp_path / "key.json"
+    assert sb.main(["keystore", "--env-file", str(tmp_path / ".env"), "--out", str(store),
+                    "--passphrase-file", str(pw)]) == 0
+    said = capsys.readouterr().out
+    assert key[2:] not in said and "TURBINE_KEYSTORE=" in said
+    assert store.stat().st_mode & 0o777 == 0o600
+    env = "\n".join(creds) + f"\nTURBINE_KEYSTORE={store}\nTURBINE_KEYSTORE_PASSPHRASE_FILE={pw}\n"
+    (tmp_path / ".env").write_text(env)
+    (tmp_path / ".env").chmod(0o600)
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    assert code == 0, out
+    assert verdict(out, "secrets") == "PASS"
+    assert Account.from_key(key).address in out and key[2:] not in out
+    pw.write_text("wrong horse\n")
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    assert code == 2 and "wrong passphrase" in out and "wrong horse" not in out
+    nopass = "\n".join(creds) + f"\nTURBINE_KEYSTORE={store}\n"
+    code, out = run_preflight(rsim.base_url, tmp_path, nopass, capsys=capsys)
+    assert code == 2 and "TURBINE_KEYSTORE_PASSPHRASE_FILE" in out

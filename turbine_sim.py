@@ -1867,8 +1867,10 @@ class SimApp:
         self.ex.counters["requests"] += 1
         f = self.faults
         now = self.ex.t
-        if "latency" in f.active:
-            await asyncio.sleep(float(f.active["latency"].get("ms", 200)) / 1000.0)
+        slow = f.active.get("latency")
+        if slow is not None and path.startswith(str(slow.get("path", "/"))):
+            if request.method == str(slow.get("method", request.method)):
+                await asyncio.sleep(float(slow.get("ms", 200)) / 1000.0)
         if path != "/api/v1/stream":
             if f.trip("http_429", now):
                 return _err(429, "rate limit exceeded", {"Retry-After": "1"})
