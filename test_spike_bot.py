@@ -537,7 +537,7 @@ def test_sim_mode_runs_and_stops_cleanly(tmp_path: pathlib.Path, script: str) ->
             "--speed",
             "60",
             "--duration",
-            "8",
+            "5",
             "--log-file",
             str(tmp_path / "l.log"),
             "--state-file",
