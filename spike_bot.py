@@ -2318,6 +2318,7 @@ def limit_quotes(
 #   |                   | (REST book reads come in through Feed.rest_book)    | FeedHandler),    |
 #   |                   |                                                     | price-stream and |
 #   |                   |                                                     | engine, locked   |
+#   | Boundary          | runs of refused replies per endpoint (locked)       | engine, book-feed|
 #   | Ledger            | realized totals, the UTC day's PnL, counters        | engine           |
 #   | BookWatch         | its reconnect schedule; MarketState.unconfirmed     | engine           |
 #   | PriceSource       | polled prices, source in use, prices as of the step | engine           |
@@ -2330,6 +2331,7 @@ def limit_quotes(
 #   | Claims            | markets to claim, their settled positions, strikes  | engine           |
 #   | StateFile         | the state file; PnL carried over a restart          | engine           |
 #   | Status            | nothing (reads all, sets gauges)                    | engine           |
+#   | Tuning            | the SIGHUP request flag; applies reloads in place   | engine (+signal) |
 #   | Bot               | slots (current market, schedule, quoting state),    | engine           |
 #   |                   | MarketState.fair and price_off, the job schedule    |                  |
 #   | book-feed thread  | the socket, reconnects, subscriptions               | its own          |
