@@ -3223,24 +3223,33 @@ class Boundary:
     engine thread, FeedHandler from the book-feed thread: the lock guards the runs). Each is
     logged `reply_rejected` (endpoint, field, value, why) and counted in
     spike_replies_rejected_total; never booked, reconciled, rolled onto or used to drop a
-    claim. A run of RUN on one endpoint the quote step depends on is a failing host:
-    Risk.blocked says `bad_replies` until that endpoint answers believably again."""
+    claim. A run of RUN on one read the quote step depends on is a failing host: Risk.blocked
+    says `bad_replies` until that read answers believably again, or until RUN_WINDOW_S pass
+    without another refusal (a read nobody repeats must not close the bot for good; one that
+    is repeated and still bad renews it). Not the quick-market poll: it only matters for the
+    next market, and the current one is known."""
 
     RUN = 2
-    QUOTE_READS = frozenset(
-        {"orders", "orders_sync", "positions", "orderbook", "quick_market", "price"}
-    )
+    RUN_WINDOW_S = 10.0  # market seconds
+    QUOTE_READS = frozenset({"orders", "positions", "orderbook", "price"})
 
-    def __init__(self, log: EventLog, metrics: Metrics) -> None:
+    def __init__(self, log: EventLog, metrics: Metrics, clock: Clock) -> None:
         self.log = log
         self.metrics = metrics
+        self.clock = clock
         self._lock = threading.Lock()
-        self.runs: dict[str, int] = {}  # endpoint -> rejected replies in a row
+        self.runs: dict[str, tuple[int, float]] = {}  # read -> (refused in a row, last time)
         self.total = 0
 
+    @staticmethod
+    def _read(endpoint: str) -> str:
+        return "orders" if endpoint == "orders_sync" else endpoint  # one reply, two urgencies
+
     def rejected(self, endpoint: str, e: ExchangeError) -> None:
+        key = self._read(endpoint)
         with self._lock:
-            n = self.runs[endpoint] = self.runs.get(endpoint, 0) + 1
+            n = self.runs.get(key, (0, 0.0))[0] + 1
+            self.runs[key] = (n, self.clock.now())
             self.total += 1
         if isinstance(e, ReplyRejected):
             fld, value, why = e.field, e.value, e.why
@@ -3260,13 +3269,18 @@ class Boundary:
     def ok(self, endpoint: str) -> None:
         if self.runs:
             with self._lock:
-                self.runs.pop(endpoint, None)
+                self.runs.pop(self._read(endpoint), None)
 
     def failing(self) -> str | None:
-        """The endpoint whose replies keep failing the checks, if any."""
+        """The read whose replies keep failing the checks, if any."""
+        now = self.clock.now()
         with self._lock:
             return next(
-                (ep for ep, n in self.runs.items() if n >= self.RUN and ep in self.QUOTE_READS),
+                (
+                    ep
+                    for ep, (n, last) in self.runs.items()
+                    if n >= self.RUN and ep in self.QUOTE_READS and now - last < self.RUN_WINDOW_S
+                ),
                 None,
             )
 
@@ -4755,7 +4769,7 @@ class Bot:
         # the owners, each in its own section above
         self.feed = Feed(clock)
         self.tuning = Tuning(cfg, log, reloader, self.feed.wake)
-        self.boundary = Boundary(log, metrics)
+        self.boundary = Boundary(log, metrics, clock)
         self.ledger = Ledger(self.slots)
         self.watch = BookWatch(cfg, clock, self.feed, ex, log, recorder)
         self.prices = PriceSource(
