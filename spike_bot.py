@@ -4207,17 +4207,25 @@ class Fills:
             return
         diff = exch_inv - m.pnl.position
         px = m.fair if m.fair is not None else 0.5
+        side = BUY if diff > 0 else SELL
+        # realized PnL comes only from fills we can name: what the difference closes is
+        # taken out at the average price (no realized change), what it opens is held at fair
+        pos = m.pnl.position
+        closes = min(abs(pos), abs(diff)) if pos and (diff > 0) != (pos > 0) else 0.0
         self.log.event(
             "position_reconciled",
             level="WARNING",
             slot=s.name,
             market=m.qm.market_id,
             exchange=exch_inv,
-            tracked=m.pnl.position,
+            tracked=pos,
             booked_at=px,
+            closed_at_avg=round(closes, 6),
         )
-        m.pnl.fill(BUY if diff > 0 else SELL, px, abs(diff))
-        m.journal.append((BUY if diff > 0 else SELL, px, abs(diff), 0.0))
+        for price, shares in ((m.pnl.avg, closes), (px, abs(diff) - closes)):
+            if shares > 1e-12:
+                m.pnl.fill(side, price, shares)
+                m.journal.append((side, price, shares, 0.0))
         m.mismatch = None
 
     def believable(self, s: Slot, yes: int, no: int) -> bool:

@@ -292,3 +292,21 @@ def test_a_slow_placement_holds_the_tick_one_timeout_at_most(
         assert sides.count(0) <= 1 and sides.count(1) <= 1, sides
     finally:
         nothing_left(h)
+
+
+def test_a_believable_mismatch_is_reconciled_without_inventing_realized_pnl(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    """The books say 5 YES at 0.40 that the exchange does not hold (within what our orders
+    could have filled): after the settlement grace the position follows the exchange, closed
+    at its own average price, so realized PnL stays what named fills made (0)."""
+    h = BotHarness(qsim, tmp_path).start()
+    try:
+        h.slot.m.pnl = sb.PnL(position=5.0, avg=0.40)  # the engine is parked between ticks
+        h.tick_until(lambda: h.events("position_reconciled"), 20)
+        ev = h.events("position_reconciled")[0]
+        assert ev["tracked"] == 5.0 and ev["exchange"] == 0.0 and ev["closed_at_avg"] == 5.0
+        assert h.slot.m.pnl.position == 0.0 and h.slot.m.pnl.realized == 0.0
+        assert not h.events("position_implausible")
+    finally:
+        nothing_left(h)
