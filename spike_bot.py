@@ -3836,6 +3836,7 @@ class Orders:
                 size=shares,
             )
             return
+        t0 = time.perf_counter()
         try:
             h = self.ex.place(m.qm, q.side, q.outcome, q.price, q.size, exp, now)
         except ExchangeError as e:
@@ -3870,6 +3871,7 @@ class Orders:
             size=shares,
             order_hash=h,
             expiration=exp,
+            ms=round((time.perf_counter() - t0) * 1000, 1),  # the place round trip (report)
         )
 
     def cancel(self, s: Slot, o: LiveOrder, reason: str) -> None:
@@ -3878,6 +3880,7 @@ class Orders:
         if self.dry_run:
             m.live.pop(o.order_hash, None)
             return
+        t0 = time.perf_counter()
         try:
             self.ex.cancel(o.order_hash, m.qm.market_id, o.side)
         except ExchangeError as e:
@@ -3909,6 +3912,7 @@ class Orders:
             market=m.qm.market_id,
             order_hash=o.order_hash,
             reason=reason,
+            ms=round((time.perf_counter() - t0) * 1000, 1),  # the cancel round trip (report)
         )
 
     def cancel_all(self, s: Slot, reason: str, market_id: str | None = None) -> bool:
@@ -4160,6 +4164,7 @@ class Fills:
             avg_price=round(m.pnl.avg, 6),
             realized=round(m.pnl.realized, 6),
             fee=round(fee, 6),
+            fair=round(m.fair, 6) if m.fair is not None else None,  # edge captured (report)
         )
 
     def poll_positions(self, s: Slot, own: bool = False) -> None:
@@ -4419,10 +4424,15 @@ class Claims:
                         amount=amount,
                         tx=r.tx,
                         settled_pnl=round(settled, 6),
+                        yes_won=r.yes_won,
                     )
                 else:
                     self.log.event(
-                        "claim_none", slot=slot, market=r.market_id, settled_pnl=round(settled, 6)
+                        "claim_none",
+                        slot=slot,
+                        market=r.market_id,
+                        settled_pnl=round(settled, 6),
+                        yes_won=r.yes_won,
                     )
             elif r.status == "failed":
                 self.log.event(

@@ -225,13 +225,244 @@ def per_market(
     return out
 
 
+# -- the verdict: paired per-market comparison ------------------------------------------------
+# t quantiles (0.975) for small samples; beyond 30 degrees of freedom a Cornish-Fisher expansion
+# of the normal quantile is within 1e-3
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t975(df: int) -> float:
+    if df <= len(T975):
+        return T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_interval(xs: list[float]) -> tuple[float, float, float]:
+    """Mean and its 95% t interval (lo, hi); with fewer than 2 values the interval is the mean."""
+    n = len(xs)
+    m = sum(xs) / n if n else 0.0
+    if n < 2:
+        return m, m, m
+    sd = (sum((x - m) ** 2 for x in xs) / (n - 1)) ** 0.5
+    half = t975(n - 1) * sd / n**0.5
+    return m, m - half, m + half
+
+
+def market_results(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each finished market (one with a claim or claim_none line): its PnL (the trading's
+    realized PnL, as the last fill or reversal line of that market says it, plus the position
+    settled at resolution), fills, notional, the edge captured against the bot's fair value at
+    each fill, and the markout of those fills to the outcome (settlement)."""
+    rows: dict[str, dict[str, Any]] = {}
+    fills: dict[str, list[tuple[float, float]]] = {}
+
+    def row(mid: str) -> dict[str, Any]:
+        return rows.setdefault(
+            mid,
+            {"realized": 0.0, "settled": 0.0, "fills": 0, "notional": 0.0, "edge": 0.0,
+             "yes_won": None, "finished": False},
+        )
+
+    for e in events:
+        ev, mid = e["event"], str(e.get("market") or "")
+        if not mid:
+            continue
+        if ev == "fill":
+            r = row(mid)
+            size, price = float(e.get("size", 0)), float(e.get("price", 0))
+            signed = size if e.get("side") == "BUY" else -size
+            r["fills"] += 1
+            r["notional"] += size * price
+            r["realized"] = float(e.get("realized", r["realized"]))
+            if e.get("fair") is not None:
+                r["edge"] += signed * (float(e["fair"]) - price)
+            fills.setdefault(mid, []).append((signed, price))
+        elif ev == "fill_reversed" and "realized" in e:
+            row(mid)["realized"] = float(e["realized"])
+        elif ev in ("claim", "claim_none"):
+            r = row(mid)
+            r["settled"] = float(e.get("settled_pnl", 0.0))
+            r["yes_won"] = e.get("yes_won")
+            r["finished"] = True
+    out = {}
+    for mid, r in rows.items():
+        if not r["finished"]:
+            continue
+        won = r["yes_won"]
+        r["pnl"] = round(r["realized"] + r["settled"], 6)
+        r["markout"] = (
+            round(sum(s * ((1.0 if won else 0.0) - p) for s, p in fills.get(mid, [])), 6)
+            if won is not None
+            else None
+        )
+        out[mid] = r
+    return out
+
+
+def pnl_series(events: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Cumulative realized PnL over every market, as of each line that moves it: each market's
+    realized PnL (its last fill or reversal line) plus what resolution settled. At the end it
+    is the run's realized PnL, the figure the table shows (a test holds the two together)."""
+    realized: dict[str, float] = {}
+    settled: dict[str, float] = {}
+    ts_, ys = [], []
+    for e in events:
+        mid = str(e.get("market") or "")
+        if e["event"] in ("fill", "fill_reversed") and mid and "realized" in e:
+            realized[mid] = float(e["realized"])
+        elif e["event"] in ("claim", "claim_none") and mid:
+            settled[mid] = float(e.get("settled_pnl", 0.0))
+        else:
+            continue
+        ts_.append(float(e["t"]))
+        ys.append(sum(realized.values()) + sum(settled.values()))
+    return ts_, ys
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 1)
+
+
+def paired(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first two runs compared market by market over the markets both finished: the
+    difference of PnL per market (first minus second), its mean and 95% interval, a verdict,
+    and where it came from."""
+    a, b = runs[0], runs[1]
+    ra, rb = market_results(a["_events"]), market_results(b["_events"])
+    common = sorted(set(ra) & set(rb))
+    diffs = [ra[m]["pnl"] - rb[m]["pnl"] for m in common]
+    mean, lo, hi = mean_interval(diffs)
+    na, nb = a.get("bot", "first"), b.get("bot", "second")
+    if len(common) < 2:
+        verdict = f"{len(common)} market(s) finished by both: too few to compare"
+    else:
+        real = lo > 0 or hi < 0
+        verdict = (
+            f"{na} {mean:+.2f} a market against {nb}, 95% interval [{lo:+.2f}, {hi:+.2f}] over "
+            f"{len(common)} markets: " + ("a real difference" if real else "not distinguishable")
+        )
+
+    def parts(res: dict[str, dict[str, Any]], r: dict[str, Any]) -> dict[str, Any]:
+        rows = [res[m] for m in common]
+        edge = sum(x["edge"] for x in rows)
+        marks = [x["markout"] for x in rows if x["markout"] is not None]
+        ev = r["_events"]
+        return {
+            "pnl": round(sum(x["pnl"] for x in rows), 4),
+            "fills": sum(x["fills"] for x in rows),
+            "notional": round(sum(x["notional"] for x in rows), 2),
+            "edge_vs_fair": round(edge, 4),
+            "markout_to_settlement": round(sum(marks), 4) if marks else None,
+            "adverse_selection": round(edge - sum(marks), 4) if marks else None,
+            "fail_closed_min": round(r.get("fail_closed_s", 0.0) / 60, 1),
+            "place_ms_p50": pct([float(e["ms"]) for e in ev if e["event"] == "order_placed"
+                                 and "ms" in e], 0.5),
+            "place_ms_p99": pct([float(e["ms"]) for e in ev if e["event"] == "order_placed"
+                                 and "ms" in e], 0.99),
+            "cancel_ms_p50": pct([float(e["ms"]) for e in ev if e["event"] == "order_cancelled"
+                                  and "ms" in e], 0.5),
+            "cancel_ms_p99": pct([float(e["ms"]) for e in ev if e["event"] == "order_cancelled"
+                                  and "ms" in e], 0.99),
+        }
+
+    return {
+        "bots": [na, nb],
+        "markets": len(common),
+        "mean_diff": round(mean, 4),
+        "interval": [round(lo, 4), round(hi, 4)],
+        "verdict": verdict,
+        "per_market_diff": {m: round(d, 6) for m, d in zip(common, diffs, strict=True)},
+        "decomposition": {na: parts(ra, a), nb: parts(rb, b)},
+    }
+
+
+def live_changes(r: dict[str, Any]) -> list[tuple[float, str, Any, Any]]:
+    """Every setting changed while the bot ran (SIGHUP): (market time, setting, old, new)."""
+    out = []
+    for e in r["_events"]:
+        if e["event"] == "params_reloaded":
+            for k, (old, new) in (e.get("changed") or {}).items():
+                out.append((float(e["t"]), k, old, new))
+    return out
+
+
+def closed_by_reason(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spent failed closed, by reason (a period still open counts to the last line)."""
+    out: dict[str, float] = {}
+    since: dict[str, tuple[float, str]] = {}
+    for e in events:
+        slot = str(e.get("slot") or "")
+        if e["event"] == "fail_closed":
+            since.setdefault(slot, (float(e["t"]), str(e.get("reason"))))
+        elif e["event"] == "resumed" and slot in since:
+            t0, why = since.pop(slot)
+            out[why] = out.get(why, 0.0) + float(e["t"]) - t0
+    end = float(events[-1]["t"]) if events else 0.0
+    for t0, why in since.values():
+        out[why] = out.get(why, 0.0) + end - t0
+    return {k: round(v, 1) for k, v in sorted(out.items())}
+
+
+def print_verdict(runs: list[dict[str, Any]], out: Any) -> dict[str, Any] | None:
+    """The report's first screen: which bot did better, was it real, and why; then each
+    bot's stability, live changes and the settings in which they differ."""
+    cmp = paired(runs) if len(runs) >= 2 else None
+    if cmp is not None:
+        print(f"== verdict\n{cmp['verdict']}", file=out)
+        names = cmp["bots"]
+        print("== where it came from (over the markets both finished)", file=out)
+        print(f"{'':26}" + "".join(f"{n:>22}" for n in names), file=out)
+        for k in cmp["decomposition"][names[0]]:
+            cells = [cmp["decomposition"][n][k] for n in names]
+            print(f"{k:26}" + "".join(f"{'-' if v is None else v!s:>22}" for v in cells), file=out)
+    print("== stability", file=out)
+    for r in runs:
+        print(
+            f"{r.get('bot')}: quoting {100 * r.get('uptime_quoting', 0):.1f}% of "
+            f"{r.get('run_minutes')} min, restarts {max(0, r.get('starts', 1) - 1)}, "
+            f"reconnects {r.get('reconnects')}, closed by reason "
+            f"{closed_by_reason(r['_events']) or '-'}, errors {r.get('errors_by_kind') or '-'}, "
+            f"rollover {r.get('rollover_latency_s')} s, claim {r.get('claim_latency_s')} s",
+            file=out,
+        )
+    changes = [(t, r.get("bot"), k, o, n) for r in runs for t, k, o, n in live_changes(r)]
+    if changes:
+        print("== live changes (SIGHUP)", file=out)
+        t0 = min(float(r["_events"][0]["t"]) for r in runs if r["_events"])
+        for t, bot, k, o, n in sorted(changes, key=lambda x: x[0]):
+            print(f"+{(t - t0) / 60:7.1f} min {bot}: {k} {o} -> {n}", file=out)
+    configs = [(r.get("bot"), (r["_start"] or {}).get("config") or {}) for r in runs]
+    differ = sorted(
+        k for k in set().union(*(c for _, c in configs))
+        if len({json.dumps(c.get(k), default=str) for _, c in configs}) > 1
+        and k not in ("bot_name", "log_file", "state_file", "metrics_port")
+    )
+    if differ:
+        print("== settings that differ", file=out)
+        for k in differ:
+            print(f"{k}: " + ", ".join(f"{b} {c.get(k)}" for b, c in configs), file=out)
+    print("== figures", file=out)
+    return cmp
+
+
 def report(paths: list[str], plot_dir: str | None = None, out: Any = None) -> list[dict[str, Any]]:
     """Print a side-by-side table of the runs in `paths`; optionally write PNG charts."""
     out = out or sys.stdout
     runs = []
     for p in paths:
         events, bad = read_events(p)
-        runs.append({"log": os.path.basename(p), **summarize(events, bad), "_events": events})
+        start = next((e for e in reversed(events) if e["event"] == "start"), None)
+        runs.append(
+            {"log": os.path.basename(p), **summarize(events, bad), "_events": events,
+             "_start": start}
+        )
+    print_verdict(runs, out)
     keys = [k for k in runs[0] if not k.startswith("_") and k not in ("log", "per_market")]
     keys = keys if runs else []
     width = max([24] + [len(r["log"]) + 2 for r in runs])
@@ -284,26 +515,30 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
             h[k] = h.get(k, 0.0) + pred(e)
         return h
 
+    def cumulative(r: dict[str, Any]) -> tuple[list[float], list[float]]:
+        ts_, ys = pnl_series(r["_events"])
+        t0 = float(r["_events"][0]["t"]) if r["_events"] else 0.0
+        return [(t - t0) / 3600 for t in ts_], ys
+
     charts = {
         "pnl.png": (
-            "cumulative realized PnL (USDC)",
-            lambda r: (
-                series(r, "pnl_snapshot", "realized")
-                if any(e["event"] == "pnl_snapshot" for e in r["_events"])
-                else series(r, "fill", "realized")
-            ),
+            "cumulative realized PnL, all markets (ends at the table's realized_pnl)",
+            "USDC",
+            cumulative,
         ),
         "inventory.png": (
-            "inventory after each fill (shares)",
+            "position of the market traded, after each fill",
+            "shares (+ YES, - NO)",
             lambda r: series(r, "fill", "position"),
         ),
     }
-    for name, (title, fn) in charts.items():
+    for name, (title, ylabel, fn) in charts.items():
         fig, ax = plt.subplots(figsize=(8, 3.5))
         for r in runs:
             xs, ys = fn(r)
             ax.step(xs, ys, where="post", label=f"{r.get('bot')} ({r['log']})")
         ax.set_title(title)
+        ax.set_ylabel(ylabel)
         ax.set_xlabel("hours")
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -312,7 +547,7 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
         plt.close(fig)
         written.append(path)
     for name, title, pred in (
-        ("fill_rate_per_hour.png", "fills per hour", lambda e: e["event"] == "fill"),
+        ("fills_per_hour.png", "fills per hour", lambda e: e["event"] == "fill"),
         ("errors_per_hour.png", "error events per hour", lambda e: e["event"] == "error"),
     ):
         fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -326,6 +561,7 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
                 label=f"{r.get('bot')} ({r['log']})",
             )
         ax.set_title(title)
+        ax.set_ylabel("count")
         ax.set_xlabel("hour")
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -665,8 +901,17 @@ def report_cli(argv: list[str]) -> int:
         print(f"report: no such log file: {missing[0]}", file=sys.stderr)
         return 2
     if a.json:
-        runs = [summarize(*read_events(p)) for p in a.logs]
-        print(json.dumps(runs))
+        runs = []
+        for p in a.logs:
+            events, bad = read_events(p)
+            runs.append({**summarize(events, bad), "_events": events})
+        doc: dict[str, Any] = {
+            "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
+            "live_changes": {r.get("bot"): live_changes(r) for r in runs},
+        }
+        if len(runs) >= 2:
+            doc["comparison"] = paired(runs)
+        print(json.dumps(doc))
         return 0
     report(a.logs, a.plot)
     return 0

@@ -86,7 +86,7 @@ def test_report_side_by_side_and_cli(tmp_path: pathlib.Path, capsys: Any) -> Non
     assert row.split()[1:] == ["30.0", "130.0"]  # the open period counts to the end
     assert sb.main(["report", str(tmp_path / "missing.log")]) == 2
     assert sb.main(["report", "--json", str(a)]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["fills"] == 2
+    assert json.loads(capsys.readouterr().out)["runs"][0]["fills"] == 2
 
 
 def test_report_plots_are_written(tmp_path: pathlib.Path) -> None:
@@ -95,7 +95,7 @@ def test_report_plots_are_written(tmp_path: pathlib.Path) -> None:
     hand_made_log(p)
     runs = st.report([str(p)], str(tmp_path / "charts"), out=open(tmp_path / "o.txt", "w"))
     assert runs[0]["fills"] == 2
-    for name in ("pnl.png", "inventory.png", "fill_rate_per_hour.png", "errors_per_hour.png"):
+    for name in ("pnl.png", "inventory.png", "fills_per_hour.png", "errors_per_hour.png"):
         f = tmp_path / "charts" / name
         assert f.exists() and f.stat().st_size > 1000
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -239,3 +239,88 @@ def test_replay_carries_the_streamed_prices(tmp_path: pathlib.Path) -> None:
     live_q = [(e["price"], e["side"]) for e in h.events("order_placed")]
     replay_q = [(e["price"], e["side"]) for e in events if e["event"] == "order_placed"]
     assert replay_q[: len(live_q)] == live_q  # the same quotes from the same prices
+
+
+# -- the verdict: paired per-market statistics on made-up logs with known answers ------------
+def market_log(path: pathlib.Path, bot: str, pnls: dict[str, float], **start: Any) -> None:
+    """One fill and one settlement per market, so that each market's PnL is known exactly:
+    a BUY of 1 at 0.50 (fair 0.55) that realizes nothing, settled at `pnl`."""
+    lines = [ev(0, "start", bot=bot, config={"base_spread": 0.04, **start})]
+    t = 1.0
+    for mid, pnl in pnls.items():
+        lines.append(ev(t, "order_placed", bot=bot, size=1.0, ms=10.0 + t))
+        lines.append(ev(t, "fill", bot=bot, market=mid, side="BUY", size=1.0, price=0.5,
+                        realized=0.0, fair=0.55, position=1.0))
+        lines.append(ev(t + 1, "claim_none", bot=bot, market=mid, settled_pnl=pnl,
+                        yes_won=pnl > 0))
+        t += 900
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_paired_difference_mean_interval_and_verdict(tmp_path: pathlib.Path, capsys: Any) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    # differences a - b per market: 1, 2, 3, 4, 5 (mean 3, sd 1.5811, t(4) 2.776 -> +-1.963)
+    market_log(a, "spike_bot", {f"0xm{i}": 0.5 + i for i in range(1, 6)} | {"0xonly": 9.0})
+    market_log(b, "official_spike_bot", {f"0xm{i}": 0.5 for i in range(1, 6)}, base_spread=0.06)
+    runs = [{**st.summarize(*st.read_events(str(p))), "_events": st.read_events(str(p))[0]}
+            for p in (a, b)]
+    cmp = st.paired(runs)
+    assert cmp["markets"] == 5 and cmp["mean_diff"] == 3.0  # 0xonly: one bot only, left out
+    lo, hi = cmp["interval"]
+    assert lo == pytest.approx(3 - 1.963, abs=1e-3) and hi == pytest.approx(3 + 1.963, abs=1e-3)
+    assert cmp["verdict"].endswith("a real difference") and "+3.00 a market" in cmp["verdict"]
+    d = cmp["decomposition"]["spike_bot"]
+    assert d["fills"] == 5 and d["edge_vs_fair"] == pytest.approx(0.25)  # 5 x (0.55 - 0.50)
+    assert d["markout_to_settlement"] == pytest.approx(2.5)  # YES won each: 5 x (1 - 0.5)
+    assert d["place_ms_p50"] is not None
+    # the same markets, no systematic difference: not distinguishable
+    market_log(b, "official_spike_bot", {f"0xm{i}": 0.5 + i + (-1) ** i for i in range(1, 6)})
+    runs[1] = {**st.summarize(*st.read_events(str(b))), "_events": st.read_events(str(b))[0]}
+    assert st.paired(runs)["verdict"].endswith("not distinguishable")
+    # the report's first screen says it, with the settings that differ and the JSON form
+    market_log(b, "official_spike_bot", {f"0xm{i}": 0.5 for i in range(1, 6)}, base_spread=0.06)
+    assert sb.main(["report", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("== verdict\nspike_bot +3.00 a market against official_spike_bot")
+    assert "base_spread: spike_bot 0.04, official_spike_bot 0.06" in out
+    assert sb.main(["report", "--json", str(a), str(b)]) == 0
+    assert json.loads(capsys.readouterr().out)["comparison"]["mean_diff"] == 3.0
+
+
+def test_t_quantiles_and_live_changes() -> None:
+    assert st.t975(1) == 12.706 and st.t975(30) == 2.042
+    assert st.t975(60) == pytest.approx(2.000, abs=2e-3)
+    assert st.t975(10**6) == pytest.approx(1.96, abs=1e-3)
+    r = {"_events": [json.loads(ev(60, "params_reloaded", changed={"base_spread": [0.04, 0.06]}))]}
+    assert st.live_changes(r) == [(60.0, "base_spread", 0.04, 0.06)]
+
+
+def test_the_cumulative_pnl_line_ends_at_the_tables_figure(
+    qsim: Any, tmp_path: pathlib.Path
+) -> None:
+    """A real run (fills both ways, a market resolved and claimed, the next one traded): the
+    chart's cumulative line, built from the log, ends at the report table's realized PnL."""
+    import turbine_sim as ts
+    from conftest import BotHarness
+    from test_spike_bot import bot_quotes, take
+
+    h = BotHarness(qsim, tmp_path, claim_s=2).start()
+    try:
+        bid, ask = bot_quotes(h)
+        take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+        h.tick_until(lambda: h.events("fill"))
+        _, ask = bot_quotes(h)
+        take(qsim, h.market_id(), ts.BUY, ask["price"], 2_000_000)
+        h.tick_until(lambda: len(h.events("fill")) >= 2)
+        qsim.fault("resolve_now")
+        h.tick_until(lambda: h.events("claim") or h.events("claim_none"), 20)
+        bid, _ = bot_quotes(h)
+        take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+        h.tick_until(lambda: len(h.events("fill")) >= 3)
+        h.tick(2)
+    finally:
+        h.stop()
+    events, bad = st.read_events(str(h.log_path))
+    table = st.summarize(events, bad)["realized_pnl"]
+    _, ys = st.pnl_series(events)
+    assert len(ys) >= 4 and ys[-1] == pytest.approx(table, abs=1e-4)

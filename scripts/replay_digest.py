@@ -27,7 +27,7 @@ import spike_bot as sb
 import spike_tools
 
 DECISIONS = ("order_placed", "order_cancelled", "order_rejected", "fill", "claim", "rollover")
-WALL_CLOCK = ("ts", "seconds")  # differ run to run; everything else is the engine's
+WALL_CLOCK = ("ts", "seconds", "ms")  # differ run to run; the rest is the engine's
 
 
 def main(argv: list[str] | None = None) -> int:
