@@ -2655,6 +2655,7 @@ ECHO_EVENTS = {
     "capital",
     "reply_rejected",
     "position_implausible",
+    "params_reloaded",
 }
 
 
@@ -4644,8 +4645,24 @@ class Status:
         }
 
     def line(self) -> str:
-        """One line: each market's state, then the portfolio."""
-        parts = []
+        """One line for the pane, time and state first, under 120 columns for one market:
+        `20:04:02 spike QUOTING | BTC:15 T-523s fair .512 bid .481 ask .543 x10 inv +3 | pnl
+        +1.23 fills 12 expo +1.5`. The feed's and the price's ages show only when they are
+        more than STATUS_AGE_S old; limits and a closed market only when they apply."""
+        now = self.clock.now()
+        closed = [s for s in self.slots if not s.quoting]
+        state = "QUOTING" if not closed else f"CLOSED({closed[0].closed_reason})"
+        if closed and len(closed) < len(self.slots):
+            state = f"{len(self.slots) - len(closed)}/{len(self.slots)} QUOTING " + state
+        if self.risk.day_killed:
+            state = "DAY-KILLED " + state
+        who = self.cfg.bot_name.removesuffix("_bot").removesuffix("_spike") or "bot"
+        tag = f" {self.mode.upper()}" if self.mode in ("paper", "dry_run") else ""
+        parts = [f"{time.strftime('%H:%M:%S', time.gmtime(now))} {who}{tag} {state}"]
+
+        def px(p: int) -> str:
+            return f"{p / PRICE_SCALE:.3f}".lstrip("0")
+
         for s in self.slots:
             m = s.m
             if m is None:
@@ -4653,34 +4670,34 @@ class Status:
                 continue
             bid = next((o for o in m.live.values() if o.side == BUY), None)
             ask = next((o for o in m.live.values() if o.side == SELL), None)
-
-            def fmt(o: LiveOrder | None) -> str:
-                return f"{o.price / PRICE_SCALE:.3f}x{o.remaining / SIZE_SCALE:g}" if o else "-"
-
-            state = "QUOTING" if s.quoting else f"CLOSED({s.closed_reason})"
+            sizes = {o.remaining / SIZE_SCALE for o in (bid, ask) if o is not None}
+            fair = f"{m.fair:.3f}".lstrip("0") if m.fair is not None else "-"
+            part = (
+                f"{s.name} T-{max(0, m.qm.end - now):.0f}s fair {fair} "
+                f"bid {px(bid.price) if bid else '-'} ask {px(ask.price) if ask else '-'}"
+                + (f" x{'/'.join(f'{x:g}' for x in sorted(sizes))}" if sizes else "")
+                + f" inv {m.pnl.position:+g}"
+            )
+            age = self.watch.age(m.qm.market_id)
+            if age > STATUS_AGE_S:
+                part += f" feed {age:.0f}s" if math.isfinite(age) else " feed none"
+            src, p_age = self.prices.state(s.key.asset)
+            if p_age > STATUS_AGE_S:
+                part += f" px({src}) {p_age:.0f}s" if math.isfinite(p_age) else " px none"
+            if not s.quoting and len(self.slots) > 1:
+                part += f" CLOSED({s.closed_reason})"
             if s.blocked:
-                state += " LIMIT(" + ",".join(
+                part += " LIMIT(" + ",".join(
                     f"{_side(k)}:{v}" for k, v in sorted(s.blocked.items())
                 ) + ")"
-            age = self.watch.age(m.qm.market_id)
-            src, p_age = self.prices.state(s.key.asset)
-            parts.append(
-                f"{s.name} {m.qm.market_id[:10]} T-{max(0, m.qm.end - self.clock.now()):.0f}s "
-                f"fair={m.fair if m.fair is not None else float('nan'):.3f} bid={fmt(bid)} "
-                f"ask={fmt(ask)} inv={m.pnl.position:+g} "
-                f"feed={age if math.isfinite(age) else -1:.1f}s "
-                f"px={src}:{p_age if math.isfinite(p_age) else -1:.1f}s {state}"
-            )
+            parts.append(part)
         r, u = self.ledger.pnl_now()
-        notional, net = self.risk.portfolio()
-        tag = f" {self.mode.upper()}" if self.mode in ("paper", "dry_run") else ""
-        return (
-            f"[{self.cfg.bot_name}{tag}] "
-            + " | ".join(parts)
-            + f" | pnl={r + u:+.2f} (r{r:+.2f} u{u:+.2f}) expo={net:+.1f}"
-            f"/{self.cfg.max_net_exposure:g} open={notional:.1f}/{self.cfg.max_open_notional:g}"
-            f" fills={self.ledger.c.fills}" + (" DAY-KILLED" if self.risk.day_killed else "")
-        )
+        _, net = self.risk.portfolio()
+        parts.append(f"pnl {r + u:+.2f} fills {self.ledger.c.fills} expo {net:+.1f}")
+        return " | ".join(parts)
+
+
+STATUS_AGE_S = 5.0  # the status line shows a feed or price age only past this
 
 
 # -- live tuning (SIGHUP) --------------------------------------------------------------------------
@@ -5243,23 +5260,34 @@ class Bot:
 # =============================================================================================
 def build_parser(base: Config | None = None) -> argparse.ArgumentParser:
     defaults = base or Config()
+    prog = f"{defaults.bot_name}.py"
     ap = argparse.ArgumentParser(
-        prog=f"{defaults.bot_name}.py",
-        description="Turbine BTC quick-market maker.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog,
+        description="Turbine BTC quick-market maker. Without a subcommand it runs the bot.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"""subcommands:
+  {prog} [run] [options]        the bot (live; --sim, --paper, --dry-run)
+  {prog} preflight [--canary]   every check a live run depends on
+  {prog} report LOG [LOG ...]   the comparison of runs, verdict first (--plot DIR, --json)
+  {prog} replay FILE            the engine over a recording (--set, --grid)
+  {prog} reload                 apply the env file's settings to the running bot (SIGHUP)
+  {prog} keystore               encrypt the env file's key (TURBINE_KEYSTORE)
+each takes --help""",
     )
     ap.add_argument(
         "--env-file",
         default=".env",
-        help="where the key is read and registered API credentials are saved",
+        help="where the key is read and registered API credentials are saved (default: .env)",
     )
     ap.add_argument(
         "--sim",
         action="store_true",
         help="run against an in-process turbine_sim with a generated key",
     )
-    ap.add_argument("--speed", type=float, default=60.0, help="--sim: simulated s per real s")
-    ap.add_argument("--seed", type=int, default=7, help="--sim: simulator seed")
+    ap.add_argument(
+        "--speed", type=float, default=60.0, help="--sim: simulated s per real s (default: 60)"
+    )
+    ap.add_argument("--seed", type=int, default=7, help="--sim: simulator seed (default: 7)")
     ap.add_argument(
         "--sim-start",
         type=float,
@@ -5549,7 +5577,7 @@ def run_cli(
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("report", "replay", "preflight", "keystore"):
+    if args and args[0] in ("report", "replay", "preflight", "keystore", "reload"):
         import spike_tools  # not the bot: loaded only for these subcommands
 
         cli = {
@@ -5557,6 +5585,7 @@ def main(argv: list[str] | None = None) -> int:
             "replay": spike_tools.replay_cli,
             "preflight": spike_tools.preflight_cli,
             "keystore": spike_tools.keystore_cli,
+            "reload": spike_tools.reload_cli,
         }[args[0]]
         return cli(args[1:])
     if args and args[0] == "run":

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -67,6 +68,7 @@ from spike_bot import (
     check_quick_market,
     file_lock_free,
     load_config,
+    lock_path,
     parse_split,
     price_consistent,
     read_env_file,
@@ -1417,4 +1419,32 @@ def keystore_cli(argv: list[str]) -> int:
         f"{ENV_KEYSTORE}={a.out} (and {ENV_KEYSTORE_PASSPHRASE_FILE}=<a file only you can "
         f"read>, or type the passphrase at each start), then delete the {ENV_PRIVATE_KEY} line."
     )
+    return 0
+
+
+# -- reload: SIGHUP to the running bot (`spike_bot.py reload`) -----------------------------------
+def reload_cli(argv: list[str], base: Config | None = None) -> int:
+    """Find the bot that runs on these files (the pid in its state file's lock) and send it
+    SIGHUP: it re-reads the env file and applies the tunable settings, printing what changed."""
+    ap = build_parser(base)
+    ap.prog += " reload"
+    a = ap.parse_args(argv)
+    try:
+        environ = {**read_env_file(a.env_file), **os.environ}
+        cfg, _ = load_config(vars(a), environ, base)
+    except ConfigError as e:
+        print(f"reload: {e}", file=sys.stderr)
+        return 2
+    lock = lock_path(cfg.state_file)
+    if file_lock_free(cfg.state_file):
+        print(f"reload: no bot is running on {cfg.state_file}", file=sys.stderr)
+        return 1
+    try:
+        with open(lock, encoding="utf-8") as fh:
+            pid = int(fh.read().split()[0])
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError) as e:
+        print(f"reload: cannot signal the bot from {lock} ({type(e).__name__})", file=sys.stderr)
+        return 1
+    print(f"reload: SIGHUP sent to pid {pid}; its pane and log (params_reloaded) say what changed")
     return 0

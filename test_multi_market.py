@@ -349,4 +349,4 @@ def test_the_done_when_command_rolls_both_and_claims(tmp_path: pathlib.Path) -> 
     assert noisy == [], noisy[:3]
     assert not [e for e in events if e["level"] == "ERROR"]
     assert events[-1]["event"] == "shutdown" and events[-1]["orders_left_ok"] is True
-    assert "BTC:15 0x" in r.stdout and "BTC:60 0x" in r.stdout  # the status line
+    assert "BTC:15 T-" in r.stdout and "BTC:60 T-" in r.stdout  # the status line

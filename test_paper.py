@@ -287,7 +287,7 @@ def test_paper_cli_runs_on_the_simulator_and_refuses_bad_flags(tmp_path: pathlib
         timeout=120,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "mode=paper" in r.stdout and "[spike_bot PAPER]" in r.stdout
+    assert "mode=paper" in r.stdout and " spike PAPER " in r.stdout
     log = (tmp_path / "spike_bot.sim.paper.log").read_text()
     assert '"event":"order_placed"' in log and '"order_hash":"0xpaper' in log
     assert not (tmp_path / "spike_bot.log").exists()  # never the live run's files

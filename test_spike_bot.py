@@ -523,7 +523,7 @@ def test_sigterm_cancels_everything_and_secrets_stay_out_of_logs(
         assert key[2:] not in everything and api_secret not in everything
         assert "status" not in err.lower() or "Traceback" not in err
         assert '"event":"shutdown"' in log.read_text()
-        assert "] BTC:15 0x" in out, out[-1000:]  # the status line
+        assert " QUOTING | BTC:15 T-" in out, out[-1000:]  # the status line
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -909,3 +909,34 @@ def test_streamed_oracle_price_and_its_fallback(
         assert h.events("price_source")[-1]["source"] == "pyth"
     finally:
         h.stop()
+
+
+def test_reload_finds_the_running_bot_and_the_pane_says_what_changed(
+    tmp_path: pathlib.Path,
+) -> None:
+    """`spike_bot.py reload` reads the pid from the state file's lock and sends SIGHUP; the
+    bot's pane prints the change and its status line leads with time and state."""
+    env = tmp_path / "bot.env"
+    env.write_text("SPIKE_BASE_SPREAD=0.04\n")
+    files = ["--env-file", str(env), "--state-file", str(tmp_path / "s.json"),
+             "--log-file", str(tmp_path / "l.log")]
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("TURBINE_", "SPIKE_"))}
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "spike_bot.py"), "--sim", "--speed", "30", "--duration", "6",
+         "--status-every-s", "1", *files],
+        env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        wait_until(lambda: (tmp_path / "l.log").exists() and "order_placed" in
+                   (tmp_path / "l.log").read_text(), 20)
+        env.write_text("SPIKE_BASE_SPREAD=0.06\n")
+        r = _run(["reload", *files], cwd=tmp_path)
+        assert r.returncode == 0 and "SIGHUP sent" in r.stdout, r.stderr
+        out, _ = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert "params_reloaded" in out and "base_spread" in out
+    status = [x for x in out.splitlines() if " spike QUOTING" in x or " spike CLOSED" in x]
+    assert status and all(len(x) <= 120 for x in status), status[:2]
+    r = _run(["reload", *files], cwd=tmp_path)  # the bot has stopped
+    assert r.returncode == 1 and "no bot is running" in r.stderr
