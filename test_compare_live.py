@@ -89,7 +89,8 @@ def test_existing_session_is_refused(tmp_path: pathlib.Path, capsys: Any) -> Non
             )
             == 2
         )
-        assert "already running" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "exists" in err and f"tmux attach -t {name}" in err and "--replace" in err
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], check=False)
 
@@ -122,6 +123,9 @@ def test_short_comparison_under_tmux(tmp_path: pathlib.Path) -> None:
                     "0",
                     "--official-port",
                     "0",
+                    "--record",
+                    "--hermes-url",  # the rehearsal streams the oracle price as live would
+                    sim.base_url,
                 ]
             )
             == 0
@@ -132,7 +136,11 @@ def test_short_comparison_under_tmux(tmp_path: pathlib.Path) -> None:
             0.5,
         )
         text = (out / "report.txt").read_text()
-        assert "spike_bot" in text and "orders_placed" in text
+        assert text.startswith("== verdict") and "spike_bot" in text and "orders_placed" in text
+        assert (out / "spike_bot.rec").stat().st_size > 0
+        assert (out / "official_spike_bot.rec").stat().st_size > 0
+        log = (out / "spike_bot.log").read_text()
+        assert '"source":"pyth"' in log  # streamed, not polled
         for png in ("pnl.png", "inventory.png"):
             assert (out / png).stat().st_size > 1000
         assert all(

@@ -3,7 +3,8 @@
 
     python scripts/compare_live.py --spike-env spike.env --official-env official.env \\
         [--duration 24h] [--out compare-YYYYmmdd-HHMM] [--session spike-compare] \\
-        [--host URL] [--spike-port 9108] [--official-port 9109] [--report-every 300]
+        [--host URL] [--hermes-url URL] [--record] [--paper] [--replace] \\
+        [--spike-port 9108] [--official-port 9109] [--report-every 300]
 
 Checks first and refuses to start (exit 2) when: an env file is missing, both name the same
 file or the same wallet, the ports are equal, a tmux session of that name exists, or a running
@@ -81,9 +82,30 @@ def plan(a: argparse.Namespace) -> dict[str, dict[str, str]]:
             ["tmux", "has-session", "-t", a.session], capture_output=True, check=False
         ).returncode
         == 0
-    ):
-        raise Refused(f"a tmux session named {a.session!r} is already running")
+    ) and not a.replace:
+        raise Refused(
+            f"a tmux session named {a.session!r} exists (a run, or a finished one kept for its "
+            f"panes): look at it with `tmux attach -t {a.session}`, or add --replace to stop "
+            "its bots cleanly (Ctrl-C: orders cancelled) and start anew"
+        )
     return bots
+
+
+def end_session(session: str, wait_s: float = 60.0) -> None:
+    """--replace: Ctrl-C to each bot window (a clean stop: orders cancelled, state saved),
+    wait until no python runs in the session, then close it."""
+    for w in ("spike", "official"):
+        subprocess.run(["tmux", "send-keys", "-t", f"{session}:{w}", "C-c"], check=False)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        r = subprocess.run(
+            ["tmux", "list-panes", "-s", "-t", session, "-F", "#{pane_current_command}"],
+            capture_output=True, text=True, check=False,
+        )
+        if r.returncode != 0 or "python" not in r.stdout:
+            break
+        time.sleep(1)
+    subprocess.run(["tmux", "kill-session", "-t", session], check=False)
 
 
 def bot_command(b: dict[str, str], a: argparse.Namespace, python: str) -> list[str]:
@@ -103,21 +125,74 @@ def bot_command(b: dict[str, str], a: argparse.Namespace, python: str) -> list[s
     ]
     if a.host:
         cmd += ["--host", a.host]
+    if a.hermes_url:  # the oracle's stream, as a live run with a Pyth key reads it
+        cmd += ["--hermes-url", a.hermes_url, "--price-source", "pyth"]
+    if a.record:
+        cmd += ["--record", str(pathlib.Path(a.out) / f"{pathlib.Path(b['script']).stem}.rec")]
+    if a.paper:
+        cmd += ["--paper"]
     return cmd
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spike-env", required=True)
-    ap.add_argument("--official-env", required=True)
-    ap.add_argument("--duration", type=sb.parse_duration, default=24 * 3600.0)
-    ap.add_argument("--out", default=time.strftime("compare-%Y%m%d-%H%M"))
-    ap.add_argument("--session", default="spike-compare")
-    ap.add_argument("--host", default=None, help="API host for both (default: their env)")
-    ap.add_argument("--spike-port", type=int, default=9108)
-    ap.add_argument("--official-port", type=int, default=9109)
-    ap.add_argument("--report-every", type=float, default=300.0, help="seconds")
-    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--spike-env", required=True, help="spike_bot's env file (its own wallet)")
+    ap.add_argument(
+        "--official-env", required=True, help="official_spike_bot's env file (another wallet)"
+    )
+    ap.add_argument(
+        "--duration",
+        type=sb.parse_duration,
+        default=24 * 3600.0,
+        help="how long both bots run, then stop cleanly: seconds, or 90m, 24h (default: 24h)",
+    )
+    ap.add_argument(
+        "--out",
+        default=time.strftime("compare-%Y%m%d-%H%M"),
+        help="folder for both logs, state files, recordings and the final report and charts "
+        "(default: compare-<date>-<time>)",
+    )
+    ap.add_argument(
+        "--session", default="spike-compare", help="tmux session name (default: spike-compare)"
+    )
+    ap.add_argument("--host", default=None, help="API host for both (default: their env files)")
+    ap.add_argument(
+        "--hermes-url",
+        default=None,
+        help="stream the oracle price from this Hermes (both bots, price_source pyth); for a "
+        "rehearsal on turbine_sim give the simulator's URL, which serves Hermes too",
+    )
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="each bot records what it receives to <out>/<bot>.rec, for `spike_bot.py replay`",
+    )
+    ap.add_argument(
+        "--paper",
+        action="store_true",
+        help="both bots paper-trade (live data, orders on a local paper venue; no canary)",
+    )
+    ap.add_argument(
+        "--replace",
+        action="store_true",
+        help="a session of that name exists: stop its bots cleanly, close it, start anew",
+    )
+    ap.add_argument(
+        "--spike-port", type=int, default=9108, help="spike_bot's metrics port (0: off)"
+    )
+    ap.add_argument(
+        "--official-port", type=int, default=9109, help="official_spike_bot's metrics port"
+    )
+    ap.add_argument(
+        "--report-every",
+        type=float,
+        default=300.0,
+        help="seconds between refreshes of the report window (default: 300; every 10 s until "
+        "both logs can be read)",
+    )
+    ap.add_argument(
+        "--python", default=sys.executable, help="the interpreter for the bots (default: this)"
+    )
     ap.add_argument(
         "--check-only",
         action="store_true",
@@ -138,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             a.python,
             str(ROOT / b["script"]),
             "preflight",
-            "--canary",  # one real order through each bot's own adapter, cancelled
+            *([] if a.paper else ["--canary"]),  # one real order through the adapter, cancelled
             "--env-file",
             b["env"],
             "--log-file",
@@ -155,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             return 3
     if a.check_only:
         return 0
+    if a.replace:
+        end_session(a.session)
     q = shlex.join
     logs = [bots["spike"]["log"], bots["official"]["log"]]
     done = {n: str(pathlib.Path(a.out) / f".{n}.done") for n in bots}
@@ -165,11 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     final = [*report, "--plot", a.out]
     # check for the end every 2 s; refresh the report every --report-every seconds
     every = max(2, int(a.report_every))
+    # until the first report reads both logs, every 10 s; then every --report-every
     watcher = (
-        f"n=0; while [ ! -e {shlex.quote(done['spike'])} ] || "
+        f"n=0; ok=0; while [ ! -e {shlex.quote(done['spike'])} ] || "
         f"[ ! -e {shlex.quote(done['official'])} ]; do "
-        f"if [ $((n % {every})) -lt 2 ]; then clear; date; "
-        f"{q(report)} 2>/dev/null || echo 'waiting for logs'; fi; "
+        f"if [ $ok = 0 ] && [ $((n % 10)) -lt 2 ] || [ $((n % {every})) -lt 2 ]; then "
+        f"out=$({q(report)} 2>/dev/null) && ok=1; clear; date; "
+        "echo \"${out:-waiting for both logs}\"; fi; "
         "n=$((n + 2)); sleep 2; done; "
         f"{q(final)} | tee {shlex.quote(str(pathlib.Path(a.out) / 'report.txt'))}; "
         "echo; echo 'final report written; both bots have stopped'; read -r _"
@@ -178,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, b in bots.items():
         cmd = f"{q(bot_command(b, a, a.python))}; echo $? > {shlex.quote(done[name])}; read -r _"
         if first:
-            subprocess.run(
-                ["tmux", "new-session", "-d", "-s", a.session, "-n", name, cmd], check=True
+            subprocess.run(  # wide enough for the status line and the report
+                ["tmux", "new-session", "-d", "-x", "200", "-y", "50", "-s", a.session,
+                 "-n", name, cmd],
+                check=True,
             )
             first = False
         else:
