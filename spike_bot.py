@@ -101,7 +101,7 @@ class Config:
         "quick markets to quote, ASSET:MINUTES comma-separated (e.g. BTC:15,BTC:60,ETH:15)",
     )
     # -- quoting ---------------------------------------------------------------------------------
-    # quoting defaults chosen on held-out seeds of the realistic market (README "Trading
+    # quoting defaults chosen on held-out seeds of the realistic market (docs/figures.md "Trading
     # quality"); the seed's were 5 shares, a 0.40 spread, no risk_spread and skew 0.08
     order_size: float = _f(10.0, "shares per quote", 0.000001, 1e6)
     base_spread: float = _f(
@@ -991,7 +991,7 @@ class ReplyRejected(ExchangeError):
 # -- the boundary: what a reply must say before the engine believes it -------------------------
 # One check per reply type, used by both adapters (and the paper venue's reads) where the data
 # shape is the same, and by preflight. Each raises ReplyRejected naming the endpoint, the field
-# and the value; the README's table "What the bot refuses to believe" lists them.
+# and the value; docs/how-it-works.md's table "What the bot refuses to believe" lists them.
 ORDER_STATUSES = frozenset({"open", "filled", "cancelled", "expired", "partially_filled"})
 
 

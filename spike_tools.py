@@ -1092,7 +1092,7 @@ def preflight(
                 save_api_credentials(env_file, kid, secret)
                 out.append(Check("credentials", True, f"registered and saved to {env_file}"))
             except (ConfigError, ExchangeError) as e:
-                out.append(Check("credentials", False, str(e)[:160], "see README 'Running live'"))
+                out.append(Check("credentials", False, str(e)[:160], "see docs/runbook.md"))
                 kid = secret = ""
         if kid and secret:
             try:
@@ -1336,7 +1336,7 @@ def boundary_checks(
 
 
 REPLY_FIX = (
-    "the API differs from what the bot was built against: see docs/boundary.md, "
+    "the API differs from what the bot was built against: see docs/how-it-works.md, "
     "'What the bot refuses to believe'"
 )
 

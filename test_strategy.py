@@ -522,7 +522,7 @@ def test_config_precedence_and_validation() -> None:
 
 def test_every_setting_has_env_flag_and_example(tmp_path: pathlib.Path) -> None:
     example = (pathlib.Path(__file__).parent / ".env.example").read_text()
-    readme = (pathlib.Path(__file__).parent / "README.md").read_text()
+    readme = (pathlib.Path(__file__).parent / "docs" / "configuration.md").read_text()
     help_ = sb.build_parser().format_help()
     for f in dataclasses.fields(Config):
         assert sb.env_name(f) in example, f"{sb.env_name(f)} missing from .env.example"

@@ -1339,7 +1339,7 @@ class Exchange:
     def _settle_onchain(self, p: PendingTrade) -> None:
         """Release the reservations, then do what the settlement contract would: move USDC and
         shares if the chain allows it now, else fail the trade with the chain's reason (nothing
-        moves; the orders keep their filledSize: see README, "settlement")."""
+        moves; the orders keep their filledSize: see docs/simulator.md, "settlement")."""
         L = self.ledger
         tr = p.trade
         mid, outcome, qty, price = tr["marketId"], tr["outcome"], tr["size"], tr["price"]

@@ -11,7 +11,7 @@ difference of PnL per market with its 95% interval. Figures come from the simula
                                   [--set tuning|heldout] [--jobs 2] [--quick] [--json]
 
 Seeds: the tuning set (1001, 1002, ...) is what strategy settings were chosen on; the held-out
-set (2001, 2002, ...) is what README reports. A worse result than a baseline is a finding,
+set (2001, 2002, ...) is what docs/figures.md reports. A worse result than a baseline is a finding,
 reported as is.
 
 Strategies (the engine, order manager and limits are spike_bot's for all of them):
@@ -124,7 +124,7 @@ STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
     "spike_stream": ({"price_source": "pyth", "hermes_url": "<sim>"}, None),
 }
 DEFAULT_STRATEGIES = "spike,spike_seed,mid_quoter,sdk_model"
-# tuning: what settings were chosen on; heldout: what README reports; confirm: a set looked at
+# tuning: settings chosen on these; heldout: reported (docs/figures.md); confirm: a set looked at
 # once, after the choice (the held-out set had been looked at for an earlier candidate)
 SEED_SETS = {"tuning": 1001, "heldout": 2001, "confirm": 3001}
 
