@@ -528,11 +528,6 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
             "USDC",
             cumulative,
         ),
-        "inventory.png": (
-            "position of the market traded, after each fill",
-            "shares (+ YES, - NO)",
-            lambda r: series(r, "fill", "position"),
-        ),
     }
     for name, (title, ylabel, fn) in charts.items():
         fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -548,6 +543,39 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path)
+    # inventory: over a day a step line of every fill is a smear; each hour's range (the
+    # band between its lowest and highest position after a fill) and its last value read
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for r in runs:
+        t0 = float(r["_events"][0]["t"]) if r["_events"] else 0.0
+        hours: dict[int, list[float]] = {}
+        for e in r["_events"]:
+            if e["event"] == "fill" and "position" in e:
+                hours.setdefault(int((float(e["t"]) - t0) // 3600), []).append(
+                    float(e["position"])
+                )
+        ks = sorted(hours)
+        label = f"{r.get('bot')} ({r['log']})"
+        if len(ks) > 1:
+            band = ax.fill_between(
+                ks, [min(hours[k]) for k in ks], [max(hours[k]) for k in ks], step="post",
+                alpha=0.25, label=f"{label}: hourly range",
+            )
+            ax.step(ks, [hours[k][-1] for k in ks], where="post", color=band.get_facecolor()[0],
+                    alpha=1.0, label=f"{label}: end of hour")
+        else:
+            xs, ys = series(r, "fill", "position")
+            ax.step(xs, ys, where="post", label=label)
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_title("position of the market traded: each hour's range and its last value")
+    ax.set_ylabel("shares (+ YES, - NO)")
+    ax.set_xlabel("hours")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(plot_dir, "inventory.png")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    written.append(path)
     for name, title, pred in (
         ("fills_per_hour.png", "fills per hour", lambda e: e["event"] == "fill"),
         ("errors_per_hour.png", "error events per hour", lambda e: e["event"] == "error"),
