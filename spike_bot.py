@@ -2619,7 +2619,7 @@ class EventLog:
             self.echo(
                 f"{event:>14} "
                 + " ".join(
-                    f"{k}={v}"
+                    f"{k}={short(v)}"
                     for k, v in fields.items()
                     if k not in ("order_hash", "config", "markets") or not isinstance(v, dict)
                 )
@@ -2637,6 +2637,13 @@ class EventLog:
         if self._fh is not sys.stdout:
             with contextlib.suppress(OSError):
                 self._fh.close()
+
+
+def short(v: Any) -> Any:
+    """A hash or address in the pane: its first 10 characters (the log keeps it whole)."""
+    if isinstance(v, str) and v.startswith("0x") and len(v) > 14:
+        return v[:10] + ".."
+    return v
 
 
 ECHO_EVENTS = {

@@ -153,7 +153,7 @@ def summarize(events: list[dict[str, Any]], bad_lines: int = 0) -> dict[str, Any
         "orders_placed": len(by.get("order_placed", [])),
         "orders_cancelled": len(by.get("order_cancelled", [])),
         "orders_rejected": len(by.get("order_rejected", [])),
-        "requests_per_min": round(requests_ / minutes, 1),
+        "requests_per_min": round(requests_ / minutes, 1) if finals else None,  # no line yet
         "fills": len(fills),
         "fills_reversed": len(by.get("fill_reversed", [])),
         "cancels_unconfirmed": len(by.get("cancel_unconfirmed", [])),
@@ -163,8 +163,10 @@ def summarize(events: list[dict[str, Any]], bad_lines: int = 0) -> dict[str, Any
         else 0.0,
         "markets": markets,
         "fills_per_market": round(len(fills) / markets, 3),
-        "realized_pnl": round(float(finals[-1].get("realized", 0.0)), 4) if finals else 0.0,
-        "unrealized_pnl": round(float(finals[-1].get("unrealized", 0.0)), 4) if finals else 0.0,
+        # from every fill and settlement line, so right at any moment of a run (the hourly
+        # snapshots lag); it ends at the shutdown line's figure (test_tools)
+        "realized_pnl": round((pnl_series(events)[1] or [0.0])[-1], 4),
+        "unrealized_pnl": round(float(finals[-1].get("unrealized", 0.0)), 4) if finals else None,
         "fees": round(sum(float(e.get("fee", 0.0)) for e in fills), 6),
         "max_inventory": max([abs(float(e.get("position", 0))) for e in fills] or [0.0]),
         "claims": len(by.get("claim", [])),
@@ -312,8 +314,8 @@ def pnl_series(events: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
     settled: dict[str, float] = {}
     ts_, ys = [], []
     for e in events:
-        mid = str(e.get("market") or "")
-        if e["event"] in ("fill", "fill_reversed") and mid and "realized" in e:
+        mid = str(e.get("market") or "")  # a line without one: the single market of old logs
+        if e["event"] in ("fill", "fill_reversed") and "realized" in e:
             realized[mid] = float(e["realized"])
         elif e["event"] in ("claim", "claim_none") and mid:
             settled[mid] = float(e.get("settled_pnl", 0.0))

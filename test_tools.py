@@ -323,4 +323,5 @@ def test_the_cumulative_pnl_line_ends_at_the_tables_figure(
     events, bad = st.read_events(str(h.log_path))
     table = st.summarize(events, bad)["realized_pnl"]
     _, ys = st.pnl_series(events)
-    assert len(ys) >= 4 and ys[-1] == pytest.approx(table, abs=1e-4)
+    engine = [e for e in events if e["event"] == "shutdown"][-1]["realized"]  # the bot's own
+    assert len(ys) >= 4 and ys[-1] == pytest.approx(table) == pytest.approx(engine, abs=1e-4)
