@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -326,6 +327,34 @@ def pnl_series(events: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
     return ts_, ys
 
 
+MIN_MARKETS = 5  # fewer finished by both: the verdict pairs minutes instead
+
+
+def per_minute(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """The realized PnL each of two runs made in each whole minute both logs cover."""
+    def at_minutes(r: dict[str, Any], starts: list[float]) -> list[float]:
+        ts_, ys = pnl_series(r["_events"])
+        out, i, cur = [], 0, 0.0
+        for edge in starts:
+            while i < len(ts_) and ts_[i] <= edge:
+                cur = ys[i]
+                i += 1
+            out.append(cur)
+        return out
+
+    ea, eb = a["_events"], b["_events"]
+    if not ea or not eb:
+        return [], []
+    t0 = max(float(ea[0]["t"]), float(eb[0]["t"]))
+    t1 = min(float(ea[-1]["t"]), float(eb[-1]["t"]))
+    edges = [t0 + 60 * k for k in range(int((t1 - t0) // 60) + 1)]
+    ca, cb = at_minutes(a, edges), at_minutes(b, edges)
+    return (
+        [y - x for x, y in itertools.pairwise(ca)],
+        [y - x for x, y in itertools.pairwise(cb)],
+    )
+
+
 def pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -341,15 +370,25 @@ def paired(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ra, rb = market_results(a["_events"]), market_results(b["_events"])
     common = sorted(set(ra) & set(rb))
     diffs = [ra[m]["pnl"] - rb[m]["pnl"] for m in common]
-    mean, lo, hi = mean_interval(diffs)
     na, nb = a.get("bot", "first"), b.get("bot", "second")
-    if len(common) < 2:
-        verdict = f"{len(common)} market(s) finished by both: too few to compare"
+    unit, n = "a market", len(common)
+    if n < MIN_MARKETS:
+        # a short run (a rehearsal) finishes too few markets: pair the realized PnL each bot
+        # made in each minute both ran instead
+        diffs = [x - y for x, y in zip(*per_minute(a, b), strict=True)]
+        unit, n = "a minute", len(diffs)
+    mean, lo, hi = mean_interval(diffs)
+    if n < 2:
+        verdict = f"{len(common)} market(s) finished by both and {n} minute(s): too few to compare"
     else:
         real = lo > 0 or hi < 0
+        what = f"{n} markets" if unit == "a market" else (
+            f"{n} minutes (only {len(common)} market(s) finished by both: realized PnL by the "
+            "minute)"
+        )
         verdict = (
-            f"{na} {mean:+.2f} a market against {nb}, 95% interval [{lo:+.2f}, {hi:+.2f}] over "
-            f"{len(common)} markets: " + ("a real difference" if real else "not distinguishable")
+            f"{na} {mean:+.2f} {unit} against {nb}, 95% interval [{lo:+.2f}, {hi:+.2f}] over "
+            f"{what}: " + ("a real difference" if real else "not distinguishable")
         )
 
     def parts(res: dict[str, dict[str, Any]], r: dict[str, Any]) -> dict[str, Any]:
@@ -381,7 +420,8 @@ def paired(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_diff": round(mean, 4),
         "interval": [round(lo, 4), round(hi, 4)],
         "verdict": verdict,
-        "per_market_diff": {m: round(d, 6) for m, d in zip(common, diffs, strict=True)},
+        "unit": unit,
+        "per_market_diff": {m: round(ra[m]["pnl"] - rb[m]["pnl"], 6) for m in common},
         "decomposition": {na: parts(ra, a), nb: parts(rb, b)},
     }
 
