@@ -5594,7 +5594,11 @@ def main(argv: list[str] | None = None) -> int:
             "keystore": spike_tools.keystore_cli,
             "reload": spike_tools.reload_cli,
         }[args[0]]
-        return cli(args[1:])
+        try:
+            return cli(args[1:])
+        except BrokenPipeError:  # `report ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     if args and args[0] == "run":
         args = args[1:]
     return run_cli(args)

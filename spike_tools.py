@@ -256,7 +256,9 @@ def mean_interval(xs: list[float]) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def market_results(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def market_results(
+    events: list[dict[str, Any]], finished_only: bool = True
+) -> dict[str, dict[str, Any]]:
     """Each finished market (one with a claim or claim_none line): its PnL (the trading's
     realized PnL, as the last fill or reversal line of that market says it, plus the position
     settled at resolution), fills, notional, the edge captured against the bot's fair value at
@@ -294,7 +296,7 @@ def market_results(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             r["finished"] = True
     out = {}
     for mid, r in rows.items():
-        if not r["finished"]:
+        if finished_only and not r["finished"]:
             continue
         won = r["yes_won"]
         r["pnl"] = round(r["realized"] + r["settled"], 6)
@@ -391,8 +393,11 @@ def paired(runs: list[dict[str, Any]]) -> dict[str, Any]:
             f"{what}: " + ("a real difference" if real else "not distinguishable")
         )
 
+    if unit == "a minute":  # nothing finished by both: what each traded so far
+        ra, rb = market_results(a["_events"], False), market_results(b["_events"], False)
+
     def parts(res: dict[str, dict[str, Any]], r: dict[str, Any]) -> dict[str, Any]:
-        rows = [res[m] for m in common]
+        rows = [res[m] for m in (common if unit == "a market" else res)]
         edge = sum(x["edge"] for x in rows)
         marks = [x["markout"] for x in rows if x["markout"] is not None]
         ev = r["_events"]
@@ -460,7 +465,8 @@ def print_verdict(runs: list[dict[str, Any]], out: Any) -> dict[str, Any] | None
     if cmp is not None:
         print(f"== verdict\n{cmp['verdict']}", file=out)
         names = cmp["bots"]
-        print("== where it came from (over the markets both finished)", file=out)
+        scope = "the markets both finished" if cmp["unit"] == "a market" else "the whole run"
+        print(f"== where it came from (over {scope})", file=out)
         print(f"{'':26}" + "".join(f"{n:>22}" for n in names), file=out)
         for k in cmp["decomposition"][names[0]]:
             cells = [cmp["decomposition"][n][k] for n in names]

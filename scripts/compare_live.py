@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         f"[ ! -e {shlex.quote(done['official'])} ]; do "
         f"if [ $ok = 0 ] && [ $((n % 10)) -lt 2 ] || [ $((n % {every})) -lt 2 ]; then "
         f"out=$({q(report)} 2>/dev/null) && ok=1; clear; date; "
-        "echo \"${out:-waiting for both logs}\"; fi; "
+        "echo \"${out:-waiting for both logs}\" | head -n 46; fi; "  # its first screen
         "n=$((n + 2)); sleep 2; done; "
         f"{q(final)} | tee {shlex.quote(str(pathlib.Path(a.out) / 'report.txt'))}; "
         "echo; echo 'final report written; both bots have stopped'; read -r _"
