@@ -4648,6 +4648,7 @@ class Status:
             "fail_closed": c.fail_closed,
             "open_notional": round(notional, 4),
             "net_exposure": round(net, 4),
+            "rss_mb": rss_mb(),  # memory over time, for the report's stability lines
             "markets": self.market_summary(),
         }
 
@@ -4705,6 +4706,16 @@ class Status:
 
 
 STATUS_AGE_S = 5.0  # the status line shows a feed or price age only past this
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (Linux /proc), MB; None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
 
 
 # -- live tuning (SIGHUP) --------------------------------------------------------------------------

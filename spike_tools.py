@@ -473,12 +473,16 @@ def print_verdict(runs: list[dict[str, Any]], out: Any) -> dict[str, Any] | None
             print(f"{k:26}" + "".join(f"{'-' if v is None else v!s:>22}" for v in cells), file=out)
     print("== stability", file=out)
     for r in runs:
+        mem = [float(e["rss_mb"]) for e in r["_events"]
+               if e["event"] == "pnl_snapshot" and e.get("rss_mb") is not None]
+        memory = f"memory {mem[0]:.0f} -> {mem[-1]:.0f} MB (max {max(mem):.0f}), " if mem else ""
         print(
             f"{r.get('bot')}: quoting {100 * r.get('uptime_quoting', 0):.1f}% of "
             f"{r.get('run_minutes')} min, restarts {max(0, r.get('starts', 1) - 1)}, "
             f"reconnects {r.get('reconnects')}, closed by reason "
             f"{closed_by_reason(r['_events']) or '-'}, errors {r.get('errors_by_kind') or '-'}, "
-            f"rollover {r.get('rollover_latency_s')} s, claim {r.get('claim_latency_s')} s",
+            f"{memory}rollover {r.get('rollover_latency_s')} s, "
+            f"claim {r.get('claim_latency_s')} s",
             file=out,
         )
     changes = [(t, r.get("bot"), k, o, n) for r in runs for t, k, o, n in live_changes(r)]

@@ -154,3 +154,20 @@ def test_short_comparison_under_tmux(tmp_path: pathlib.Path) -> None:
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], check=False)
         sim.stop()
+
+
+
+def test_paper_and_record_reach_both_bots(tmp_path: pathlib.Path) -> None:
+    """--paper and --record go to both bots' command lines (each its own recording), the
+    rehearsal's --hermes-url makes both stream the oracle price."""
+    import argparse
+
+    a = argparse.Namespace(
+        duration=60.0, host=None, hermes_url="http://127.0.0.1:1", record=True, paper=True,
+        out=str(tmp_path),
+    )
+    for script in ("spike_bot.py", "official_spike_bot.py"):
+        b = {"script": script, "env": "x.env", "log": "l", "state": "s", "port": "0"}
+        cmd = cl.bot_command(b, a, "python")
+        assert "--paper" in cmd and cmd[cmd.index("--price-source") + 1] == "pyth"
+        assert cmd[cmd.index("--record") + 1] == str(tmp_path / (script[:-3] + ".rec"))
