@@ -805,7 +805,7 @@ class QuickMarket:
                 contract=str(d.get("contractAddress") or ""),
                 asset=str(d.get("asset", "")),
                 strike=int(d["startPrice"]) / 1e6,
-                start=int(d.get("startTime", 0)),
+                start=int(d.get("startTime") or 0),  # absent or null: judged by its end
                 end=int(d["endTime"]),
                 resolved=bool(d.get("resolved", False)),
             )
@@ -1092,8 +1092,9 @@ def check_quick_market(
         raise ReplyRejected(
             "quick_market", "endTime-startTime", qm.end - qm.start, f"asked for {iv} s"
         )
-    if current is not None and qm.start < current.start:
-        raise ReplyRejected("quick_market", "startTime", qm.start, "older than the current one")
+    if current is not None and (qm.end <= current.end or (qm.start and qm.start < current.start)):
+        # (a reply without startTime is judged by its end alone)
+        raise ReplyRejected("quick_market", "startTime/endTime", qm.end, "not newer than ours")
     if not now < qm.end <= now + 2 * iv:
         raise ReplyRejected("quick_market", "endTime", qm.end, "not within two intervals ahead")
     if price is not None and not price_consistent(price, qm.strike, band):

@@ -310,3 +310,25 @@ def test_a_believable_mismatch_is_reconciled_without_inventing_realized_pnl(
         assert not h.events("position_implausible")
     finally:
         nothing_left(h)
+
+
+def test_quick_market_checks_on_made_up_replies() -> None:
+    """check_quick_market alone: what passes and what each refusal names."""
+    key = sb.MarketKey("BTC", 15)
+    now = 1_000_000.0
+    cur = sb.QuickMarket("0x" + "11" * 32, "", "BTC", 95_000.0, int(now) - 300, int(now) + 600)
+    new = sb.QuickMarket("0x" + "22" * 32, "", "BTC", 95_100.0, int(now) + 600, int(now) + 1500)
+    sb.check_quick_market(new, key, cur, now + 601, 95_050.0, 0.05)  # the next one: fine
+    no_start = sb.dataclasses.replace(new, start=0)  # a reply without startTime: by its end
+    sb.check_quick_market(no_start, key, cur, now + 601, None, 0.05)
+    cases = {
+        "asset": sb.dataclasses.replace(new, asset="ETH"),
+        "endTime-startTime": sb.dataclasses.replace(new, start=int(now)),
+        "startTime/endTime": sb.dataclasses.replace(new, start=cur.start - 900, end=cur.end - 900),
+        "endTime": sb.dataclasses.replace(new, end=int(now) + 5 * 900, start=int(now) + 4 * 900),
+        "startPrice": sb.dataclasses.replace(new, strike=1.0),
+    }
+    for field, qm in cases.items():
+        with pytest.raises(sb.ReplyRejected) as e:
+            sb.check_quick_market(qm, key, cur, now + 601, 95_050.0, 0.05)
+        assert e.value.field == field, (field, e.value.message)
