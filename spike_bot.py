@@ -5172,9 +5172,13 @@ class Bot:
         m = s.m
         if m is None:
             return
-        self.watch.poll_if_needed(s)
+        doubt = self.boundary.failing()  # a read whose replies were refused: ask it again now
+        self.watch.poll_if_needed(s, force=doubt == "orderbook")
         self.watch.confirm_quiet(s)
-        if self.risk.blocked(s) is None and self.clock.now() < m.qm.end:
+        if doubt == "orders":
+            with contextlib.suppress(ExchangeError):  # refused again: counted; quote fails closed
+                self.orders.sync(s)
+        elif self.risk.blocked(s) is None and self.clock.now() < m.qm.end:
             if self.feed.dead(set(m.live)) or s.need_resync:
                 self.orders.sync(s)
 
