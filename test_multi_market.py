@@ -342,9 +342,11 @@ def test_the_done_when_command_rolls_both_and_claims(tmp_path: pathlib.Path) -> 
     assert settled == {"BTC:15", "BTC:60"}  # each series' ended markets were settled
     # At 60x one real second is a simulated minute: a busy step of the in-process simulator
     # (100 ms) ages the streamed price past price_max_age_s or lets the stream miss a book
-    # change for a moment. Those two say so truthfully (their fallbacks are tested on the
+    # change for a moment, and settle_grace_s (10 simulated s) is 170 ms of real time, so on a
+    # loaded machine an orders read-back can trail the position by more than the grace (a
+    # reconcile, undone by the next read). Those say so truthfully (each is tested on the
     # manual clock); any other warning, or an error, fails.
-    lag = ("price_source", "book_unconfirmed")
+    lag = ("price_source", "book_unconfirmed", "position_reconciled")
     noisy = [e for e in events if e["level"] != "INFO" and e["event"] not in lag]
     assert noisy == [], noisy[:3]
     assert not [e for e in events if e["level"] == "ERROR"]
