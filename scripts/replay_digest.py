@@ -27,7 +27,9 @@ import spike_bot as sb
 import spike_tools
 
 DECISIONS = ("order_placed", "order_cancelled", "order_rejected", "fill", "claim", "rollover")
-WALL_CLOCK = ("ts", "seconds", "ms")  # differ run to run; the rest is the engine's
+# differ run to run (ts, seconds, ms), or were added to the lines for the report (fair, yes_won):
+# neither is a decision, so a digest stays comparable across those changes
+WALL_CLOCK = ("ts", "seconds", "ms", "fair", "yes_won")
 
 
 def main(argv: list[str] | None = None) -> int:
