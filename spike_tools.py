@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,22 +47,16 @@ from spike_bot import (
     SIZE_SCALE,
     YES,
     BearerAuth,
-    Book,
-    Bot,
-    CallPolicy,
     Config,
     ConfigError,
-    EventLog,
     ExchangeError,
     ExchangeFactory,
     MarketKey,
     Metrics,
-    OrderGate,
     QuickMarket,
     ReplyRejected,
     Secrets,
     Signer,
-    StreamHandler,
     TurbineExchange,
     build_parser,
     check_quick_market,
@@ -77,7 +70,6 @@ from spike_bot import (
     spike_exchange,
     unlock_keystore,
 )
-from spike_paper import PaperExchange, PaperStream
 
 
 # =============================================================================================
@@ -655,254 +647,26 @@ def write_plots(runs: list[dict[str, Any]], plot_dir: str, out: Any) -> list[str
     return written
 
 
-# -- replay: the engine, unchanged, over a recording -------------------------------------------
-class ReplayClock:
-    """Market time set by the replay driver."""
+# -- replay: the engine over a recording (spike_paper.replay), summarized ---------------------
+def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[str, Any]:
+    """Run the engine over a recording (spike_paper's replay: the paper venue's fill model) and
+    summarize its log."""
+    import spike_paper  # a sibling, loaded only for replay
 
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    def wait(self, event: threading.Event | None, seconds: float) -> bool:
-        return False  # the driver calls step() itself
-
-
-class ReplayStream:
-    """The driver pushes recorded messages into the handler the engine registered (the paper
-    venue's PaperStream, which holds them for the engine's next step)."""
-
-    connected = True
-
-    def __init__(self) -> None:
-        self.handler: StreamHandler | None = None
-
-    def start(self, handler: StreamHandler) -> None:
-        self.handler = handler
-        handler.on_status(True)
-
-    def subscribe(self, market_id: str) -> None:
-        return None
-
-    def unsubscribe(self, market_id: str) -> None:
-        return None
-
-    def reconnect(self, reason: str) -> None:
-        return None  # a recording has no socket
-
-    def pump(self) -> None:
-        return None
-
-    def stop(self) -> None:
-        return None
-
-
-class RecordedPriceStream:
-    """Stands in for the price-stream thread in a replay: the driver delivers the recorded
-    updates (`price` records with `"s": "pyth"`) at their receive times."""
-
-    connected = True
-    reason = ""
-
-    def stop(self) -> None:
-        return None
-
-
-class ReplayExchange(PaperExchange):
-    """The Exchange interface over a recording: recorded reads (quick markets, prices, REST
-    books, resolutions), and our orders on the same PaperVenue and fill model as --paper."""
-
-    def __init__(self, cfg: Config, clock: ReplayClock) -> None:
-        self.markets: list[QuickMarket] = []
-        # the engine's own reads: asset -> (time, price, step), market -> (time, book, step);
-        # `step` = the number of step marks before the read (the step that made it)
-        self.prices: dict[str, list[tuple[float, float, int]]] = {}
-        self.rest_books: dict[str, list[tuple[float, Book, int]]] = {}
-        self.marks = False  # the recording marks steps: reads are matched by step, not time
-        self.step_no = 0  # step marks delivered so far
-        self.resolutions: dict[str, bool] = {}  # market id -> YES won (paper recordings)
-        self.replay_stream = ReplayStream()
-        self.clock = clock
-        self.policy = CallPolicy(cfg)
-        self.gate = OrderGate(cfg, None)
-        super().__init__(self, cfg, clock.now, wallet_file="")
-        self.venue.own_in_book = True  # a recording without a start mark: a live run's
-
-    # recorded inputs (PaperExchange reads them from `inner`: itself)
-    def quick_market(self, key: MarketKey) -> QuickMarket:
-        now = self.clock.now()
-        series = [
-            m
-            for m in self.markets
-            if m.asset.upper() == key.asset and m.end - m.start == key.interval * 60
-        ]
-        live = [m for m in series if m.start <= now] or series[:1]
-        if not live:
-            raise ExchangeError("not_found", f"the recording holds no {key} market")
-        return live[-1]
-
-    def asset_price(self, asset: str) -> float | None:
-        now = self.clock.now()
-        past = [p for t, p, k in self.prices.get(asset, []) if self._due(t, k, now)]
-        return past[-1] if past else None
-
-    def orderbook(self, market_id: str, now: float) -> Book:
-        rest = self.rest_books.get(market_id, [])
-        if rest and self._due(rest[0][0], rest[0][2], now):  # what the engine read then
-            b = rest.pop(0)[1]
-        else:
-            b = self.venue.books.get(market_id, Book())  # the latest the engine was given
-        return Book(b.bids, b.asks, now)
-
-    def _due(self, t: float, step: int, now: float) -> bool:
-        """Whether a recorded read is visible now. With step marks, a read made during a step
-        is what that step read (the live clock had moved on a little by then)."""
-        return step <= self.step_no if self.marks else t <= now
-
-    def stream(self) -> PaperStream:
-        if self._stream is None:
-            self._stream = PaperStream(self.replay_stream, self.venue, self.clock.now)
-        return self._stream
-
-    def resolution(self, market_id: str) -> bool | None:
-        """The recorded outcome (a paper recording); else the last recorded price at the end
-        against the strike, 30 s after the end."""
-        if market_id in self.resolutions:
-            return self.resolutions[market_id]
-        m = next((x for x in self.markets if x.market_id == market_id), None)
-        if m is None or self.clock.now() < m.end + 30:
-            return None
-        px = [p for t, p, _ in self.prices.get(m.asset.upper(), []) if t <= m.end]
-        return px[-1] > m.strike if px else None
-
-
-RECORD_KINDS = frozenset({"book", "trade", "price", "market", "step", "resolution", "start"})
+    spike_paper.replay(recs, cfg, log_path)
+    return summarize(*read_events(log_path))
 
 
 def read_recording(path: str) -> list[dict[str, Any]]:
-    """A recording and its rotated parts (FILE.N ... FILE.1, FILE), in time order."""
-    parts = sorted(
-        (
-            p
-            for p in os.listdir(os.path.dirname(os.path.abspath(path)))
-            if p.startswith(os.path.basename(path) + ".") and p.rsplit(".", 1)[-1].isdigit()
-        ),
-        key=lambda p: -int(p.rsplit(".", 1)[-1]),
-    )
-    recs = []
-    for p in [*(os.path.join(os.path.dirname(os.path.abspath(path)), x) for x in parts), path]:
-        with open(p, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    r = json.loads(line)
-                    float(r["r"])
-                    if r["k"] in RECORD_KINDS:
-                        recs.append(r)
-                except (ValueError, KeyError, TypeError):
-                    continue
-    recs.sort(key=lambda r: float(r["r"]))
-    return recs
+    import spike_paper
+
+    return spike_paper.read_recording(path)
 
 
 def recording_markets(recs: list[dict[str, Any]]) -> list[str]:
-    """The series (BTC:15, ...) of the quick markets in a recording, in order of appearance."""
-    out: dict[str, None] = {}
-    for r in recs:
-        if r["k"] == "market":
-            d = r["d"]
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                out[f"{str(d['asset']).upper()}:{(int(d['end']) - int(d['start'])) // 60}"] = None
-    return list(out)
+    import spike_paper
 
-
-def replay_run(recs: list[dict[str, Any]], cfg: Config, log_path: str) -> dict[str, Any]:
-    """Run the engine over a recording: the driver sets the clock to each recorded receive
-    time and feeds the message through the same stream path as live. A recording with step
-    marks (every recording since paper trading) steps the engine exactly where it stepped;
-    an older one steps on the tick and whenever the handler asks to be woken."""
-    if not recs:
-        raise ConfigError("the recording is empty")
-    streamed = False
-    clock = ReplayClock(float(recs[0]["r"]))
-    ex = ReplayExchange(cfg, clock)
-    step = 0
-    for r in recs:
-        d = r["d"]
-        if r["k"] == "step":
-            step += 1
-        elif r["k"] == "market":
-            ex.markets.append(QuickMarket(**d))
-        elif r["k"] == "price":  # {"a": asset, "p": price}; a bare number: the first asset
-            d = d if isinstance(d, dict) else {"a": "", "p": d}
-            if d.get("s") == "pyth":
-                streamed = True  # a streamed update: delivered in order, below
-                continue
-            ex.prices.setdefault(str(d["a"]).upper(), []).append(
-                (float(r["r"]), float(d["p"]), step)
-            )
-        elif r["k"] == "book" and d.get("rest"):
-            book = Book(tuple(map(tuple, d["b"])), tuple(map(tuple, d["a"])), float(r["r"]))
-            ex.rest_books.setdefault(d["m"], []).append((float(r["r"]), book, step))
-        elif r["k"] == "resolution":
-            ex.resolutions[str(d["m"])] = bool(d["yes"])
-        elif r["k"] == "start" and isinstance(d, dict):
-            # a live run's books hold its own orders; a paper run's never do
-            ex.venue.own_in_book = d.get("mode") != "paper"
-    ex.marks = step > 0
-    if not ex.markets:
-        raise ConfigError("the recording holds no quick market")
-    if "" in ex.prices:
-        ex.prices.setdefault(ex.markets[0].asset.upper(), []).extend(ex.prices.pop(""))
-    ex.markets.sort(key=lambda m: m.start)
-    metrics = Metrics(cfg.bot_name)
-    log = EventLog(log_path, cfg.bot_name)
-    # never a connection to Hermes from a replay: the recording's streamed prices stand in
-    recorded = streamed and cfg.price_source != "turbine"
-    bot = Bot(
-        cfg if recorded else dataclasses.replace(cfg, price_source="turbine"),
-        ex,
-        clock,
-        log,
-        metrics,
-        mode="replay",
-        price_stream=RecordedPriceStream() if recorded else None,
-    )
-    with contextlib.suppress(OSError):
-        os.unlink(cfg.state_file)
-    bot.startup()
-    handler = ex.replay_stream.handler
-    assert handler is not None
-    marks = ex.marks
-    next_tick = clock.t
-    for r in recs:
-        t = float(r["r"])
-        while not marks and next_tick <= t:
-            clock.t = next_tick
-            bot.step()
-            next_tick += cfg.tick_s
-        clock.t = t
-        d = r["d"]
-        if r["k"] == "step":
-            ex.step_no += 1
-            bot.step()
-        elif r["k"] == "book" and not d.get("rest"):
-            book = Book(tuple(map(tuple, d["b"])), tuple(map(tuple, d["a"])), t)
-            handler.on_book(d["m"], book)
-        elif r["k"] == "trade":
-            handler.on_trade(str(d.get("marketId", "")), d)
-        elif r["k"] == "price" and isinstance(d, dict) and d.get("s") == "pyth":
-            bot.prices.on_stream_price(str(d["a"]).upper(), float(d["p"]), float(d["t"]))
-        if not marks and bot.feed.wake.is_set():
-            bot.feed.wake.clear()
-            bot.step()
-    # let the last market resolve and be claimed
-    for _ in range(int((cfg.claim_s + 60) / cfg.tick_s) + 1):
-        clock.t += cfg.tick_s
-        bot.step()
-    bot.shutdown()
-    log.close()
-    return summarize(*read_events(log_path))
+    return spike_paper.recording_markets(recs)
 
 
 def parse_assignments(items: list[str]) -> dict[str, str]:
