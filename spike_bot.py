@@ -2574,6 +2574,8 @@ class FeedHandler:
 class EventLog:
     """Structured JSON lines: ts, level, bot, event, fields. Thread-safe."""
 
+    PROBE_S = 1.0  # a failing log is tried again at most this often (market seconds)
+
     def __init__(self, path: str, bot: str, echo: Callable[[str], None] | None = None) -> None:
         self.bot = bot
         self.path = path
@@ -2585,7 +2587,7 @@ class EventLog:
         # the last write failed (disk full, I/O error): its reason, else None. Risk fails the
         # bot closed on it; listeners (the webhook) still hear every record
         self.failing: str | None = None
-        self.write_errors = 0
+        self._probed = -math.inf  # market time of the last probe while failing
         # called with every record after it is written (any thread; must not block): alerts
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
@@ -2607,7 +2609,6 @@ class EventLog:
                 self._fh.flush()
                 self.failing = None
             except (OSError, ValueError) as e:  # ValueError: written after close
-                self.write_errors += 1
                 first = self.failing is None
                 self.failing = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"[:120]
                 if first:
@@ -2628,10 +2629,15 @@ class EventLog:
 
     def writable(self) -> bool:
         """Whether the log takes writes; while it has been failing, a `log_recovered` line
-        is the probe (nothing else may be logged meanwhile: a quiet engine must find out)."""
+        is the probe (nothing else may be logged meanwhile: a quiet engine must find out),
+        at most every PROBE_S of market time (Risk.blocked asks before every order: one
+        probe a step, not one a question)."""
         if self.failing is None:
             return True
-        self.event("log_recovered", level="WARNING", after=self.failing)
+        now = self.clock() if self.clock is not None else time.monotonic()
+        if now - self._probed >= self.PROBE_S:
+            self._probed = now
+            self.event("log_recovered", level="WARNING", after=self.failing)
         return self.failing is None
 
     def close(self) -> None:
@@ -3248,7 +3254,6 @@ class Boundary:
         self.clock = clock
         self._lock = threading.Lock()
         self.runs: dict[str, tuple[int, float]] = {}  # read -> (refused in a row, last time)
-        self.total = 0
 
     @staticmethod
     def _read(endpoint: str) -> str:
@@ -3259,7 +3264,6 @@ class Boundary:
         with self._lock:
             n = self.runs.get(key, (0, 0.0))[0] + 1
             self.runs[key] = (n, self.clock.now())
-            self.total += 1
         if isinstance(e, ReplyRejected):
             fld, value, why = e.field, e.value, e.why
         else:  # a body that could not be read at all
@@ -3345,27 +3349,42 @@ class Ledger:
         )
 
 
+# -- what every owner reads ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Engine:
+    """What every owner below reads: the settings (one Config, changed in place by Tuning),
+    the clock, the exchange, the log, the metrics, the slots, the recorder and whether this
+    is a dry run. Bot builds it once; each owner gets it and its own collaborators."""
+
+    cfg: Config
+    clock: Clock
+    ex: Exchange
+    log: EventLog
+    metrics: Metrics
+    slots: list[Slot]
+    recorder: Recorder | None
+    dry_run: bool
+
+
+class Owner:
+    """An owner of one part of the engine's state (engine thread unless its header says)."""
+
+    def __init__(self, e: Engine) -> None:
+        self.cfg, self.clock, self.ex, self.log = e.cfg, e.clock, e.ex, e.log
+        self.metrics, self.slots, self.recorder, self.dry_run = (
+            e.metrics, e.slots, e.recorder, e.dry_run,
+        )
+
+
 # -- feed health ----------------------------------------------------------------------------------
-class BookWatch:
+class BookWatch(Owner):
     """Feed health (engine thread): how old each market's book is, the REST reads that confirm
     a quiet stream book or stand in while the stream is down (handed to Feed.rest_book, the
     books' one owner), and a reconnect when a connected stream's book stays stale."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        clock: Clock,
-        feed: Feed,
-        ex: Exchange,
-        log: EventLog,
-        recorder: Recorder | None,
-    ) -> None:
-        self.cfg = cfg
-        self.clock = clock
+    def __init__(self, e: Engine, feed: Feed) -> None:
+        super().__init__(e)
         self.feed = feed
-        self.ex = ex
-        self.log = log
-        self.recorder = recorder
         self.next_kick = 0.0  # clock time before which a stale stream is not reconnected again
 
     def age(self, market_id: str) -> float:
@@ -3466,29 +3485,21 @@ class BookWatch:
 
 
 # -- the price source ------------------------------------------------------------------------------
-class PriceSource:
+class PriceSource(Owner):
     """The model's asset price (engine thread): the oracle's stream while it is fresh, else
     (and with price_source=turbine) Turbine's price endpoint. The price-stream thread only
     hands its updates to Feed (`on_stream_price`); a step reads them as of its start."""
 
     def __init__(
         self,
-        cfg: Config,
-        clock: Clock,
-        ex: Exchange,
+        e: Engine,
         feed: Feed,
-        log: EventLog,
-        recorder: Recorder | None,
         hermes_key: str = "",
         pyth_auto: bool = False,
         stream: Any = None,
     ) -> None:
-        self.cfg = cfg
-        self.clock = clock
-        self.ex = ex
+        super().__init__(e)
         self.feed = feed
-        self.log = log
-        self.recorder = recorder
         self._hermes_key = hermes_key  # PYTH_API_KEY: a secret, never logged
         self.pyth_auto = pyth_auto  # price_source=auto streams: a Hermes key, or --sim
         self._given = stream  # replay's recorded stream stands in for Hermes
@@ -3597,36 +3608,18 @@ class PriceSource:
 
 
 # -- risk: kill switches, capital and limits ------------------------------------------------------
-class Risk:
+class Risk(Owner):
     """Limits and kill switches (engine thread). Owns the day's kill switch, each market's
     (`MarketState.killed`), the capital and the budgets it splits into, and what each limit
     holds back. `blocked(slot)` is the one answer to "may this market trade now?": the quote
     step, every placement and the adapters' OrderGate (`gate_blocked`) all ask it, so a new
     stop condition is one line there."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        clock: Clock,
-        ex: Exchange,
-        log: EventLog,
-        metrics: Metrics,
-        slots: list[Slot],
-        ledger: Ledger,
-        watch: BookWatch,
-        boundary: Boundary,
-        dry_run: bool,
-    ) -> None:
-        self.cfg = cfg
-        self.clock = clock
-        self.ex = ex
-        self.log = log
-        self.metrics = metrics
-        self.slots = slots
+    def __init__(self, e: Engine, ledger: Ledger, watch: BookWatch, boundary: Boundary) -> None:
+        super().__init__(e)
         self.ledger = ledger
         self.watch = watch
         self.boundary = boundary
-        self.dry_run = dry_run
         self.day_killed = False
         self.capital: float | None = None  # USDC split between the budgets; None: unknown
         self.logged_capital = 0.0  # the capital the last `capital` line showed
@@ -3772,7 +3765,7 @@ class Risk:
 
 
 # -- live orders ----------------------------------------------------------------------------------
-class Orders:
+class Orders(Owner):
     """Our live orders (engine thread), the order-book manager's role: it owns each market's
     `live` orders and their unconfirmed cancels. It places (after Risk.blocked), cancels and
     confirms (an order is gone only when the exchange says so or a read-back shows it), reads
@@ -3782,25 +3775,17 @@ class Orders:
 
     def __init__(
         self,
-        cfg: Config,
-        clock: Clock,
-        ex: Exchange,
-        log: EventLog,
+        e: Engine,
         feed: Feed,
         ledger: Ledger,
         risk: Risk,
         on_fill: Callable[[Slot, str, int, int, int], None],
-        dry_run: bool,
     ) -> None:
-        self.cfg = cfg
-        self.clock = clock
-        self.ex = ex
-        self.log = log
+        super().__init__(e)
         self.feed = feed
         self.ledger = ledger
         self.risk = risk
         self.on_fill = on_fill
-        self.dry_run = dry_run
         self.ctf_approved = False  # the relayer accepted our CTF operator approval
         self.ctf_next = 0.0  # clock time before which a failed approval is not asked again
         self.leftover: dict[str, float] = {}  # market id -> shares a crashed run left resting
@@ -4120,31 +4105,16 @@ class Orders:
 
 
 # -- fills and positions --------------------------------------------------------------------------
-class Fills:
+class Fills(Owner):
     """Fills and positions (engine thread). Owns each market's fill counts per order, journal,
     PnL and the exchange's last position: a fill is booked once (Orders.sync reports it), the
     exchange's position is reconciled after the settlement grace, and a fill that failed at
     settlement is taken back at its own price. `sync` reads our orders back (Orders.sync)."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        clock: Clock,
-        ex: Exchange,
-        log: EventLog,
-        ledger: Ledger,
-        slots: list[Slot],
-        sync: Callable[[Slot], None],
-        dry_run: bool,
-    ) -> None:
-        self.cfg = cfg
-        self.clock = clock
-        self.ex = ex
-        self.log = log
+    def __init__(self, e: Engine, ledger: Ledger, sync: Callable[[Slot], None]) -> None:
+        super().__init__(e)
         self.ledger = ledger
-        self.slots = slots
         self.sync = sync
-        self.dry_run = dry_run
         self.failed_seen: dict[str, None] = {}  # failed settlements already handled (tx)
         self.failed_primed = False  # the first read of /failed-trades only learns the past
 
@@ -4338,28 +4308,15 @@ class Fills:
 
 
 # -- claims ---------------------------------------------------------------------------------------
-class Claims:
+class Claims(Owner):
     """Winnings to claim (engine thread). Owns the finished markets still to claim (market id ->
     contract), the position each one finished with, and how often the exchange said it does
     not know one. Claimed every claim_s until the exchange pays or says lost; the finished
     position's PnL at resolution goes to the Ledger."""
 
-    def __init__(
-        self,
-        clock: Clock,
-        ex: Exchange,
-        log: EventLog,
-        ledger: Ledger,
-        slots: list[Slot],
-        dry_run: bool,
-        saved: Callable[[], None],
-    ) -> None:
-        self.clock = clock
-        self.ex = ex
-        self.log = log
+    def __init__(self, e: Engine, ledger: Ledger, saved: Callable[[], None]) -> None:
+        super().__init__(e)
         self.ledger = ledger
-        self.slots = slots
-        self.dry_run = dry_run
         self.saved = saved  # writes the state file after a change
         self.pending: dict[str, str] = {}  # market id -> contract, until claimed or lost
         self.strikes: dict[str, int] = {}  # market id -> consecutive "unknown market" answers
@@ -4564,26 +4521,20 @@ class StateFile:
 
 
 # -- status: what the operator and Prometheus see -------------------------------------------------
-class Status:
+class Status(Owner):
     """Gauges, the status line and the per-market summary of pnl_snapshot and shutdown lines
     (engine thread). It reads the owners and writes nothing but metrics."""
 
     def __init__(
         self,
-        cfg: Config,
-        clock: Clock,
-        metrics: Metrics,
-        slots: list[Slot],
+        e: Engine,
         ledger: Ledger,
         risk: Risk,
         watch: BookWatch,
         prices: PriceSource,
         mode: str,
     ) -> None:
-        self.cfg = cfg
-        self.clock = clock
-        self.metrics = metrics
-        self.slots = slots
+        super().__init__(e)
         self.ledger = ledger
         self.risk = risk
         self.watch = watch
@@ -4825,33 +4776,23 @@ class Bot:
         self.tuning = Tuning(cfg, log, reloader, self.feed.wake)
         self.boundary = Boundary(log, metrics, clock)
         self.ledger = Ledger(self.slots)
-        self.watch = BookWatch(cfg, clock, self.feed, ex, log, recorder)
-        self.prices = PriceSource(
-            cfg, clock, ex, self.feed, log, recorder, hermes_key, pyth_auto, price_stream
-        )
-        self.risk = Risk(
-            cfg, clock, ex, log, metrics, self.slots, self.ledger, self.watch, self.boundary,
-            dry_run,
-        )
+        e = Engine(cfg, clock, ex, log, metrics, self.slots, recorder, dry_run)
+        self.watch = BookWatch(e, self.feed)
+        self.prices = PriceSource(e, self.feed, hermes_key, pyth_auto, price_stream)
+        self.risk = Risk(e, self.ledger, self.watch, self.boundary)
         # Fills asks Orders for read-backs and Orders books fills into Fills: the late-bound
         # lambda lets the two be built in order
         read_back = lambda s: self.orders.sync(s)  # noqa: E731, PLW0108
-        self.fills = Fills(cfg, clock, ex, log, self.ledger, self.slots, read_back, dry_run)
-        self.orders = Orders(
-            cfg, clock, ex, log, self.feed, self.ledger, self.risk, self.fills.on_fill, dry_run
-        )
-        self.claims = Claims(clock, ex, log, self.ledger, self.slots, dry_run, self.save_state)
+        self.fills = Fills(e, self.ledger, read_back)
+        self.orders = Orders(e, self.feed, self.ledger, self.risk, self.fills.on_fill)
+        self.claims = Claims(e, self.ledger, self.save_state)
         self.state = StateFile(cfg.state_file, self.ledger, self.claims, self.slots)
-        self.status = Status(
-            cfg, clock, metrics, self.slots, self.ledger, self.risk, self.watch, self.prices,
-            self.mode,
-        )
+        self.status = Status(e, self.ledger, self.risk, self.watch, self.prices, self.mode)
         ex.gate.blocked = self.risk.gate_blocked  # the adapters' firewall asks Risk too
         ex.policy.listener = self.boundary  # every reply refused at the boundary is told here
         self.stream: Stream | None = None  # the book feed (startup)
         self.due: dict[str, float] = {}  # job -> clock time it is next due
         self.tick_times: list[float] = []
-        self.started = clock.now()
         self.last_status = 0.0
         self.orders_left_ok = True  # shutdown: whether the exchange confirmed none is left
         self._locks: list[Any] = []
@@ -5400,15 +5341,24 @@ HOW_TO_KEY = (
 )
 
 
+def read_passphrase(path: str, what: str) -> str:
+    """A passphrase file's first line (its line end dropped); never echoed."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().rstrip("\r\n")
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: {e.strerror}") from None
+
+
 def unlock_keystore(
-    environ: dict[str, str], ask: Callable[[str], str] | None = None
-) -> str:
-    """The private key from TURBINE_KEYSTORE, or "" when none is set. The passphrase comes from
-    TURBINE_KEYSTORE_PASSPHRASE_FILE, else is typed at a terminal; it is never logged. Every
-    failure is one ConfigError line that names no secret."""
+    sec: Secrets, environ: dict[str, str], ask: Callable[[str], str] | None = None
+) -> Secrets:
+    """`sec` with the private key from TURBINE_KEYSTORE (unchanged when none is set). The
+    passphrase comes from TURBINE_KEYSTORE_PASSPHRASE_FILE, else is typed at a terminal; it is
+    never logged. Every failure is one ConfigError line that names no secret."""
     path = environ.get(ENV_KEYSTORE, "").strip()
     if not path:
-        return ""
+        return sec
     if environ.get(ENV_PRIVATE_KEY, "").strip():
         raise ConfigError(f"set {ENV_KEYSTORE} or {ENV_PRIVATE_KEY}, not both")
     try:
@@ -5418,11 +5368,7 @@ def unlock_keystore(
         raise ConfigError(f"{ENV_KEYSTORE} {path} is unreadable ({type(e).__name__})") from None
     pfile = environ.get(ENV_KEYSTORE_PASSPHRASE_FILE, "").strip()
     if pfile:
-        try:
-            with open(pfile, encoding="utf-8") as fh:
-                passphrase = fh.read().rstrip("\r\n")
-        except OSError as e:
-            raise ConfigError(f"{ENV_KEYSTORE_PASSPHRASE_FILE} {pfile}: {e.strerror}") from None
+        passphrase = read_passphrase(pfile, ENV_KEYSTORE_PASSPHRASE_FILE)
     elif ask is not None or sys.stdin.isatty():
         import getpass
 
@@ -5438,7 +5384,7 @@ def unlock_keystore(
         key = Account.decrypt(store, passphrase)
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{ENV_KEYSTORE} {path}: wrong passphrase, or not a keystore") from None
-    return "0x" + bytes(key).hex()
+    return dataclasses.replace(sec, private_key="0x" + bytes(key).hex())
 
 
 # An exchange factory builds the adapter from a key and API credentials (all None in --dry-run);
@@ -5524,9 +5470,7 @@ def run_cli(
         elif a.dry_run or a.paper:
             ex = factory(cfg, None, None, None, metrics)
         else:
-            unlocked = unlock_keystore(environ)
-            if unlocked:
-                sec = dataclasses.replace(sec, private_key=unlocked)
+            sec = unlock_keystore(sec, environ)
             if not sec.private_key:
                 raise ConfigError(HOW_TO_KEY)
             Signer(sec.private_key, cfg.chain_id)  # validate before any I/O

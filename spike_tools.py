@@ -66,6 +66,7 @@ from spike_bot import (
     parse_split,
     price_consistent,
     read_env_file,
+    read_passphrase,
     save_api_credentials,
     spike_exchange,
     unlock_keystore,
@@ -349,11 +350,9 @@ def per_minute(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[float], list[
     )
 
 
-def pct(xs: list[float], q: float) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    return round(s[min(len(s) - 1, int(q * len(s)))], 1)
+def pct(xs: list[float], q: float, digits: int = 3) -> float | None:
+    """The q-quantile of xs (nearest rank), rounded; None for no data (bench_soak's too)."""
+    return round(sorted(xs)[min(len(xs) - 1, int(len(xs) * q))], digits) if xs else None
 
 
 def paired(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -392,7 +391,10 @@ def paired(runs: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [res[m] for m in (common if unit == "a market" else res)]
         edge = sum(x["edge"] for x in rows)
         marks = [x["markout"] for x in rows if x["markout"] is not None]
-        ev = r["_events"]
+        trips = {  # round trips the engine logged (ms), place and cancel
+            what: [float(e["ms"]) for e in r["_events"] if e["event"] == ev and "ms" in e]
+            for what, ev in (("place", "order_placed"), ("cancel", "order_cancelled"))
+        }
         return {
             "pnl": round(sum(x["pnl"] for x in rows), 4),
             "fills": sum(x["fills"] for x in rows),
@@ -401,14 +403,11 @@ def paired(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "markout_to_settlement": round(sum(marks), 4) if marks else None,
             "adverse_selection": round(edge - sum(marks), 4) if marks else None,
             "fail_closed_min": round(r.get("fail_closed_s", 0.0) / 60, 1),
-            "place_ms_p50": pct([float(e["ms"]) for e in ev if e["event"] == "order_placed"
-                                 and "ms" in e], 0.5),
-            "place_ms_p99": pct([float(e["ms"]) for e in ev if e["event"] == "order_placed"
-                                 and "ms" in e], 0.99),
-            "cancel_ms_p50": pct([float(e["ms"]) for e in ev if e["event"] == "order_cancelled"
-                                  and "ms" in e], 0.5),
-            "cancel_ms_p99": pct([float(e["ms"]) for e in ev if e["event"] == "order_cancelled"
-                                  and "ms" in e], 0.99),
+            **{
+                f"{what}_ms_{tag}": pct(trips[what], q, 1)
+                for what in ("place", "cancel")
+                for tag, q in (("p50", 0.5), ("p99", 0.99))
+            },
         }
 
     return {
@@ -1200,9 +1199,7 @@ def preflight_cli(
     try:
         environ = {**read_env_file(a.env_file), **os.environ}
         cfg, sec = load_config(vars(a), environ, base)
-        unlocked = unlock_keystore(environ)
-        if unlocked:
-            sec = dataclasses.replace(sec, private_key=unlocked)
+        sec = unlock_keystore(sec, environ)
     except ConfigError as e:
         print(f"FAIL config       {e}")
         return 2
@@ -1240,8 +1237,11 @@ def keystore_cli(argv: list[str]) -> int:
         print(f"keystore: no {ENV_PRIVATE_KEY} in {a.env_file}", file=sys.stderr)
         return 2
     if a.passphrase_file:
-        with open(a.passphrase_file, encoding="utf-8") as fh:
-            passphrase = fh.read().rstrip("\r\n")
+        try:
+            passphrase = read_passphrase(a.passphrase_file, "--passphrase-file")
+        except ConfigError as e:
+            print(f"keystore: {e}", file=sys.stderr)
+            return 2
     else:
         passphrase = getpass.getpass("new passphrase: ")
         if passphrase != getpass.getpass("again: "):

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import statistics
 import sys
@@ -49,6 +48,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import spike_bot as sb
 from bench_soak import SIZE_BUCKETS, run_day
+from spike_tools import mean_interval
 
 # The seed's defaults (before issue 14), pinned so the baseline does not move with them.
 SEED_DEFAULTS: dict[str, Any] = {
@@ -129,24 +129,12 @@ DEFAULT_STRATEGIES = "spike,spike_seed,mid_quoter,sdk_model"
 SEED_SETS = {"tuning": 1001, "heldout": 2001, "confirm": 3001}
 
 
-def t975(df: int) -> float:
-    """Student t 97.5% quantile (Cornish-Fisher expansion; within 0.5% for df >= 3)."""
-    z = 1.959964
-    if df <= 0:
-        return float("nan")
-    if df <= 2:
-        return (12.706, 4.303)[df - 1]
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
 def mean_ci(xs: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% interval."""
+    """Mean and the half-width of its 95% interval (spike_tools.mean_interval, the report's)."""
     if not xs:
         return float("nan"), float("nan")
-    m = statistics.fmean(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    return m, t975(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
+    m, _, hi = mean_interval(xs)
+    return m, (hi - m) if len(xs) >= 2 else float("nan")
 
 
 def one_run(job: tuple[str, str, int, float, dict[str, Any]]) -> dict[str, Any]:

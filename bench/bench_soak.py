@@ -31,6 +31,7 @@ from eth_account import Account
 
 import spike_bot as sb
 import turbine_sim as ts
+from spike_tools import pct
 from harness import SIM_START, creds_for
 
 
@@ -213,10 +214,6 @@ def print_rows(rows: list[dict[str, Any]], keys: list[str], width: int = 20) -> 
     print(f"{'figure':30}" + "".join(f"{r['label']:>{width}}" for r in rows))
     for k in keys:
         print(f"{k:30}" + "".join(f"{r[k]!s:>{width}}" for r in rows))
-
-
-def pct(xs: list[float], q: float) -> float | None:
-    return round(sorted(xs)[min(len(xs) - 1, int(len(xs) * q))], 3) if xs else None
 
 
 def run_day(
