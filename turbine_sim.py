@@ -39,6 +39,7 @@ import logging
 import math
 import random
 import secrets
+import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -205,6 +206,60 @@ class SimConfig:
     # price path. A key: every Hermes request must carry `Authorization: Bearer <key>`, as
     # Hermes requires since Pyth's 2026 Core upgrade; None: open, like a self-hosted Hermes.
     hermes_api_key: str | None = None
+    # -- deep: a market as deep as Polymarket's BTC 15-minute up/down markets, the venue whose
+    #    design Turbine's quick markets copy (CLOB, binary, the same maker-rebate formula; spec
+    #    1.4). The price model is the realistic one (oracle lag, clustering, jumps, informed
+    #    flow on the fast price) at deep_vol; the participants are many makers at and near the
+    #    touch, heavy retail flow and fast-price arbitrageurs. Targets, read from recorded books
+    #    of 102 such markets (one-second polls of the top five levels, Dec 2025 - Jan 2026:
+    #    Borisz42/PolymarketAnalyst data/market_data_*.csv) and a summary of 8,633 of them
+    #    (Jan-Mar 2026: 21tstrow/polymarket-btc-manipulation-research, 02_exports/
+    #    btc15m_updown_jan1_mar31/btc15m_collection_summary.csv); figures only, neither has a
+    #    licence: quoted spread 0.01 in 76% of seconds (median 0.01, p90 0.02), mean 0.023 in
+    #    the last 60 s (p90 0.05); top five levels a side ~2,600 shares (p10 915, p90 6,420),
+    #    ~1,200-1,400 in the last 60 s; ~3,350 trades a market (over 220 a minute), volume
+    #    median ~$168k; the top of book changing >= 32 times a minute; the mid moving 0.0078 a
+    #    second (mean absolute) in the first 5 minutes, 0.0174 in the last 60 s; both sides
+    #    quoted 99.95% of seconds before T-600, 98.6% T-600..300, 77.6% T-300..60, 33%
+    #    T-60..10, 17% in the last 10 s. test_sim_deep.py samples the preset against them;
+    #    `turbine_sim.py facts` prints them for every preset.
+    #    BTC's one-second log-return sd was 0.35-0.66 bp in mid-2026 (20-37% annualised): 0.30.
+    deep_vol: float = 0.30
+    # makers: (half-spread, shares a level, levels a side one tick apart, refresh s (jittered
+    # +-30%), the annualised vol of its view, leaves at T-minus s, reads the fast venues' price
+    # (1) or the oracle's (0)). Three at the touch (one watching the fast venues, as the real
+    # venue's fastest makers watch the exchanges), three a tick or two behind, two deep; they
+    # keep an order whose price still stands (its queue place), post only, and widen into
+    # expiry by deep_risk_k x the binary's likely move over their refresh (the gamma a maker
+    # carries near the strike).
+    deep_makers: tuple[tuple[float, float, int, float, float, float, int], ...] = (
+        (0.005, 100.0, 5, 1.0, 0.30, 2.0, 1),
+        (0.005, 130.0, 5, 1.0, 0.30, 5.0, 0),
+        (0.005, 80.0, 4, 1.5, 0.30, 10.0, 0),
+        (0.010, 130.0, 4, 2.0, 0.30, 10.0, 0),
+        (0.012, 100.0, 4, 2.5, 0.38, 15.0, 0),
+        (0.015, 170.0, 3, 3.0, 0.32, 20.0, 0),
+        (0.030, 450.0, 3, 5.0, 0.35, 30.0, 0),
+        (0.045, 600.0, 2, 8.0, 0.40, 45.0, 0),
+    )
+    deep_risk_k: float = 0.15
+    # the book thins into expiry: sizes x (deep_end_size + (1 - it) x min(1, T / 300 s))
+    deep_end_size: float = 0.5
+    # retail flow: Hawkes arrivals as the realistic preset's at this base rate, Pareto sizes
+    # (median ~23 shares; one active wallet's median was 12.7, p90 28, p99 168), marketable
+    # limits up to deep_noise_max_ticks past the touch
+    deep_noise_rate_per_min: float = 35.0
+    deep_noise_min_size: float = 20.0
+    deep_noise_tail: float = 1.3
+    deep_noise_max_size: float = 2_000.0
+    deep_noise_max_ticks: int = 3
+    # fast-price arbitrageurs: every step (and at once after a jump) take any quote mispriced
+    # by more than deep_arb_edge against the fast price's probability, up to this many shares
+    deep_arb_edge: float = 0.006
+    deep_arb_max_size: float = 150.0
+
+
+PRESETS = ("classic", "realistic", "deep")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,6 +691,15 @@ def binary_probability(price: float, strike: float, tau: float, sigma_s: float) 
     return 0.5 * (1.0 + math.erf(d / math.sqrt(2.0)))
 
 
+def binary_step(p: float, tau: float, h: float) -> float:
+    """The binary's likely move (one sd) over the next h seconds, near p with tau left:
+    phi(d) x sqrt(h / tau), whatever the vol (d is where p sits on the normal)."""
+    if tau <= 0 or not 0.0 < p < 1.0:
+        return 0.0
+    d = statistics.NormalDist().inv_cdf(min(max(p, 1e-9), 1 - 1e-9))
+    return math.exp(-0.5 * d * d) / math.sqrt(2 * math.pi) * math.sqrt(min(1.0, h / tau))
+
+
 class RealisticModel:
     """The realistic preset's price (SimConfig's realistic settings say what each part is
     calibrated to): per asset a fast price whose 1 s log returns are
@@ -646,7 +710,8 @@ class RealisticModel:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed * 104_729 + 17)
-        self.base = cfg.real_vol / math.sqrt(SECONDS_PER_YEAR)
+        vol = cfg.deep_vol if cfg.preset == "deep" else cfg.real_vol
+        self.base = vol / math.sqrt(SECONDS_PER_YEAR)
         self.kappa = [math.log(2) / hl for hl in cfg.vol_half_life_s]
         self.h: dict[str, list[float]] = {}
         self.fast: dict[str, float] = {}
@@ -834,6 +899,10 @@ class Exchange:
         self.trades: dict[str, collections.deque[dict[str, Any]]] = collections.defaultdict(
             lambda: collections.deque(maxlen=1000)
         )
+        # the API's recent trades are the last 1,000 a market (a deep market trades thousands):
+        # API clients' trades are also kept whole, for the benches' ledger arithmetic
+        self.api_trades: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        self.trade_count: collections.Counter[str] = collections.Counter()
         self.user_trades: dict[str, int] = collections.defaultdict(int)
         self.user_volume: dict[str, int] = collections.defaultdict(int)
         self.api_keys: dict[str, tuple[str, VerifyKey]] = {}  # kid -> (address, key)
@@ -845,9 +914,9 @@ class Exchange:
             a: collections.deque(maxlen=200_000) for a in cfg.assets
         }
         self.sigma_s = cfg.annual_vol / math.sqrt(SECONDS_PER_YEAR)
-        if cfg.preset not in ("classic", "realistic"):
-            raise ValueError(f"unknown preset {cfg.preset!r} (classic, realistic)")
-        self.model = RealisticModel(cfg) if cfg.preset == "realistic" else None
+        if cfg.preset not in PRESETS:
+            raise ValueError(f"unknown preset {cfg.preset!r} ({', '.join(PRESETS)})")
+        self.model = RealisticModel(cfg) if cfg.preset != "classic" else None
         # the fast venues' price (informed traders watch it) and the model's instantaneous
         # vol per sqrt(s), each grid step; classic: the published price and sigma_s
         self.fast: dict[str, float] = dict(self.prices)
@@ -1303,6 +1372,9 @@ class Exchange:
             "tradeHash": "0x" + keccak(f"trade:{n}".encode()).hex(),
         }
         self.trades[mid].append(tr)
+        self.trade_count[mid] += 1
+        if not (buyer.internal and seller.internal):
+            self.api_trades[mid].append(tr)  # every trade of an API client, kept whole
         self.events.append({"type": "trade", "marketId": mid, "data": tr})
         p = PendingTrade(
             tr,
@@ -1599,7 +1671,18 @@ class Participants:
         self.maker_orders: dict[Any, list[SimOrder]] = collections.defaultdict(list)
         self.next_refresh: dict[Any, float] = {}
         self.excite: dict[str, float] = {}  # realistic noise: self-excitation per market
-        if ex.model is not None:  # the realistic preset's own addresses and random stream
+        self.deep = ex.cfg.preset == "deep"
+        if self.deep:  # the deep preset's own addresses and random stream
+            self.rng = random.Random(ex.cfg.seed * 7919 + 3)
+            self.makers = [
+                "0x" + keccak(f"participant:deep{i}".encode()).hex()[-40:]
+                for i in range(len(ex.cfg.deep_makers))
+            ]
+            for a in self.makers:
+                ex.ledger.ensure(a, 10**15)
+                ex.ledger.allowance[a] = MAX_UINT
+                ex.ctf_approved.add(a)
+        elif ex.model is not None:  # the realistic preset's own addresses and random stream
             self.rng = random.Random(ex.cfg.seed * 7919 + 2)
             self.makers = [
                 "0x" + keccak(f"participant:maker{i}".encode()).hex()[-40:]
@@ -1612,6 +1695,9 @@ class Participants:
 
     def step(self, t: float, dt: float) -> None:
         ex = self.ex
+        if self.deep:
+            self._step_deep(t, dt)
+            return
         if ex.model is not None:
             self._step_realistic(t, dt)
             return
@@ -1749,6 +1835,129 @@ class Participants:
             self.ex.place_internal(
                 self.informed, m.market_id, BUY, YES, int((fair - edge) * PRICE_SCALE), size, True
             )
+            self.ex.counters["informed_orders"] += 1
+        elif book.bids and book.bids[0].price > (fair + edge) * PRICE_SCALE:
+            px = int((fair + edge) * PRICE_SCALE) + 1
+            self.ex.place_internal(self.informed, m.market_id, SELL, YES, px, size, True)
+            self.ex.counters["informed_orders"] += 1
+
+    # -- the deep preset ----------------------------------------------------------------------
+    def _step_deep(self, t: float, dt: float) -> None:
+        """Takers first, then the makers re-quote: within a grid second the makers who refresh
+        every second refill the touch the flow took, as the real ones do within milliseconds."""
+        ex, cfg = self.ex, self.cfg
+        model = ex.model
+        assert model is not None
+        for mid in list(ex.current.values()):
+            m = ex.markets[mid]
+            if m.closed or t >= m.end - 1:
+                continue
+            pub, tau = ex.prices[m.asset], m.end - t
+            excite = self.excite.get(mid, 0.0) * math.exp(
+                -math.log(2) * dt / cfg.noise_excite_half_life_s
+            )
+            rate = cfg.deep_noise_rate_per_min * (1 + excite)  # Hawkes, as the realistic preset
+            life = cfg.noise_excite_half_life_s / math.log(2)
+            for _ in range(self._poisson(rate * dt / 60)):
+                self._noise_deep(m)
+                excite += cfg.noise_branching / (cfg.deep_noise_rate_per_min / 60 * life)
+            self.excite[mid] = excite
+            fair = binary_probability(
+                ex.fast[m.asset], m.strike, tau - cfg.oracle_lag_s, model.estimated_sigma(m.asset)
+            )
+            self._arb(m, fair)
+            thin = cfg.deep_end_size + (1 - cfg.deep_end_size) * min(1.0, tau / 300)
+            for i, (half, size, levels, refresh, vol, leave, fast) in enumerate(cfg.deep_makers):
+                key = (mid, i)
+                if t < self.next_refresh.get(key, 0.0):
+                    continue
+                self.next_refresh[key] = t + refresh * (0.7 + 0.6 * self.rng.random())
+                if tau <= leave:
+                    self._requote(m, key, self.makers[i], {})
+                    continue
+                sig = vol / math.sqrt(SECONDS_PER_YEAR)
+                view = binary_probability(ex.fast[m.asset] if fast else pub, m.strike, tau, sig)
+                h = half + cfg.deep_risk_k * binary_step(view, tau, refresh)
+                want = self._deep_ladder(view, h, size * thin, levels)
+                self._requote(m, key, self.makers[i], want, take=half <= 0.005)
+
+    def _deep_ladder(
+        self, view: float, half: float, size: float, levels: int
+    ) -> dict[tuple[int, int], int]:
+        """(side, price) -> shares: `levels` a side one tick apart from view -+ half, outward.
+        Nobody sells a near-certain winner at the cap or buys the loser at the floor: no ask at
+        0.99, no bid at 0.01 (the real books go one-sided as a market decides)."""
+        tick = PRICE_SCALE // 100
+        # the nearest tick to view -+ half, never through the view: half 0.005 is one tick wide
+        bid0 = min(math.floor((view - half) * 100 + 0.5), math.floor(view * 100)) * tick
+        ask0 = max(math.ceil((view + half) * 100 - 0.5), math.ceil(view * 100)) * tick
+        if ask0 <= bid0:
+            ask0 = bid0 + tick
+        out: dict[tuple[int, int], int] = {}
+        for j in range(levels):
+            sz = self._shares(size * (0.6 + 0.8 * self.rng.random()))
+            if bid0 - j * tick > tick:
+                out[(BUY, bid0 - j * tick)] = sz
+            if ask0 + j * tick < PRICE_SCALE - tick:
+                out[(SELL, ask0 + j * tick)] = sz
+        return out
+
+    def _requote(
+        self, m: Market, key: Any, who: str, want: dict[tuple[int, int], int], take: bool = False
+    ) -> None:
+        """Diff a maker's resting orders against the ladder it wants: an order whose price still
+        stands keeps its queue place; new ones are post-only (never cross another's quote),
+        except a touch maker's (`take`), which takes the stale quotes its price reaches first."""
+        ex = self.ex
+        keep: list[SimOrder] = []
+        for o in self.maker_orders.pop(key, []):
+            if o.status != "open":
+                continue
+            if want.pop((o.side, o.price), None) is not None:
+                keep.append(o)
+            else:
+                ex._cancel(o)
+        book = ex.books[(m.market_id, YES)]
+        for (side, px), sz in sorted(want.items()):
+            opp = book.asks if side == BUY else book.bids
+            if not take and opp and (px >= opp[0].price if side == BUY else px <= opp[0].price):
+                continue
+            keep.append(ex.place_internal(who, m.market_id, side, YES, px, sz, False))
+        self.maker_orders[key] = keep
+
+    def _poisson(self, lam: float) -> int:
+        n, p, limit = 0, self.rng.random(), math.exp(-lam)
+        while p > limit:
+            n += 1
+            p *= self.rng.random()
+        return n
+
+    def _noise_deep(self, m: Market) -> None:
+        """A retail order: Pareto size, marketable up to deep_noise_max_ticks past the touch."""
+        cfg = self.cfg
+        book = self.ex.books[(m.market_id, YES)]
+        side = BUY if self.rng.random() < 0.5 else SELL
+        opp = book.asks if side == BUY else book.bids
+        if not opp:
+            return
+        u = 1.0 - self.rng.random()
+        shares = min(
+            cfg.deep_noise_max_size, cfg.deep_noise_min_size * u ** (-1 / cfg.deep_noise_tail)
+        )
+        ticks = self.rng.randint(0, cfg.deep_noise_max_ticks) * (PRICE_SCALE // 100)
+        limit = opp[0].price + ticks if side == BUY else opp[0].price - ticks
+        self.ex.place_internal(
+            self.noise, m.market_id, side, YES, limit, self._shares(shares), True
+        )
+        self.ex.counters["noise_orders"] += 1
+
+    def _arb(self, m: Market, fair: float) -> None:
+        """Take quotes mispriced by more than deep_arb_edge against the fast price's fair."""
+        book = self.ex.books[(m.market_id, YES)]
+        edge, size = self.cfg.deep_arb_edge, self._shares(self.cfg.deep_arb_max_size)
+        if book.asks and book.asks[0].price < (fair - edge) * PRICE_SCALE:
+            px = int((fair - edge) * PRICE_SCALE)
+            self.ex.place_internal(self.informed, m.market_id, BUY, YES, px, size, True)
             self.ex.counters["informed_orders"] += 1
         elif book.bids and book.bids[0].price > (fair + edge) * PRICE_SCALE:
             px = int((fair + edge) * PRICE_SCALE) + 1
@@ -2858,6 +3067,150 @@ class Sim:
             self._thread.join(timeout=5)
 
 
+# ---------------------------------------------------------------------------------------------
+# Facts: a preset's book sampled as the real venue's was (the deep preset's figures)
+# ---------------------------------------------------------------------------------------------
+def book_facts(preset: str, seed: int, hours: float, **kw: Any) -> dict[str, Any]:
+    """Run a preset with its participants and no client for `hours`, sample the current BTC:15
+    market's YES book every simulated second (top five levels, as the real venue's recordings
+    were polled) and return raw samples for `summarize_facts`."""
+    cfg = SimConfig(manual_clock=True, start_time=1_767_225_600 + 1, seed=seed, preset=preset, **kw)
+    ex = Exchange(cfg, Clock(cfg.start_time or 0.0, 1.0, manual=True))
+    parts = Participants(ex)
+    rows: list[tuple[float, float, float | None, float | None, float, float, tuple]] = []
+    t = cfg.start_time or 0.0
+    for _ in range(int(hours * 3600)):
+        t += 1.0
+        ex.step_to(t, parts)
+        m = ex.markets[ex.current[("BTC", 15)]]
+        bids, asks = ex.books[(m.market_id, YES)].levels(5)
+        bb = bids[0]["price"] / PRICE_SCALE if bids else None
+        ba = asks[0]["price"] / PRICE_SCALE if asks else None
+        top = (
+            bids[:1] and (bids[0]["price"], bids[0]["size"]),
+            asks[:1] and (asks[0]["price"], asks[0]["size"]),
+        )
+        rows.append(
+            (
+                m.end - ex.t,
+                m.start,
+                bb,
+                ba,
+                sum(x["size"] for x in bids) / 1e6,
+                sum(x["size"] for x in asks) / 1e6,
+                top,
+            )
+        )
+    done = [mk for mk in ex.markets.values() if mk.closed and mk.end - mk.start >= 899]
+    trades = [ex.trade_count[mk.market_id] for mk in done]
+    volume = [mk.volume / 1e6 for mk in done]
+    hist = [p for _, p in ex.price_hist["BTC"]]
+    rets = [math.log(hist[i] / hist[i - 1]) for i in range(1, len(hist))]
+    return {"rows": rows, "trades": trades, "volume_shares": volume, "rets": rets}
+
+
+def summarize_facts(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The real venue's figures (SimConfig's deep settings cite them) from book_facts samples."""
+
+    def q(xs: list[float], p: float) -> float | None:
+        xs = sorted(xs)
+        return round(xs[min(len(xs) - 1, int(p * len(xs)))], 4) if xs else None
+
+    spreads, last_spreads, depth, last_depth, moves_early, moves_last = [], [], [], [], [], []
+    buckets = {">600": [0, 0], "300-600": [0, 0], "60-300": [0, 0], "10-60": [0, 0], "<10": [0, 0]}
+    changes = seconds = 0
+    trades: list[int] = []
+    volume: list[float] = []
+    rets: list[float] = []
+    for smp in samples:
+        trades += smp["trades"]
+        volume += smp["volume_shares"]
+        rets += smp["rets"]
+        prev = None
+        for left, start, bb, ba, dbid, dask, top in smp["rows"]:
+            key = (
+                ">600"
+                if left > 600
+                else "300-600"
+                if left > 300
+                else "60-300"
+                if left > 60
+                else "10-60"
+                if left > 10
+                else "<10"
+            )
+            both = bb is not None and ba is not None
+            buckets[key][0] += both
+            buckets[key][1] += 1
+            if both:
+                spreads.append(ba - bb)
+                if left <= 60:
+                    last_spreads.append(ba - bb)
+            depth += [dbid, dask]
+            if left <= 60:
+                last_depth += [dbid, dask]
+            if prev is not None and prev[0] == start:
+                seconds += 1
+                changes += top != prev[1]
+                if both and prev[2] is not None:
+                    mv = abs((bb + ba) / 2 - prev[2])
+                    if left > 600:
+                        moves_early.append(mv)
+                    elif left <= 60:
+                        moves_last.append(mv)
+            prev = (start, top, (bb + ba) / 2 if both else None)
+    sd = statistics.pstdev(rets) if len(rets) > 1 else 0.0
+    return {
+        "spread_median": q(spreads, 0.5),
+        "spread_p90": q(spreads, 0.9),
+        "spread_one_tick_share": round(
+            sum(1 for x in spreads if x < 0.0101) / max(1, len(spreads)), 3
+        ),
+        "spread_last60_mean": round(statistics.fmean(last_spreads), 4) if last_spreads else None,
+        "spread_last60_p90": q(last_spreads, 0.9),
+        "both_sides_quoted": {k: round(a / b, 3) if b else None for k, (a, b) in buckets.items()},
+        "top5_depth_median": q(depth, 0.5),
+        "top5_depth_p10": q(depth, 0.1),
+        "top5_depth_p90": q(depth, 0.9),
+        "top5_depth_last60_median": q(last_depth, 0.5),
+        "trades_per_market": round(statistics.fmean(trades), 1) if trades else None,
+        "volume_usd_per_market_approx": round(statistics.fmean(volume) * 0.5, 0)
+        if volume
+        else None,
+        "top_changes_per_min": round(60 * changes / max(1, seconds), 1),
+        "mid_move_first5min": round(statistics.fmean(moves_early), 4) if moves_early else None,
+        "mid_move_last60s": round(statistics.fmean(moves_last), 4) if moves_last else None,
+        "btc_1s_return_sd_bp": round(sd * 1e4, 3),
+    }
+
+
+# the real venue's figures (SimConfig's deep settings cite their sources), for the comparison
+REAL_VENUE_FACTS: dict[str, Any] = {
+    "spread_median": 0.01,
+    "spread_p90": 0.02,
+    "spread_one_tick_share": 0.76,
+    "spread_last60_mean": 0.023,
+    "spread_last60_p90": 0.05,
+    "both_sides_quoted": {
+        ">600": 0.9995,
+        "300-600": 0.986,
+        "60-300": 0.776,
+        "10-60": 0.33,
+        "<10": 0.17,
+    },
+    "top5_depth_median": 2600,
+    "top5_depth_p10": 915,
+    "top5_depth_p90": 6420,
+    "top5_depth_last60_median": 1300,
+    "trades_per_market": 3350,
+    "volume_usd_per_market_approx": 168_000,
+    "top_changes_per_min": 32,
+    "mid_move_first5min": 0.0078,
+    "mid_move_last60s": 0.0174,
+    "btc_1s_return_sd_bp": "0.35-0.66",
+}
+
+
 def start_sim(cfg: SimConfig | None = None, **overrides: Any) -> Sim:
     cfg = cfg or SimConfig()
     for k, v in overrides.items():
@@ -2898,11 +3251,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-participants", action="store_true")
     ap.add_argument(
         "--preset",
-        choices=("classic", "realistic"),
+        choices=PRESETS,
         default="classic",
-        help="market model: classic (GBM, participants on the true probability) or realistic "
-        "(BTC-like vol, jumps, a lagging oracle, informed takers on the fast price, competing "
-        "makers)",
+        help="market model: classic (thin: GBM, participants on the true probability), "
+        "realistic (thin: BTC-like vol, jumps, a lagging oracle, informed takers on the fast "
+        "price, two competing makers) or deep (Polymarket-like depth: one-tick spread, "
+        "thousands of shares, thousands of trades a market, fast-price arbitrageurs)",
     )
     ap.add_argument("--maker-rebate", action="store_true", help="spec 1.4 maker rebates")
     ap.add_argument(
