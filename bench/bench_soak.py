@@ -50,16 +50,16 @@ def markouts(ex: ts.Exchange, addr: str) -> tuple[float, float]:
     truth = truth_fn(ex)
     tot = {30: 0.0, 60: 0.0}
     shares = 0.0
-    for mid, trades in ex.trades.items():
+    for mid, trades in ex.api_trades.items():
         m = ex.markets[mid]
         for tr in trades:
-            if addr not in (tr["buyer"], tr["seller"]):
-                continue
+            if (addr == tr["buyer"]) == (addr == tr["seller"]):
+                continue  # not ours, or a trade with itself (no change)
             sign = 1 if tr["buyer"] == addr else -1
             q = tr["size"] / 1e6
             shares += q
             for h in (30, 60):
-                tot[h] += sign * (truth(m, tr["timestamp"] + h) - tr["price"] / 1e6) * q
+                tot[h] += sign * (worth(truth, m, tr, h) - tr["price"] / 1e6) * q
     if not shares:
         return 0.0, 0.0
     return round(tot[30] / shares, 5), round(tot[60] / shares, 5)
@@ -83,6 +83,12 @@ def truth_fn(ex: ts.Exchange) -> Any:
     return truth
 
 
+def worth(truth: Any, m: ts.Market, tr: dict[str, Any], h: float) -> float:
+    """What a share of the trade's outcome was worth h seconds after it (1 - P(YES) for NO)."""
+    p = truth(m, tr["timestamp"] + h)
+    return p if tr["outcome"] == ts.YES else 1.0 - p
+
+
 SIZE_BUCKETS = ((0.0, 5.0), (5.0, 20.0), (20.0, float("inf")))  # shares per order
 
 
@@ -97,20 +103,21 @@ def market_stats(ex: ts.Exchange, addr: str) -> list[dict[str, Any]]:
     for mid, m in sorted(ex.markets.items(), key=lambda kv: kv[1].start):
         if not m.resolved:
             continue
-        cash = net = notional = shares = 0.0
+        cash = notional = shares = 0.0
+        held = {ts.YES: 0.0, ts.NO: 0.0}  # net shares of each outcome
         mk = {30: 0.0, 60: 0.0}
-        for tr in ex.trades[mid]:
-            if addr not in (tr["buyer"], tr["seller"]):
-                continue
+        for tr in ex.api_trades[mid]:
+            if (addr == tr["buyer"]) == (addr == tr["seller"]):
+                continue  # not ours, or a trade with itself (no change)
             sign = 1 if tr["buyer"] == addr else -1
             q, px = tr["size"] / 1e6, tr["price"] / 1e6
             cash -= sign * q * px
-            net += sign * q
+            held[tr["outcome"]] += sign * q
             notional += q * px
             shares += q
             for h in (30, 60):
-                mk[h] += sign * (truth(m, tr["timestamp"] + h) - px) * q
-        yes = m.outcome == ts.YES
+                mk[h] += sign * (worth(truth, m, tr, h) - px) * q
+        net = held[ts.YES] - held[ts.NO]  # YES-equivalent: what the outcome swings
         placed = [0.0] * len(SIZE_BUCKETS)
         filled = [0.0] * len(SIZE_BUCKETS)
         for o in ex.orders.values():
@@ -124,7 +131,7 @@ def market_stats(ex: ts.Exchange, addr: str) -> list[dict[str, Any]]:
             {
                 "market": mid,
                 "start": m.start,
-                "pnl": cash + (net if yes else 0.0),
+                "pnl": cash + held[m.outcome],
                 "rebate": ex.rebates_by_market.get((addr, mid), 0) / 1e6,
                 "notional": notional,
                 "shares": shares,
