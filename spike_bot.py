@@ -136,6 +136,32 @@ class Config:
         0,
         0.5,
     )
+    # deep books (issue 23): where others rest thousands of shares a tick from fair, a quote a
+    # risk spread wide rests behind them all and trades nothing; there the bot competes at the
+    # touch, as far from fair as deep_edge allows, and follows it tightly. Detected from the
+    # book itself, each step: no operator's guess of the venue's depth.
+    deep_depth: float = _f(
+        1000.0,
+        "a book whose others' top five levels hold this many shares on each side is deep: "
+        "quote at the touch (0: never)",
+        0,
+        1e9,
+    )
+    deep_edge: float = _f(
+        0.004, "deep book: the least distance of a quote from fair (after skew)", 0, 0.5
+    )
+    deep_improve: float = _f(
+        0.0001,
+        "deep book: price this far inside the others' best for queue priority (0: join them)",
+        0,
+        0.05,
+    )
+    deep_order_size: float = _f(20.0, "deep book: shares per quote", 0.000001, 1e6)
+    deep_requote_tolerance: float = _f(
+        0.002, "deep book: replace a quote off its price by this (the touch moves each second)",
+        0,
+        0.5,
+    )
     order_refresh_s: float = _f(60.0, "re-place resting orders this often (s)", 1, 3600)
     expiry_grace_s: float = _f(
         30.0, "order expiration = refresh + this (dead man's switch)", 1, 3600
@@ -2121,17 +2147,30 @@ def inventory_skew(inventory: float, cfg: Config) -> float:
     return -cfg.skew_factor * max(-1.0, min(1.0, inventory / cfg.max_position))
 
 
+def book_is_deep(book: Book, cfg: Config) -> bool:
+    """Whether `book` (others' orders only) holds deep_depth shares in its top five levels on
+    each side within a few ticks of each other: a market where quotes compete at the touch."""
+    if cfg.deep_depth <= 0 or not book.bids or not book.asks:
+        return False
+    if book.asks[0][0] - book.bids[0][0] > 0.03 * PRICE_SCALE:
+        return False
+    depth = min(sum(sz for _, sz in book.bids[:5]), sum(sz for _, sz in book.asks[:5]))
+    return depth >= cfg.deep_depth * SIZE_SCALE
+
+
 def quotes(
     fair: float, inventory: float, book: Book, seconds_left: float, cfg: Config
 ) -> list[Quote]:
     """Desired YES quotes. `inventory` is net YES-equivalent shares (YES minus NO): a SELL of
-    YES not held is collateralised by a split and leaves NO shares, which count negative."""
+    YES not held is collateralised by a split and leaves NO shares, which count negative.
+    `book` is the others' orders (ours taken out): a deep one is met at its touch."""
     if seconds_left <= cfg.tminus_pull_s or not 0.0 < fair < 1.0:
         return []
-    half = cfg.base_spread / 2
-    if cfg.risk_spread > 0:  # the binary's risk: fastest near the strike and near expiry
+    deep = book_is_deep(book, cfg)
+    half = cfg.deep_edge if deep else cfg.base_spread / 2
+    if cfg.risk_spread > 0 and not deep:  # the binary's risk: fastest near strike and expiry
         half += cfg.risk_spread * binary_move(fair, seconds_left, cfg.risk_horizon_s)
-    size_sh = cfg.order_size
+    size_sh = cfg.deep_order_size if deep else cfg.order_size
     if seconds_left <= cfg.tminus_widen_s:
         half *= cfg.tminus_widen_mult
         size_sh *= cfg.tminus_size_mult
@@ -2155,9 +2194,13 @@ def quotes(
     out: list[Quote] = []
     eps = 1e-6  # float noise (0.5 - 0.3 = 0.19999...) must not cost a tick
     bid = math.floor(bid_p * PRICE_SCALE / tick + eps) * tick
+    ask = math.ceil(ask_p * PRICE_SCALE / tick - eps) * tick
+    if deep:  # never further inside than the others' best plus deep_improve: no edge given away
+        step = round(cfg.deep_improve * PRICE_SCALE)
+        bid = min(bid, (book.bids[0][0] + step) // tick * tick)
+        ask = max(ask, -((step - book.asks[0][0]) // tick) * tick)
     if book.best_ask is not None:
         bid = min(bid, (book.best_ask - 1) // tick * tick)
-    ask = math.ceil(ask_p * PRICE_SCALE / tick - eps) * tick
     if book.best_bid is not None:
         ask = max(ask, (book.best_bid // tick + 1) * tick)
     bid_units, ask_units = int(bid_sz * SIZE_SCALE), int(ask_sz * SIZE_SCALE)
@@ -5169,7 +5212,9 @@ class Bot:
         if m.pnl.position > 0 and not self.dry_run and not self.orders.may_sell_held(now):
             desired = [q for q in desired if q.side != SELL]  # the chain would refuse them
         self.risk.note_limits(s, blocked)
-        tol = round(self.cfg.requote_tolerance * PRICE_SCALE)
+        deep = book_is_deep(book, self.cfg)
+        tol = self.cfg.deep_requote_tolerance if deep else self.cfg.requote_tolerance
+        tol = round(tol * PRICE_SCALE)
         cancels, places = plan(desired, m.live.values(), tol, now, self.cfg.order_refresh_s)
         # cancel first: never more exposure on the book than the plan allows
         for o in cancels:

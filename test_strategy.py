@@ -628,3 +628,79 @@ def test_a_price_in_the_wrong_unit_is_no_price() -> None:
     assert sb.fair_value(book, strike, strike, 300, model_cfg) == pytest.approx(0.5)
     # blend without a usable price: the book alone, never a model read as 0 or 1
     assert sb.fair_value(book, strike * 1e8, strike, 300, cfg) == sb.micro_price(book)
+
+
+# -- deep books (issue 23) -------------------------------------------------------------------------
+def deep_book(bid: float, ask: float, size: float = 400) -> Book:
+    """Five levels a side one cent apart, `size` shares each: 2,000 a side."""
+    return book(
+        [(bid - i / 100, size) for i in range(5)], [(ask + i / 100, size) for i in range(5)]
+    )
+
+
+def test_a_deep_book_is_met_at_its_touch_one_price_tick_ahead() -> None:
+    c = sb.validate(Config())  # today's defaults: a thin-market spread, deep mode on
+    b = deep_book(0.52, 0.53)
+    assert sb.book_is_deep(b, c)
+    qs = sb.quotes(0.525, 0.0, b, 600, c)
+    bid, ask = side(qs, BUY), side(qs, SELL)
+    assert bid and ask
+    # fair 0.525 leaves 0.005 to each touch, more than deep_edge: step ahead of the queue
+    assert (bid.price, ask.price) == (520_100, 529_900)
+    assert bid.size == ask.size == round(c.deep_order_size * S)
+    # the same book in thin mode would rest a risk spread away
+    thin = sb.quotes(0.525, 0.0, b, 600, sb.validate(dataclasses.replace(c, deep_depth=0)))
+    assert side(thin, BUY).price < 0.50 * P and side(thin, SELL).price > 0.55 * P
+
+
+def test_a_deep_quote_never_comes_closer_to_fair_than_deep_edge() -> None:
+    c = sb.validate(Config())
+    b = deep_book(0.52, 0.53)
+    qs = sb.quotes(0.5215, 0.0, b, 600, c)  # the bid touch is only 0.0015 under fair
+    assert side(qs, BUY).price == 517_500  # fair - deep_edge, behind the touch
+    assert side(qs, SELL).price == 529_900
+    joined = sb.quotes(0.525, 0.0, b, 600, sb.validate(dataclasses.replace(c, deep_improve=0)))
+    assert (side(joined, BUY).price, side(joined, SELL).price) == (520_000, 530_000)
+
+
+def test_a_deep_book_with_inventory_sells_at_the_touch_and_backs_the_bid_off() -> None:
+    c = sb.validate(Config())
+    b = deep_book(0.52, 0.53)
+    qs = sb.quotes(0.525, 30.0, b, 600, c)  # long 30 of max_position 50: skew -0.09
+    assert side(qs, SELL).price == 529_900
+    assert side(qs, BUY).price <= round((0.525 - 0.09 - c.deep_edge) * P)
+
+
+def test_a_thin_or_wide_book_is_not_deep() -> None:
+    c = sb.validate(Config())
+    assert not sb.book_is_deep(deep_book(0.52, 0.53, size=100), c)  # 500 shares a side
+    assert not sb.book_is_deep(deep_book(0.40, 0.60), c)  # deep but 20 ticks wide
+    assert not sb.book_is_deep(book([(0.52, 3000)], []), c)  # one-sided
+    assert not sb.book_is_deep(deep_book(0.52, 0.53), sb.validate(Config(deep_depth=0)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fair=st.floats(0.02, 0.98),
+    inv=st.floats(-60, 60),
+    left=st.floats(0, 900),
+    bb=st.integers(60, 930),
+    width=st.integers(1, 3),
+)
+def test_deep_quote_invariants(fair: float, inv: float, left: float, bb: int, width: int) -> None:
+    """A deep book's quotes never cross or lock it, never sit closer to fair (after skew) than
+    deep_edge, and never step further inside the others' best than deep_improve."""
+    c = sb.validate(Config())
+    b = deep_book(bb / 1000, (bb + width * 10) / 1000)
+    qs = sb.quotes(fair, inv, b, left, c)
+    centre = fair + sb.inventory_skew(inv, c)
+    step = round(c.deep_improve * P)
+    for q in qs:
+        if q.side == BUY:
+            assert q.price < b.best_ask and q.price <= b.best_bid + step
+            assert q.price <= (centre - c.deep_edge) * P + 1
+        else:
+            assert q.price > b.best_bid and q.price >= b.best_ask - step
+            assert q.price >= (centre + c.deep_edge) * P - 1
+    if left <= c.tminus_pull_s:
+        assert qs == []

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -142,8 +143,8 @@ def run_live(
         "markets": len(per_market),
         "orders_left": left,
         "wall_s": round(time.perf_counter() - t0, 1),
-        "errors": 0,
-        "orders_left_after_rollover": 0,
+        "errors": int(bool(info.get("traceback")) or bool(info.get("died_early"))),
+        "orders_left_after_rollover": 0,  # not sampled on a live clock; orders_left at the end
         **info,
     }
 
@@ -171,11 +172,14 @@ def _run_official(
         time.sleep(0.2)
     crashed = proc.poll()
     if crashed is None:
-        proc.send_signal(2)  # SIGINT: Ctrl-C, its shutdown cancels its orders
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: its shutdown cancels its orders
         try:
-            proc.wait(30)
+            proc.wait(20)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # its stacks into its output, then kill
+            time.sleep(0.5)
             proc.kill()
+            proc.wait(10)
     out.close()
     text = (tmp / "official.out").read_text(errors="replace")
     return {

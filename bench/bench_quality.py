@@ -47,6 +47,7 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import spike_bot as sb
+from bench_live import SDK_HELP, run_live, sdk_source
 from bench_soak import SIZE_BUCKETS, run_day
 from spike_tools import mean_interval
 
@@ -122,6 +123,13 @@ STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
     "sdk_model": (SDK, sdk_quotes),
     # spike with the oracle's streamed price (issue 15); the others poll Turbine's price
     "spike_stream": ({"price_source": "pyth", "hermes_url": "<sim>"}, None),
+    # spike joining a deep touch instead of stepping a price tick ahead of it (issue 23)
+    "spike_join": ({"deep_improve": 0.0}, None),
+    "spike_e6": ({"deep_edge": 0.006}, None),  # tuning candidates (issue 23)
+    "spike_s10": ({"deep_order_size": 10.0}, None),
+    "spike_e2": ({"deep_edge": 0.002}, None),
+    "spike_live": ({}, None),  # on a live clock (LIVE, below)
+    "official": ({}, None),  # the official program itself (LIVE, below)
 }
 DEFAULT_STRATEGIES = "spike,spike_seed,mid_quoter,sdk_model"
 # tuning: settings chosen on these; heldout: reported (docs/figures.md); confirm: a set looked at
@@ -137,8 +145,20 @@ def mean_ci(xs: list[float]) -> tuple[float, float]:
     return m, (hi - m) if len(xs) >= 2 else float("nan")
 
 
-def one_run(job: tuple[str, str, int, float, dict[str, Any]]) -> dict[str, Any]:
-    name, preset, seed, hours, sim_kw = job
+# Run on a live clock (bench_live: `speed` simulated seconds a real second, each trader in its
+# own process, every request paying loopback latency scaled by the speed), not in lockstep:
+# "official" is the official SDK's own market maker program (examples/market_maker.py from a
+# snapshot: --sdk or TURBINE_SDK_SRC), "spike_live" spike_bot's defaults the same way, so that
+# the two are compared under the same clock and latency.
+LIVE = {"official", "spike_live"}
+
+
+def one_run(job: tuple[str, str, int, float, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    name, preset, seed, hours, sim_kw, live = job
+    if name in LIVE:
+        trader = "official" if name == "official" else "spike"
+        r = run_live(trader, preset, seed, hours, live["speed"], None, live["sdk"], sim_kw)
+        return {"strategy": name, "preset": preset, "seed": seed, **r}
     overrides, fn = STRATEGIES[name]
     r = run_day(hours, seed, overrides, name, {"preset": preset, **sim_kw}, fn)
     return {"strategy": name, "preset": preset, "seed": seed, **r}
@@ -220,6 +240,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--quick", action="store_true", help="2 seeds x 1 h, realistic only")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--speed", type=float, default=20.0, help="live-clock runs: sim s a real s")
+    ap.add_argument("--sdk", default=None, help="SDK snapshot for `official` ($TURBINE_SDK_SRC)")
     a = ap.parse_args()
     if a.quick:
         a.seeds, a.hours, a.presets = 2, 1.0, "realistic"
@@ -227,10 +249,16 @@ def main() -> int:
     for s in names:
         if s not in STRATEGIES:
             ap.error(f"unknown strategy {s!r} (have: {', '.join(STRATEGIES)})")
+    sdk = sdk_source(a.sdk)
+    if "official" in names and sdk is None:
+        print(f"skipping the `official` baseline: {SDK_HELP}")
+        names.remove("official")
     presets = [p for p in a.presets.split(",") if p]
     seeds = [SEED_SETS[a.seed_set] + i for i in range(a.seeds)]
     sim_kw = {"maker_rebate": True} if a.rebate else {}
-    jobs = [(n, p, s, a.hours, sim_kw) for p in presets for s in seeds for n in names]
+    live = {"speed": a.speed, "sdk": sdk}
+    jobs = [(n, p, s, a.hours, sim_kw, live) for p in presets for s in seeds for n in names]
+    jobs.sort(key=lambda j: j[0] not in LIVE)  # the long live runs first
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
         results = list(pool.map(one_run, jobs))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import importlib.util
 import os
 import pathlib
@@ -75,6 +76,7 @@ def main() -> int:
         return 2
     start, real0, speed = (float(x) for x in a.clock.split(","))
     sys.path.insert(0, str(sdk))  # the snapshot's turbine_client, not an installed one
+    faulthandler.register(signal.SIGUSR1)  # a stuck program's stacks, on request
     # SIGTERM as Ctrl-C: asyncio.run cancels the program's main task, its finally cancels orders
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     os.chdir(sdk / "examples")
