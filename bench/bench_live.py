@@ -208,6 +208,8 @@ def _run_spike(
         status_every_s=0,
         bot_name="spike_live",
     )
+    # the pacer counts real seconds: 8 a simulated second at any speed, as spike_bot --sim does
+    cfg.rate_limit_per_s *= sim.speed
     for k, v in overrides.items():
         setattr(cfg, k, sim.base_url if v == "<sim>" else v)
     sb.validate(cfg)
