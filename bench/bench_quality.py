@@ -7,14 +7,18 @@ drawdown, worst market, inventory held into resolution; per pair of strategies: 
 difference of PnL per market with its 95% interval. Figures come from the simulator's records
 (ledger arithmetic over our trades and the outcomes), not from the bot's own accounting.
 
-    python bench/bench_quality.py [--seeds 10] [--hours 2] [--presets realistic,classic]
+    python bench/bench_quality.py [--seeds 10] [--hours 2] [--presets realistic,classic,deep]
                                   [--set tuning|heldout] [--jobs 2] [--quick] [--json]
+                                  [--strategies spike_live,official,...] [--sdk PATH] [--speed 20]
 
 Seeds: the tuning set (1001, 1002, ...) is what strategy settings were chosen on; the held-out
 set (2001, 2002, ...) is what docs/figures.md reports. A worse result than a baseline is a finding,
 reported as is.
 
-Strategies (the engine, order manager and limits are spike_bot's for all of them):
+Presets: realistic and classic (thin markets) and deep (as deep as Polymarket's BTC 15-minute
+books; docs/simulator.md).
+
+Strategies (the engine, order manager and limits are spike_bot's for all but official):
   spike        spike_bot with today's defaults (chosen on the tuning seeds, 2026-11-26: a
                0.04 spread plus one likely 10 s move of the binary each side, 10 shares,
                inventory skew 0.15)
@@ -24,6 +28,15 @@ Strategies (the engine, order manager and limits are spike_bot's for all of them
   spike_stream spike_bot's defaults with price_source=pyth (the simulator's Hermes stream);
                every other strategy polls Turbine's price every 2 s (not in the default set:
                --strategies spike,spike_stream compares the two price sources)
+  official     the official SDK's own market maker program (examples/market_maker.py,
+               unmodified, from a snapshot: --sdk PATH or TURBINE_SDK_SRC; skipped, saying
+               how to get one, without), in its own process on a live-clock simulator at
+               --speed (20x), its clock and sleeps on the simulator's, its Pyth price from
+               the simulator's Hermes (bench_live.py, sdk_runner.py)
+  spike_live   spike_bot's defaults on the same live clock, for the comparison with official
+               under the same latency (a 3-8 ms loopback request is 60-160 ms of market time
+               at 20x, about a real round trip)
+  spike_join   spike with deep_improve 0: joins a deep book's touch instead of stepping ahead
   sdk_model    the official SDK market maker's documented algorithm (turbine-api.md 8.1),
                written here from its description: normal-CDF probability from the price,
                clamped to [0.20, 0.80]; a 0.012 spread, wider in the last 90 s; six levels a
@@ -234,7 +247,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--hours", type=float, default=2.0, help="simulated hours per seed")
-    ap.add_argument("--presets", default="realistic,classic")
+    ap.add_argument("--presets", default="realistic,classic,deep")
     ap.add_argument("--set", dest="seed_set", choices=sorted(SEED_SETS), default="heldout")
     ap.add_argument("--strategies", default=DEFAULT_STRATEGIES)
     ap.add_argument("--rebate", action="store_true", help="spec 1.4 maker rebates on")
@@ -300,6 +313,17 @@ def main() -> int:
         print("paired PnL per market (A - B, 95% interval over seeds):")
         for k, v in pairs.items():
             print(f"  {k:28} {v['diff']:+.3f} ±{v['ci95']:.3f}  (n={v['seeds']})")
+        if "sdk_model" in table and "official" in table:
+            # how far the re-implementation is from the program it stands for
+            sm, of = table["sdk_model"], table["official"]
+            d = paired(runs["sdk_model"], runs["official"], a.rebate)
+            out["presets"][p]["sdk_model_vs_official"] = d
+            print(
+                f"sdk_model against the real program: PnL per market {sm['pnl_per_market']:+.2f}"
+                f" vs {of['pnl_per_market']:+.2f} (paired {d['diff']:+.2f} ±{d['ci95']:.2f}),"
+                f" notional {sm['notional_per_market']:.0f} vs {of['notional_per_market']:.0f},"
+                f" worst market {sm['worst_market']:+.2f} vs {of['worst_market']:+.2f}"
+            )
     first = next((r for r in results if r["strategy"] == names[0]), results[0])
     spike = out["presets"][presets[0]]["strategies"].get("spike", {})
     mid = out["presets"][presets[0]]["strategies"].get("mid_quoter", {})
