@@ -43,3 +43,36 @@ def test_the_official_program_trades_on_the_simulator_and_cleans_up() -> None:
     assert "USDC approved" in out and "Placed" in out
     assert r["orders_left"] == 0  # its Ctrl-C path cancelled every order
     assert os.path.exists(r["output"])
+
+
+def test_the_ledger_arithmetic_counts_both_outcomes_and_ignores_self_trades() -> None:
+    """The official program trades NO as well as YES: its PnL per market is cash plus the
+    shares of the winning outcome, whatever the outcome of each trade."""
+    import turbine_sim as ts
+    from bench_soak import market_stats
+    from conftest import SIM_START
+
+    cfg = ts.SimConfig(
+        manual_clock=True, start_time=SIM_START + 1, participants=False, settle_delay_s=0
+    )
+    ex = ts.Exchange(cfg, ts.Clock(SIM_START + 1, 1.0, manual=True))
+    a, b = "0x" + "aa" * 20, "0x" + "bb" * 20
+    for who in (a, b):
+        ex.ledger.ensure(who, 10**12)
+        ex.ledger.allowance[who] = ts.MAX_UINT
+        ex.ctf_approved.add(who)
+    m = ex.markets[next(iter(ex.current.values()))]
+    sh = 10**6
+    ex.place_internal(b, m.market_id, ts.SELL, ts.NO, 400_000, 10 * sh, False)
+    ex.place_internal(a, m.market_id, ts.BUY, ts.NO, 400_000, 10 * sh, True)  # a: +10 NO, -4
+    ex.place_internal(b, m.market_id, ts.BUY, ts.YES, 700_000, 5 * sh, False)
+    ex.place_internal(a, m.market_id, ts.SELL, ts.YES, 700_000, 5 * sh, True)  # a: -5 YES, +3.5
+    ex.place_internal(a, m.market_id, ts.BUY, ts.YES, 600_000, 2 * sh, False)
+    ex.place_internal(a, m.market_id, ts.SELL, ts.YES, 600_000, 2 * sh, True)  # with itself
+    ex.step_to(m.end + cfg.resolve_delay_s + 2, None)
+    # place_internal's orders are the simulator's own: their trades are kept as an API client's
+    ex.api_trades.update({k: list(v) for k, v in ex.trades.items()})
+    (row,) = [r for r in market_stats(ex, a) if r["market"] == m.market_id]
+    want = -4.0 + 3.5 + (10.0 if m.outcome == ts.NO else -5.0)
+    assert row["pnl"] == pytest.approx(want)
+    assert row["notional"] == pytest.approx(7.5) and row["shares"] == pytest.approx(15)
