@@ -77,6 +77,9 @@ def main() -> int:
     start, real0, speed = (float(x) for x in a.clock.split(","))
     sys.path.insert(0, str(sdk))  # the snapshot's turbine_client, not an installed one
     faulthandler.register(signal.SIGUSR1)  # a stuck program's stacks, on request
+    # Ctrl-C as in a terminal: a background job of a non-interactive shell starts with SIGINT
+    # ignored, and asyncio.run then leaves it so (the program would never shut down)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # SIGTERM as Ctrl-C: asyncio.run cancels the program's main task, its finally cancels orders
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     os.chdir(sdk / "examples")
