@@ -157,6 +157,9 @@ class Config:
         0.05,
     )
     deep_order_size: float = _f(20.0, "deep book: shares per quote", 0.000001, 1e6)
+    deep_model_weight: float = _f(
+        0.7, "deep book, blend: weight of the model probability (rest: micro-price)", 0, 1
+    )
     deep_requote_tolerance: float = _f(
         0.002, "deep book: replace a quote off its price by this (the touch moves each second)",
         0,
@@ -2117,7 +2120,10 @@ def fair_value(
         return micro
     if micro is None:
         return model
-    return cfg.model_weight * model + (1 - cfg.model_weight) * micro
+    # a deep book aggregates many makers' views (some on faster prices than ours): it may
+    # deserve more weight there (deep_model_weight)
+    w = cfg.deep_model_weight if book_is_deep(book, cfg) else cfg.model_weight
+    return w * model + (1 - w) * micro
 
 
 def binary_move(fair: float, seconds_left: float, horizon_s: float) -> float:

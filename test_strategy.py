@@ -704,3 +704,15 @@ def test_deep_quote_invariants(fair: float, inv: float, left: float, bb: int, wi
             assert q.price >= (centre + c.deep_edge) * P - 1
     if left <= c.tminus_pull_s:
         assert qs == []
+
+
+def test_a_deep_book_weighs_the_book_more_in_the_blend() -> None:
+    """Thin book: 0.7 model + 0.3 micro-price; deep book: deep_model_weight (0.3) model."""
+    c = sb.validate(Config())
+    deep = deep_book(0.52, 0.53)  # equal sizes: micro-price = mid = 0.525
+    model = sb.model_probability(100.1, 100.0, 600, c.model_vol)
+    got = sb.fair_value(deep, 100.1, 100.0, 600, c)
+    assert got == pytest.approx(c.deep_model_weight * model + (1 - c.deep_model_weight) * 0.525)
+    thin = deep_book(0.52, 0.53, size=10)
+    got = sb.fair_value(thin, 100.1, 100.0, 600, c)
+    assert got == pytest.approx(c.model_weight * model + (1 - c.model_weight) * 0.525)

@@ -142,6 +142,8 @@ STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
     "spike_s10": ({"deep_order_size": 10.0}, None),
     "spike_e2": ({"deep_edge": 0.002}, None),
     "spike_s30": ({"deep_order_size": 30.0}, None),
+    "spike_dw3": ({"deep_model_weight": 0.3}, None),
+    "spike_dw0": ({"deep_model_weight": 0.0}, None),
     "spike_live": ({}, None),  # on a live clock (LIVE, below)
     "official": ({}, None),  # the official program itself (LIVE, below)
 }
