@@ -1664,34 +1664,31 @@ class Participants:
         self.noise = "0x" + keccak(b"participant:noise").hex()[-40:]
         self.informed = "0x" + keccak(b"participant:informed").hex()[-40:]
         self.maker = "0x" + keccak(b"participant:maker").hex()[-40:]
-        for a in (self.noise, self.informed, self.maker):
-            ex.ledger.ensure(a, 10**15)  # deep pockets, standing max allowance
-            ex.ledger.allowance[a] = MAX_UINT
-            ex.ctf_approved.add(a)
+        self._fund([self.noise, self.informed, self.maker])
         self.maker_orders: dict[Any, list[SimOrder]] = collections.defaultdict(list)
         self.next_refresh: dict[Any, float] = {}
         self.excite: dict[str, float] = {}  # realistic noise: self-excitation per market
         self.deep = ex.cfg.preset == "deep"
         if self.deep:  # the deep preset's own addresses and random stream
             self.rng = random.Random(ex.cfg.seed * 7919 + 3)
-            self.makers = [
-                "0x" + keccak(f"participant:deep{i}".encode()).hex()[-40:]
-                for i in range(len(ex.cfg.deep_makers))
-            ]
-            for a in self.makers:
-                ex.ledger.ensure(a, 10**15)
-                ex.ledger.allowance[a] = MAX_UINT
-                ex.ctf_approved.add(a)
+            self.makers = self._fund(
+                ["0x" + keccak(f"participant:deep{i}".encode()).hex()[-40:]
+                 for i in range(len(ex.cfg.deep_makers))]
+            )  # fmt: skip
         elif ex.model is not None:  # the realistic preset's own addresses and random stream
             self.rng = random.Random(ex.cfg.seed * 7919 + 2)
-            self.makers = [
-                "0x" + keccak(f"participant:maker{i}".encode()).hex()[-40:]
-                for i in range(len(ex.cfg.makers))
-            ]
-            for a in self.makers:
-                ex.ledger.ensure(a, 10**15)
-                ex.ledger.allowance[a] = MAX_UINT
-                ex.ctf_approved.add(a)
+            self.makers = self._fund(
+                ["0x" + keccak(f"participant:maker{i}".encode()).hex()[-40:]
+                 for i in range(len(ex.cfg.makers))]
+            )  # fmt: skip
+
+    def _fund(self, addrs: list[str]) -> list[str]:
+        """Deep pockets and standing approvals (max allowance, CTF operator) for `addrs`."""
+        for a in addrs:
+            self.ex.ledger.ensure(a, 10**15)
+            self.ex.ledger.allowance[a] = MAX_UINT
+            self.ex.ctf_approved.add(a)
+        return addrs
 
     def step(self, t: float, dt: float) -> None:
         ex = self.ex
@@ -1712,7 +1709,7 @@ class Participants:
             if self.rng.random() < self.cfg.noise_rate_per_min * dt / 60.0:
                 self._noise(m, p)
             if self.rng.random() < self.cfg.informed_rate_per_min * dt / 60.0:
-                self._informed(m, p)
+                self._informed_at(m, p)
 
     @staticmethod
     def _px(p: float) -> int:
@@ -1828,13 +1825,16 @@ class Participants:
 
     def _informed_at(self, m: Market, fair: float) -> None:
         """Take every quote mispriced by more than informed_edge against `fair`."""
+        self._take_mispriced(m, fair, self.cfg.informed_edge, self.cfg.informed_size)
+
+    def _take_mispriced(self, m: Market, fair: float, edge: float, shares: float) -> None:
+        """An informed taker: buy the asks below fair - edge, else sell the bids above fair +
+        edge, up to `shares`, as one immediate-or-cancel order."""
         book = self.ex.books[(m.market_id, YES)]
-        edge = self.cfg.informed_edge
-        size = self._shares(self.cfg.informed_size)
+        size = self._shares(shares)
         if book.asks and book.asks[0].price < (fair - edge) * PRICE_SCALE:
-            self.ex.place_internal(
-                self.informed, m.market_id, BUY, YES, int((fair - edge) * PRICE_SCALE), size, True
-            )
+            px = int((fair - edge) * PRICE_SCALE)
+            self.ex.place_internal(self.informed, m.market_id, BUY, YES, px, size, True)
             self.ex.counters["informed_orders"] += 1
         elif book.bids and book.bids[0].price > (fair + edge) * PRICE_SCALE:
             px = int((fair + edge) * PRICE_SCALE) + 1
@@ -1865,7 +1865,7 @@ class Participants:
             fair = binary_probability(
                 ex.fast[m.asset], m.strike, tau - cfg.oracle_lag_s, model.estimated_sigma(m.asset)
             )
-            self._arb(m, fair)
+            self._take_mispriced(m, fair, cfg.deep_arb_edge, cfg.deep_arb_max_size)
             thin = cfg.deep_end_size + (1 - cfg.deep_end_size) * min(1.0, tau / 300)
             for i, (half, size, levels, refresh, vol, leave, fast) in enumerate(cfg.deep_makers):
                 key = (mid, i)
@@ -1950,34 +1950,6 @@ class Participants:
             self.noise, m.market_id, side, YES, limit, self._shares(shares), True
         )
         self.ex.counters["noise_orders"] += 1
-
-    def _arb(self, m: Market, fair: float) -> None:
-        """Take quotes mispriced by more than deep_arb_edge against the fast price's fair."""
-        book = self.ex.books[(m.market_id, YES)]
-        edge, size = self.cfg.deep_arb_edge, self._shares(self.cfg.deep_arb_max_size)
-        if book.asks and book.asks[0].price < (fair - edge) * PRICE_SCALE:
-            px = int((fair - edge) * PRICE_SCALE)
-            self.ex.place_internal(self.informed, m.market_id, BUY, YES, px, size, True)
-            self.ex.counters["informed_orders"] += 1
-        elif book.bids and book.bids[0].price > (fair + edge) * PRICE_SCALE:
-            px = int((fair + edge) * PRICE_SCALE) + 1
-            self.ex.place_internal(self.informed, m.market_id, SELL, YES, px, size, True)
-            self.ex.counters["informed_orders"] += 1
-
-    def _informed(self, m: Market, p: float) -> None:
-        book = self.ex.books[(m.market_id, YES)]
-        edge = self.cfg.informed_edge
-        size = self._shares(self.cfg.informed_size)
-        if book.asks and book.asks[0].price < (p - edge) * PRICE_SCALE:
-            self.ex.place_internal(
-                self.informed, m.market_id, BUY, YES, int((p - edge) * PRICE_SCALE), size, True
-            )
-            self.ex.counters["informed_orders"] += 1
-        elif book.bids and book.bids[0].price > (p + edge) * PRICE_SCALE:
-            self.ex.place_internal(
-                self.informed, m.market_id, SELL, YES, int((p + edge) * PRICE_SCALE) + 1, size, True
-            )
-            self.ex.counters["informed_orders"] += 1
 
 
 # ---------------------------------------------------------------------------------------------
