@@ -65,6 +65,15 @@ def _translate(fn: Callable[[], Any]) -> Any:
         raise sb.ExchangeError("invalid", f"{type(e).__name__}: {e}"[:200]) from None
 
 
+def _refuse_redirect(response: Any) -> None:
+    """httpx response hook: a 3xx is a failing reply, raised as the SDK's own error class."""
+    from turbine_client.exceptions import TurbineApiError
+
+    if 300 <= response.status_code < 400:
+        msg = sb.redirect_message(response.status_code, response.headers)
+        raise TurbineApiError(message=msg, status_code=response.status_code)
+
+
 def sdk_book(ob: Any, now: float, endpoint: str = "orderbook") -> sb.Book:
     """The SDK's OrderBookSnapshot as spike_bot's Book, through spike_bot's checks."""
     return sb.parse_book(
@@ -99,6 +108,9 @@ class OfficialExchange:
             api_private_key=secret,
             timeout=cfg.http_timeout_s,
         )
+        # httpx follows no redirect, but the SDK then reads the 3xx body as a success: a
+        # redirect is refused here, before the SDK parses it (spike_bot.classify: invalid)
+        self.client._http._client.event_hooks["response"].append(_refuse_redirect)
         # spike_bot's adapter, for what the SDK lacks; it shares this adapter's policy and gate
         self.own = sb.spike_exchange(cfg, key, kid, secret, metrics)
         self.policy = self.own.policy

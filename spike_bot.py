@@ -1131,6 +1131,10 @@ def check_quick_market(
 
 
 def classify(status: int) -> str:
+    if 300 <= status < 400:
+        # a trading client never follows a redirect (another host's reply would be read as
+        # the exchange's, and a redirected POST carries a signed order): an unreadable reply
+        return "invalid"
     if status == 429:
         return "rate_limited"
     if status >= 500:
@@ -1140,6 +1144,14 @@ def classify(status: int) -> str:
     if status == 404:
         return "not_found"
     return "rejected"
+
+
+def redirect_message(status: int, headers: Any) -> str:
+    """What the log says of a redirect: its status and the host it points at (never its path
+    or query, which could carry anything)."""
+    loc = str(headers.get("Location") or headers.get("location") or "")
+    host = loc.split("//", 1)[-1].split("/", 1)[0][:80] if loc else "?"
+    return f"redirect {status} to {host}, not followed"
 
 
 class Pacer:
@@ -1453,9 +1465,13 @@ class TurbineExchange:
                 json=body,
                 headers=headers,
                 timeout=timeout or self.cfg.http_timeout_s,
+                allow_redirects=False,
             )
         except requests.RequestException as e:
             raise ExchangeError("network", type(e).__name__) from None
+        if 300 <= r.status_code < 400:
+            msg = redirect_message(r.status_code, r.headers)
+            raise ExchangeError("invalid", msg, r.status_code)
         if r.status_code >= 400:
             try:
                 msg = str(r.json().get("error", ""))[:200]
@@ -2001,6 +2017,7 @@ class HermesStream:
                     headers=headers,
                     stream=True,
                     timeout=(5.0, self.read_s),
+                    allow_redirects=False,  # the key goes to Hermes only
                 ) as r:
                     self._resp = r
                     if r.status_code != 200:
@@ -3168,6 +3185,21 @@ class PnL:
         self.position, self.avg = 0.0, 0.0
         return v
 
+    @classmethod
+    def replay(cls, base: PnL, journal: Iterable[tuple[int, float, float, float]]) -> PnL:
+        """`base` (what a restart carried over; zero for a new market) with the journal's
+        fills booked on top: the one way PnL is rebuilt, so no rebuild forgets the carry."""
+        pnl = dataclasses.replace(base)
+        for side, price, shares, fee in journal:
+            pnl.fill(side, price, shares, fee)
+        return pnl
+
+
+# A market's fill journal is kept whole up to this many entries; past it the oldest half is
+# folded into the base (a fill that fails at settlement does so within seconds, never
+# thousands of fills later), so the journal and the state file stay small in a deep market.
+JOURNAL_MAX = 2000
+
 
 @dataclass
 class MarketState:
@@ -3189,8 +3221,11 @@ class MarketState:
     filled: dict[str, int] = field(default_factory=dict)  # order hash -> size counted
     meta: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (side, price)
     pnl: PnL = field(default_factory=PnL)
-    # every fill booked into pnl, in order: (side, price, shares, fee); a fill that failed at
-    # settlement is taken out and pnl rebuilt from the rest
+    # pnl = base + journal: `base` is what a restart carried over (and the oldest fills,
+    # folded in past JOURNAL_MAX), the journal every fill booked since, in order: (side,
+    # price, shares, fee). A fill that failed at settlement is taken out of the journal and
+    # pnl rebuilt (PnL.replay), on top of the base, never from zero.
+    base: PnL = field(default_factory=PnL)
     journal: list[tuple[int, float, float, float]] = field(default_factory=list)
     exch_yes: int = 0
     exch_no: int = 0
@@ -4172,8 +4207,7 @@ class Fills(Owner):
         assert m is not None
         shares, px = size / SIZE_SCALE, price / PRICE_SCALE
         fee = shares * self.cfg.fee_bps / 10_000
-        m.pnl.fill(side, px, shares, fee)
-        m.journal.append((side, px, shares, fee))
+        self.book(m, side, px, shares, fee)
         self.ledger.count(s, "fills")
         self.ledger.count(s, "filled_size", shares)
         s.metrics.fills.inc()
@@ -4194,6 +4228,15 @@ class Fills(Owner):
             fee=round(fee, 6),
             fair=round(m.fair, 6) if m.fair is not None else None,  # edge captured (report)
         )
+
+    @staticmethod
+    def book(m: MarketState, side: int, price: float, shares: float, fee: float = 0.0) -> None:
+        """Book one fill (or a reconciled difference) into the market's PnL and journal."""
+        m.pnl.fill(side, price, shares, fee)
+        m.journal.append((side, price, shares, fee))
+        if len(m.journal) > JOURNAL_MAX:
+            old, m.journal = m.journal[: JOURNAL_MAX // 2], m.journal[JOURNAL_MAX // 2 :]
+            m.base = PnL.replay(m.base, old)
 
     def poll_positions(self, s: Slot, own: bool = False) -> None:
         """`own`: the stream saw a trade of ours in this market since the last read-back."""
@@ -4257,8 +4300,7 @@ class Fills(Owner):
         )
         for price, shares in ((m.pnl.avg, closes), (px, abs(diff) - closes)):
             if shares > 1e-12:
-                m.pnl.fill(side, price, shares)
-                m.journal.append((side, price, shares, 0.0))
+                self.book(m, side, price, shares)
         m.mismatch = None
 
     def believable(self, s: Slot, yes: int, no: int) -> bool:
@@ -4336,9 +4378,7 @@ class Fills(Owner):
         booked = abs(m.pnl.position - signed - exch) < abs(m.pnl.position - exch) + 1e-9
         if booked:  # not already corrected by a position reconcile
             take_out(m.journal, side, px, shares)
-            m.pnl = PnL()
-            for sd, p, sh, fee in m.journal:
-                m.pnl.fill(sd, p, sh, fee)
+            m.pnl = PnL.replay(m.base, m.journal)  # on top of what a restart carried over
             m.mismatch = None
         self.ledger.count(slot, "reversals")
         slot.metrics.reversed.inc()
@@ -4495,7 +4535,8 @@ class StateFile:
         self.ledger = ledger
         self.claims = claims
         self.slots = slots
-        self.restored: dict[str, PnL] = {}  # market id -> PnL carried over a restart
+        # market id -> (base, journal) carried over a restart: PnL.replay gives its PnL
+        self.restored: dict[str, tuple[PnL, list[tuple[int, float, float, float]]]] = {}
 
     def load(self) -> None:
         path = self.path
@@ -4522,7 +4563,7 @@ class StateFile:
             if hasattr(led.c, k):
                 setattr(led.c, k, type(getattr(led.c, k))(v))
         if st.get("market") and st.get("market_pnl"):  # the single-market format
-            self.restored[str(st["market"])] = PnL(**st["market_pnl"])
+            self.restored[str(st["market"])] = (PnL(**st["market_pnl"]), [])
         for s in self.slots:
             rec = st.get("markets", {}).get(s.name)
             if not rec:
@@ -4532,7 +4573,11 @@ class StateFile:
                 if hasattr(s.c, k):
                     setattr(s.c, k, type(getattr(s.c, k))(v))
             if rec.get("market") and rec.get("pnl"):
-                self.restored[str(rec["market"])] = PnL(**rec["pnl"])
+                # a file without the journal (older runs) carries its PnL as the base
+                rows = rec.get("journal") or [] if rec.get("base") else []
+                base = PnL(**(rec.get("base") or rec["pnl"]))
+                journal = [(int(sd), float(p), float(sh), float(fee)) for sd, p, sh, fee in rows]
+                self.restored[str(rec["market"])] = (base, journal)
 
     def save(self, bot_name: str, now: float) -> None:
         led, cl = self.ledger, self.claims
@@ -4549,6 +4594,8 @@ class StateFile:
                 s.name: {
                     "market": s.m.qm.market_id if s.m else None,
                     "pnl": dataclasses.asdict(s.m.pnl) if s.m else None,
+                    "base": dataclasses.asdict(s.m.base) if s.m else None,
+                    "journal": s.m.journal if s.m else [],
                     "realized": s.realized,
                     "counters": dataclasses.asdict(s.c),
                 }
@@ -5129,10 +5176,11 @@ class Bot:
         if self.recorder is not None:
             self.recorder.market(qm)
         restored = self.state.restored.pop(qm.market_id, None)
-        if restored is not None:
-            s.m.pnl = restored  # restarted mid-market: carry the position on
+        if restored is not None:  # restarted mid-market: carry the position on
+            s.m.base, s.m.journal = dataclasses.replace(restored[0]), list(restored[1])
+            s.m.pnl = PnL.replay(s.m.base, s.m.journal)
             self.claims.resumed(qm.market_id)
-        self.orders.opened(s.m, abs(restored.position) if restored is not None else 0.0)
+        self.orders.opened(s.m, abs(s.m.pnl.position) if restored is not None else 0.0)
         self.feed.track(qm.market_id, old.qm.market_id if old is not None else None)
         if self.stream is not None:
             self.stream.subscribe(qm.market_id)

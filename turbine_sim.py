@@ -787,6 +787,7 @@ FAULT_NAMES = (
     "corrupt",
     "cancel_ignore",
     "ws_crossed",
+    "redirect",
 )
 # Pyth price feed ids (Hermes, /v2/updates/price/*), transcribed from Pyth's public feed list
 # independently of spike_bot; the settlement oracle of quick markets is Pyth (spec 6.3).
@@ -2053,6 +2054,17 @@ class SimApp:
             if request.method == str(slow.get("method", request.method)):
                 await asyncio.sleep(float(slow.get("ms", 200)) / 1000.0)
         if path != "/api/v1/stream":
+            redirect = f.active.get("redirect")  # a CDN or proxy sending clients elsewhere
+            if (
+                redirect is not None
+                and path.startswith(str(redirect.get("path", "/api/")))
+                and f.trip("redirect", now)
+            ):
+                to = str(redirect.get("to", "http://127.0.0.1:9")).rstrip("/")
+                return web.Response(
+                    status=int(redirect.get("status", 307)),
+                    headers={"Location": to + request.path_qs},
+                )
             if f.trip("http_429", now):
                 return _err(429, "rate limit exceeded", {"Retry-After": "1"})
             if f.trip("http_500", now):

