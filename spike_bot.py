@@ -3215,8 +3215,14 @@ class MarketState:
     cancel_ok: set[str] = field(default_factory=set)  # the exchange answered their cancel
     dry_seq: int = 0
     # shares our orders in this market could have filled: every size placed or adopted, plus
-    # what a restart carried over (bounds a believable position)
+    # what a restart carried over (bounds a believable position); and the same per side,
+    # placed or adopted only (bounds each read against the last good one: Fills.believable)
     capacity: float = 0.0
+    placed_buy: float = 0.0
+    placed_sell: float = 0.0
+    # orders that may still fill (hash -> side, size): placed or adopted, until a read-back
+    # shows them filled, cancelled or expired (a cancelled order's last fill can still come)
+    may_fill: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Fills (and Orders.sync, which counts fills per order for it)
     filled: dict[str, int] = field(default_factory=dict)  # order hash -> size counted
     meta: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (side, price)
@@ -3233,6 +3239,10 @@ class MarketState:
     mismatch: float | None = None  # exchange inventory seen once that differs from ours
     mismatch_since: float = 0.0  # clock time it was first seen
     implausible: bool = False  # the last position read was beyond capacity: fail closed
+    # the last good position read and what could fill after it: (yes, no, placed_buy,
+    # placed_sell, BUY and SELL shares then resting, BUY and SELL fills booked then but not
+    # yet in the position); None until the market's first good read
+    good: tuple[int, int, float, float, float, float, float, float] | None = None
     # Risk: this market's loss kill switch
     killed: bool = False
     # BookWatch: ts of the stream book REST last disagreed with (logged once)
@@ -3879,6 +3889,16 @@ class Orders(Owner):
         over a restart, orders a crashed run left) starts its capacity."""
         m.capacity = carried + self.leftover.pop(m.qm.market_id.lower(), 0.0)
 
+    @staticmethod
+    def could_fill(m: MarketState, h: str, side: int, shares: float) -> None:
+        """An order of ours (placed or adopted) could fill this much on its side."""
+        m.capacity += shares
+        m.may_fill[h] = (side, round(shares * SIZE_SCALE))
+        if side == BUY:
+            m.placed_buy += shares
+        else:
+            m.placed_sell += shares
+
     def place(self, s: Slot, q: Quote, now: float) -> None:
         """The one function that places orders: kill switches, limits and freshness first."""
         m = s.m
@@ -3936,7 +3956,7 @@ class Orders(Owner):
         m.live[h] = LiveOrder(h, q.side, q.outcome, q.price, q.size, q.size, now, exp)
         m.meta[h] = (q.side, q.price)
         m.filled.setdefault(h, 0)
-        m.capacity += shares
+        self.could_fill(m, h, q.side, shares)
         self.ledger.count(s, "orders")
         self.ledger.count(s, "placed_size", shares)
         s.metrics.orders.inc()
@@ -4094,10 +4114,12 @@ class Orders(Owner):
                 m.filled[h] = o.filled
                 counted = o.filled
                 m.meta[h] = (o.side, o.price)
-                m.capacity += o.size / SIZE_SCALE
+                self.could_fill(m, h, o.side, o.size / SIZE_SCALE)
             if o.filled > counted:
                 self.on_fill(s, h, o.side, o.price, o.filled - counted)
                 m.filled[h] = o.filled
+            if o.status != "open":
+                m.may_fill.pop(h, None)  # final: filledSize is all it will ever fill
             if o.status == "open":
                 seen_open.add(h)
                 if h in m.cancel_ok and h not in m.unconfirmed_cancels:
@@ -4304,14 +4326,20 @@ class Fills(Owner):
         m.mismatch = None
 
     def believable(self, s: Slot, yes: int, no: int) -> bool:
-        """A position our orders could have filled: neither side more shares than every
-        order we placed (or adopted, or carried over a restart) in this market. Beyond that
-        it is `position_implausible` (an alert), the market fails closed and the last good
+        """A position our orders could have filled. Before the market's first good read:
+        neither side more shares than every order we placed (or adopted, or carried over a
+        restart) in this market. After it: the last good position moved only as far as our
+        orders since could fill it, in the direction each could (`window`). Beyond that it
+        is `position_implausible` (an alert), the market fails closed and the last good
         position is kept; a believable read ends it."""
         m = s.m
         assert m is not None
         cap = round(m.capacity * SIZE_SCALE) + 1
-        if yes <= cap and no <= cap:
+        why = "" if yes <= cap and no <= cap else "beyond every order placed"
+        if not why and m.good is not None:
+            why = self.window(m, yes, no)
+        if not why:
+            m.good = self.snapshot(m, yes, no)
             if m.implausible:
                 m.implausible = False
                 self.log.event(
@@ -4329,9 +4357,53 @@ class Fills(Owner):
                 yes=yes / SIZE_SCALE,
                 no=no / SIZE_SCALE,
                 capacity=round(m.capacity, 6),
+                why=why,
                 kept=[m.exch_yes / SIZE_SCALE, m.exch_no / SIZE_SCALE],
             )
         return False
+
+    @staticmethod
+    def snapshot(
+        m: MarketState, yes: int, no: int
+    ) -> tuple[int, int, float, float, float, float, float, float]:
+        """A good read, and what could still fill after it: our orders not yet read back as
+        final (their size less the fills counted: fills not yet read are in it; a cancelled
+        order's racing fill too) and the fills booked but not yet in the position
+        (settlement lags the match, spec 6.5)."""
+        rest = {BUY: 0.0, SELL: 0.0}
+        for h, (side, size) in m.may_fill.items():
+            rest[side] += max(0, size - m.filled.get(h, 0)) / SIZE_SCALE
+        lag = m.pnl.position - (yes - no) / SIZE_SCALE
+        return (
+            yes,
+            no,
+            m.placed_buy,
+            m.placed_sell,
+            rest[BUY],
+            rest[SELL],
+            max(0.0, lag),
+            max(0.0, -lag),
+        )
+
+    @staticmethod
+    def window(m: MarketState, yes: int, no: int) -> str:
+        """Why (yes, no) cannot follow the last good read, or "". A BUY of YES adds YES (or
+        sells NO back); a SELL of YES sells YES held or splits and leaves NO: YES moves within
+        [-sells, +buys], NO within [-buys, +sells], and the net YES position likewise."""
+        assert m.good is not None
+        y0, n0, pb0, ps0, rb, rs, lb, ls = m.good
+        buys = round((m.placed_buy - pb0 + rb + lb) * SIZE_SCALE) + 1
+        sells = round((m.placed_sell - ps0 + rs + ls) * SIZE_SCALE) + 1
+        dy, dn = yes - y0, no - n0
+        if not -sells <= dy <= buys:
+            return f"YES moved {dy / SIZE_SCALE:+g} since the last good read; our orders " \
+                f"could move it {-sells / SIZE_SCALE:g}..{buys / SIZE_SCALE:+g}"
+        if not -buys <= dn <= sells:
+            return f"NO moved {dn / SIZE_SCALE:+g} since the last good read; our orders " \
+                f"could move it {-buys / SIZE_SCALE:g}..{sells / SIZE_SCALE:+g}"
+        if not -sells <= dy - dn <= buys:
+            return f"net moved {(dy - dn) / SIZE_SCALE:+g} since the last good read"
+        return ""
 
     def poll_failed_trades(self) -> None:
         """Fills of ours that failed at settlement (spec 6.5) are taken back: out of the

@@ -191,3 +191,39 @@ def test_a_redirect_is_never_followed(qsim: ts.Sim, tmp_path: pathlib.Path, kind
     finally:
         h.stop()
         other.stop()
+
+
+# -- 3. a believable lie about our position ------------------------------------------------------
+def test_a_position_read_beyond_what_our_orders_could_fill_is_refused(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """Short 10 (NO held), then positions replies that swap YES and NO: +10 YES is under the
+    market's capacity but no order of ours could have moved the net position by +20 since
+    the last good read. `position_implausible`, the market fails closed with the last good
+    position kept, nothing is reconciled, and it quotes again when the truth comes back."""
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        for n in (1, 2):
+            _, ask = bot_quotes(h)
+            take(qsim, h.market_id(), ts.BUY, ask["price"], ask["size"])  # we sell 5
+            h.tick_until(lambda n=n: len(h.events("fill")) >= n)
+            h.tick(3)
+        h.tick(6)
+        assert h.slot.m.pnl.position == -10.0 and h.slot.m.exch_no == 10_000_000
+        qsim.fault(
+            "corrupt", path="/api/v1/positions", at="positions",
+            set={"yesShares": 10_000_000, "noShares": 0},
+        )
+        h.tick(12)
+        ev = h.events("position_implausible")
+        assert len(ev) == 1 and ev[0]["yes"] == 10.0 and ev[0]["kept"] == [0.0, 10.0], ev
+        assert "since the last good read" in ev[0]["why"]
+        assert not h.events("position_reconciled")
+        assert h.slot.m.pnl.position == -10.0
+        assert h.events("fail_closed")[-1]["reason"] == "position_implausible"
+        assert h.open_orders(h.market_id()) == []
+        qsim.clear_fault("corrupt")
+        h.tick_until(lambda: h.events("position_believable"), 10)
+        h.tick_until(lambda: len(h.open_orders(h.market_id())) == 2, 10)
+    finally:
+        h.stop()
