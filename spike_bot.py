@@ -853,6 +853,9 @@ class Book:
     asks: tuple[tuple[int, int], ...] = ()
     ts: float = 0.0
     stream: bool = False  # heard on the stream (only such a book can be confirmed over REST)
+    # when its content was last known true: a change heard on the stream, or REST agreeing
+    # (0: as ts). A stream that repeats a book does not make it true again (Feed.stream_book)
+    checked: float = 0.0
 
     @property
     def best_bid(self) -> int | None:
@@ -2445,17 +2448,32 @@ class Feed:
         self.prices: dict[str, tuple[float, float]] = {}
         self.bad_frames = 0
         self.closing = False  # set by the engine before stop()
+        # market id -> the stream book REST disproved (its levels), while the stream repeats
+        # it: REST stands in (as while the stream is down), and how often it was repeated
+        self.disputed: dict[str, tuple[Any, Any, float]] = {}  # (bids, asks, since)
+        self.repeats: dict[str, int] = {}
 
     # -- the stream threads ----------------------------------------------------------------------
     def stream_book(self, market_id: str, book: Book) -> None:
-        """A book heard on the stream; a change of the top of book wakes the engine."""
+        """A book heard on the stream; a change of the top of book wakes the engine. A book
+        the same as the one held keeps its `checked` time (a publisher that repeats itself
+        is not news); one REST disproved (`dispute`) is not taken at all while it repeats."""
         mid = market_id.lower()
+        content = (book.bids, book.asks)
         with self.lock:
             old = self.books.get(mid)
             if old is None:
                 return  # not a market we quote (any more)
+            if mid in self.disputed:
+                if content == self.disputed[mid][:2]:
+                    self.repeats[mid] = self.repeats.get(mid, 0) + 1
+                    return
+                del self.disputed[mid]  # the stream moved on: its books are news again
+                self.repeats.pop(mid, None)
+            same = old.stream and content == (old.bids, old.asks)
             material = (book.best_bid, book.best_ask) != (old.best_bid, old.best_ask)
-            self.books[mid] = book
+            checked = (old.checked or old.ts) if same else book.ts
+            self.books[mid] = Book(book.bids, book.asks, book.ts, True, checked)
         if material:
             self.wake.set()
 
@@ -2508,6 +2526,8 @@ class Feed:
         with self.lock:
             if old_id is not None:
                 self.books.pop(old_id.lower(), None)
+                self.disputed.pop(old_id.lower(), None)
+                self.repeats.pop(old_id.lower(), None)
             self.books[market_id.lower()] = Book()
 
     def rest_book(
@@ -2517,8 +2537,10 @@ class Feed:
         `stream_book` is the only other writer). With `seen`, the stream book that went quiet:
         a confirmation. The same top of book keeps it fresh (True), a different one leaves it
         to age (False); None when the stream spoke meanwhile (its book is the fresher one).
-        Without `seen`: a fallback read, taken while the stream is down, or right after a
-        rollover (`force`) until the subscription's snapshot arrives."""
+        A different one disputes the stream's book: REST's stands in, and the stream's is
+        not taken again while it repeats it (`stream_book`). Without `seen`: a fallback
+        read, taken while the stream is down or disputed, or right after a rollover
+        (`force`) until the subscription's snapshot arrives."""
         mid = market_id.lower()
         with self.lock:
             cur = self.books.get(mid)
@@ -2527,14 +2549,25 @@ class Feed:
                     return None
                 agree = (seen.best_bid, seen.best_ask) == (rest.best_bid, rest.best_ask)
                 if agree:
-                    self.books[mid] = Book(seen.bids, seen.asks, now, True)
+                    self.books[mid] = Book(seen.bids, seen.asks, now, True, now)
+                else:
+                    self.books[mid] = Book(rest.bids, rest.asks, now, False, now)
+                    self.disputed[mid] = (seen.bids, seen.asks, now)
                 return agree
             if cur is None or rest.ts < cur.ts:
                 return False
-            if (force and not cur.stream) or not self.connected:
+            if (force and not cur.stream) or not self.connected or mid in self.disputed:
                 self.books[mid] = rest
                 return True
             return False
+
+    def in_dispute(self, market_id: str) -> tuple[float, int] | None:
+        """(since when REST has disproved the stream's book of this market, how often the
+        stream repeated that book since), or None."""
+        mid = market_id.lower()
+        with self.lock:
+            d = self.disputed.get(mid)
+            return None if d is None else (d[2], self.repeats.get(mid, 0))
 
     def take_news(self) -> tuple[dict[MarketKey, dict[str, Any]], set[str]]:
         """The rollover hints (taken) and the markets with a trade of ours since their last
@@ -3535,8 +3568,10 @@ class BookWatch(Owner):
         with self.feed.lock:
             b = self.feed.books.get(m.qm.market_id.lower())
             connected = self.feed.connected
-        if not connected or b is None or not b.stream or now - b.ts < self.cfg.book_confirm_s:
+        if not connected or b is None or not b.stream:
             return  # a REST book (stream down, or no snapshot since) ages: it is not confirmed
+        if now - (b.checked or b.ts) < self.cfg.book_confirm_s:
+            return  # changed (or confirmed) lately; frames that only repeat it do not count
         rest = self._read(s, "book_confirm_failed")
         if rest is None:
             return
@@ -3556,12 +3591,40 @@ class BookWatch(Owner):
             )
 
     def poll_if_needed(self, s: Slot, force: bool = False) -> None:
-        """REST book when the stream is down (or at once after a rollover)."""
-        if s.m is None or (self.feed.is_connected() and not force):
+        """REST book when the stream is down or disputed (or at once after a rollover)."""
+        if s.m is None:
+            return
+        disputed = self.feed.in_dispute(s.m.qm.market_id) is not None
+        if self.feed.is_connected() and not force and not disputed:
             return
         book = self._read(s, "book_poll_failed")
         if book is not None:
             self.feed.rest_book(s.m.qm.market_id, book, self.clock.now(), force=force)
+
+    def kick_disputed(self, s: Slot, stream: Stream | None) -> None:
+        """A stream whose book REST disproved, and that repeats that book (a stuck publisher)
+        or stays quiet on it for book_confirm_s (it missed a change): reconnect it for a new
+        snapshot, at most once per stale_after_s. REST stands in meanwhile (poll_if_needed);
+        the first book from the stream that differs ends the dispute."""
+        if s.m is None or stream is None:
+            return
+        d = self.feed.in_dispute(s.m.qm.market_id)
+        now = self.clock.now()
+        if d is None or now < self.next_kick:
+            return
+        since, repeats = d
+        if not repeats and now - since < self.cfg.book_confirm_s:
+            return  # a frame in flight may settle it: the stream's next book ends the dispute
+        self.next_kick = now + self.cfg.stale_after_s
+        why = f"repeats a book REST disproved ({repeats}x)" if repeats else "missed a change"
+        self.log.event(
+            "stream_reconnect",
+            level="WARNING",
+            slot=s.name,
+            reason=why,
+            disputed_s=round(now - since, 1),
+        )
+        stream.reconnect(why)
 
     def kick(self, s: Slot, stream: Stream | None) -> None:
         """A connected stream whose book stays stale answers pings but misses changes:
@@ -5285,6 +5348,7 @@ class Bot:
         doubt = self.boundary.failing()  # a read whose replies were refused: ask it again now
         self.watch.poll_if_needed(s, force=doubt == "orderbook")
         self.watch.confirm_quiet(s)
+        self.watch.kick_disputed(s, self.stream)
         if doubt == "orders":
             with contextlib.suppress(ExchangeError):  # refused again: counted; quote fails closed
                 self.orders.sync(s)

@@ -20,7 +20,7 @@ import pytest
 from eth_account import Account
 
 import turbine_sim as ts
-from conftest import BotHarness
+from conftest import BotHarness, wait_until
 from test_spike_bot import KINDS, bot_quotes, take
 
 
@@ -225,5 +225,45 @@ def test_a_position_read_beyond_what_our_orders_could_fill_is_refused(
         qsim.clear_fault("corrupt")
         h.tick_until(lambda: h.events("position_believable"), 10)
         h.tick_until(lambda: len(h.open_orders(h.market_id())) == 2, 10)
+    finally:
+        h.stop()
+
+
+# -- 4. a stream that keeps talking but has stopped telling the truth ---------------------------
+def test_a_stream_repeating_a_stale_book_is_found_out(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """The publisher sends our market's first book every second, unchanged, while the market
+    moves (a new best bid rests): within book_confirm_s and a tick, REST disproves it
+    (`book_unconfirmed`), REST's book stands in (the bot sees the new bid and keeps quoting,
+    fresh), the stream is reconnected (`stream_reconnect`, a WARNING naming the repeats); when
+    the publisher recovers, the stream's books are used again and the REST polls stop."""
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
+    try:
+        bid, _ = bot_quotes(h)
+        qsim.fault("ws_stuck")
+        h.tick(2)
+        t0 = qsim.clock.now()
+        new_bid = bid["price"] + 10_000
+        from test_spike_bot import rest
+
+        rest(qsim, h.market_id(), ts.BUY, new_bid, 3_000_000)
+        h.tick_until(lambda: h.events("book_unconfirmed"), 12)
+        assert qsim.clock.now() - t0 <= h.cfg.book_confirm_s + 2 * h.cfg.tick_s
+        assert h.events("book_unconfirmed")[0]["rest"][0] == new_bid
+        h.tick_until(lambda: h.events("stream_reconnect"), 10)
+        ev = h.events("stream_reconnect")[0]
+        assert ev["level"] == "WARNING" and "repeats" in ev["reason"]
+        h.tick(10)
+        book = h.bot.feed.book(h.market_id())
+        assert book is not None and book.best_bid == new_bid  # REST's, not the stuck stream's
+        assert not h.events("fail_closed")  # fresh all along: REST stood in
+        assert len(h.open_orders(h.market_id())) == 2
+        qsim.clear_fault("ws_stuck")
+        wait_until(h.bot.feed.is_connected)
+        rest(qsim, h.market_id(), ts.SELL, 990_000, 1_000_000)  # the next change is streamed
+        h.tick(3)
+        assert h.bot.feed.in_dispute(h.market_id()) is None
+        assert h.bot.feed.book(h.market_id()).stream
     finally:
         h.stop()

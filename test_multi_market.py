@@ -204,7 +204,9 @@ def test_stale_feed_in_one_market_fails_closed_there_only(
     h = BotHarness(msim, tmp_path, markets="BTC:15,BTC:60").start()
     try:
         frozen = h.market_id("BTC:60")
+        # blind on that market: its stream frozen and its REST book failing
         msim.fault("ws_freeze", market=frozen)
+        msim.fault("http_500", path=f"/api/v1/orderbook/{frozen}")
         bid = quote_of(h, "BTC:60", ts.BUY)["price"]
         rest(msim, frozen, ts.BUY, bid + 10_000, 2_000_000)  # a change the stream never shows
         h.tick_until(lambda: h.events("fail_closed"), max_ticks=30)
@@ -215,6 +217,7 @@ def test_stale_feed_in_one_market_fails_closed_there_only(
         assert sides(h, "BTC:15") == {ts.BUY, ts.SELL}  # the other market quotes on
         assert [e["slot"] for e in h.events("fail_closed")] == ["BTC:60"]
         msim.clear_fault("ws_freeze")
+        msim.clear_fault("http_500")
         h.tick_until(lambda: sides(h, "BTC:60") == {ts.BUY, ts.SELL})
         assert h.events("resumed")[0]["slot"] == "BTC:60"
     finally:

@@ -261,29 +261,33 @@ def test_quiet_stream_is_not_a_stale_feed(
 
 
 
-def test_frozen_stream_fails_closed_then_resumes(
+def test_frozen_stream_is_replaced_by_rest_then_resumes(
     qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
 ) -> None:
     """The stream stays connected but stops delivering while the book changes: REST no longer
-    confirms the stream's book, so it goes stale and the bot fails closed within
-    stale_after_s; a reconnect brings nothing (still frozen); the thaw resumes quoting."""
+    confirms the stream's book, so REST's book stands in (fresh, the new best bid seen: no
+    fail-closed), the stream is reconnected ("missed a change"), and the thaw's first book
+    from the stream ends the dispute."""
     h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
     try:
         bid, _ = bot_quotes(h)
         qsim.fault("ws_freeze")
         t0 = qsim.clock.now()
         rest(qsim, h.market_id(), ts.BUY, bid["price"] + 10_000, 3_000_000)  # a new best bid
-        h.tick_until(lambda: h.open_orders() == [], max_ticks=30)
-        assert qsim.clock.now() - t0 <= h.cfg.stale_after_s + 2 * h.cfg.tick_s
-        fc = h.events("fail_closed")[-1]
-        assert fc["reason"] == "stale_feed"
-        unc = h.events("book_unconfirmed")
-        assert unc and unc[0]["rest"][0] == bid["price"] + 10_000
+        unc = h.tick_until(lambda: h.events("book_unconfirmed"), max_ticks=12)
+        assert qsim.clock.now() - t0 <= h.cfg.book_confirm_s + 2 * h.cfg.tick_s
+        assert unc[0]["rest"][0] == bid["price"] + 10_000
+        ev = h.tick_until(lambda: h.events("stream_reconnect"), max_ticks=12)
+        assert ev[0]["reason"] == "missed a change"
         h.tick(3)
-        assert h.open_orders() == []  # stays closed while blind
+        assert h.bot.feed.book(h.market_id()).best_bid == bid["price"] + 10_000
+        assert not h.events("fail_closed") and len(h.open_orders()) == 2
         qsim.clear_fault("ws_freeze")
-        h.tick_until(lambda: len(h.open_orders()) == 2)
-        assert h.events("resumed")[-1]["after"] == "stale_feed"
+        wait_until(h.bot.feed.is_connected)  # reconnected (the kick)
+        rest(qsim, h.market_id(), ts.SELL, 990_000, 1_000_000)  # the thaw: streamed
+        h.tick(3)
+        assert h.bot.feed.in_dispute(h.market_id()) is None
+        assert h.bot.feed.book(h.market_id()).stream
     finally:
         h.stop()
 
@@ -310,13 +314,15 @@ def test_outage_never_logs_a_cancel_the_exchange_did_not_confirm(
         assert {e["order_hash"] for e in unconf} == hashes and len(unconf) == 2
         assert {o["orderHash"] for o in h.open_orders()} == hashes  # really still there
         assert set(h.slot.m.live) == hashes  # and still tracked
-        qsim.clear_fault("http_500")
+        # REST is back but for the book (still blind: closed): the cancels are confirmed
+        qsim.fault("http_500", path="/api/v1/orderbook")
         h.tick_until(lambda: h.open_orders() == [], max_ticks=5)
         h.tick(2)
         done = [e for e in h.events() if e["event"] == "order_cancelled"]
         assert sorted(e["order_hash"] for e in done) == sorted(hashes)  # once each
         assert not h.slot.m.live
         qsim.clear_fault("ws_freeze")
+        qsim.clear_fault("http_500")
         h.tick_until(lambda: len(h.open_orders()) == 2)
         assert len([e for e in h.events() if e["event"] == "order_cancelled"]) == 2
     finally:

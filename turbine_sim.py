@@ -788,6 +788,7 @@ FAULT_NAMES = (
     "cancel_ignore",
     "ws_crossed",
     "redirect",
+    "ws_stuck",
 )
 # Pyth price feed ids (Hermes, /v2/updates/price/*), transcribed from Pyth's public feed list
 # independently of spike_bot; the settlement oracle of quick markets is Pyth (spec 6.3).
@@ -1969,6 +1970,7 @@ class SimApp:
         self.participants = Participants(self.ex) if cfg.participants else None
         self.faults = self.ex.faults
         self.sockets: dict[web.WebSocketResponse, set[str]] = {}
+        self.stuck_books: dict[str, str] = {}  # ws_stuck: the book text each market froze at
         self.buckets: dict[str, tuple[float, float]] = {}
         self.last_heartbeat = self.ex.t
         self.last_heartbeat_real = self.clock.real()
@@ -2067,7 +2069,8 @@ class SimApp:
                 )
             if f.trip("http_429", now):
                 return _err(429, "rate limit exceeded", {"Retry-After": "1"})
-            if f.trip("http_500", now):
+            h500 = str(f.active.get("http_500", {}).get("path", "/"))
+            if path.startswith(h500) and f.trip("http_500", now):
                 return _err(500, "internal server error")
             if self.cfg.rate_limit_per_s > 0 and not self._take_token(request):
                 self.ex.counters["rate_limited"] += 1
@@ -2192,9 +2195,12 @@ class SimApp:
         ex.events.clear()
         mids = set(ex.dirty)
         ex.dirty.clear()
-        if heartbeat:
+        stuck = "ws_stuck" in self.faults.active
+        if heartbeat or stuck:  # a stuck publisher keeps talking
             for subs in self.sockets.values():
                 mids |= subs
+        if not stuck:
+            self.stuck_books.clear()
         book_text = {
             mid: json.dumps(
                 {
@@ -2207,6 +2213,8 @@ class SimApp:
             for mid in mids
             if mid in ex.markets and mid.lower() != frozen
         }
+        if stuck:  # ... the first book it had of each market, however the market moves
+            book_text = {m: self.stuck_books.setdefault(m, t) for m, t in book_text.items()}
         for ws, subs in self.sockets.items():
             for mid in subs:
                 if mid in book_text:
