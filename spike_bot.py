@@ -213,6 +213,19 @@ class Config:
     )
     rollover_s: float = _f(10.0, "poll the current quick market (s)", 0.1, 600)
     claim_s: float = _f(30.0, "check and redeem resolved markets (s)", 0.1, 3600)
+    claim_alert_s: float = _f(
+        3600.0,
+        "alert (ERROR) when a claim has waited this long for resolution or payout (s); "
+        "resolution can take 15 minutes or more (spec 6.3)",
+        60,
+        1e8,
+    )
+    claim_give_up_s: float = _f(
+        604800.0,
+        "give a claim up after this long (s): an ERROR and an alert, kept in the state file",
+        600,
+        1e9,
+    )
     pnl_snapshot_s: float = _f(3600.0, "PnL snapshot line (s)", 1, 86400)
     stale_after_s: float = _f(30.0, "book older than this: cancel all, stop quoting (s)", 0.1, 600)
     book_confirm_s: float = _f(
@@ -297,6 +310,8 @@ TUNABLE = frozenset(
         "tminus_reduce_only_s",
         "tminus_pull_s",
         "price_band",
+        "claim_alert_s",
+        "claim_give_up_s",
     }
 )
 
@@ -1217,6 +1232,8 @@ DEFERRABLE = frozenset(
 DEFERRED_TIMEOUT_S = 1.0  # their HTTP timeout while the host is failing
 PRICE_WAKE_S = 0.2  # a streamed price wakes the engine at most this often (real seconds)
 CTF_RETRY_S = 30.0  # a failed CTF approval request is repeated at most this often
+# a claim the exchange does not know yet (404) is asked again after claim_s, doubling up to this
+CLAIM_BACKOFF_MAX_S = 600.0
 # /failed-trades is read before any position reconcile (a failed fill is what a mismatch that
 # lasts usually is) and every FAILED_IDLE_S besides
 FAILED_IDLE_S = 60.0
@@ -2545,8 +2562,8 @@ class Feed:
         with self.lock:
             cur = self.books.get(mid)
             if seen is not None:
-                if cur is not seen:
-                    return None
+                if cur is None or (cur.bids, cur.asks, cur.stream) != (seen.bids, seen.asks, True):
+                    return None  # the stream told something new meanwhile (a repeat is not)
                 agree = (seen.best_bid, seen.best_ask) == (rest.best_bid, rest.best_ask)
                 if agree:
                     self.books[mid] = Book(seen.bids, seen.asks, now, True, now)
@@ -2861,6 +2878,18 @@ class Alerter:
                 f"implausible:{slot}",
                 f"{bot}: {slot} position NOT BELIEVABLE (YES {r.get('yes')}, NO {r.get('no')}, "
                 f"our orders could fill {r.get('capacity')}): market stopped, last good kept",
+            )
+        elif ev == "claim_waiting":
+            self._send(
+                f"claim_waiting:{r.get('market')}",
+                f"{bot}: a claim has waited {float(r.get('waited_s') or 0) / 3600:.1f} h "
+                f"({slot} market {str(r.get('market'))[:12]}): still asked, not yet paid",
+            )
+        elif ev == "claim_given_up":
+            self._send(
+                f"claim_given_up:{r.get('market')}",
+                f"{bot}: CLAIM GIVEN UP after {float(r.get('waited_s') or 0) / 3600:.1f} h "
+                f"({slot} market {str(r.get('market'))[:12]}): in the state file, claim by hand",
             )
         elif ev == "error" and r.get("kind") == "state_write_failed":
             self._send("disk:state", f"{bot}: cannot write its state file ({r.get('reason')})")
@@ -3779,6 +3808,9 @@ class Risk(Owner):
         self.boundary = boundary
         self.day_killed = False
         self.capital: float | None = None  # USDC split between the budgets; None: unknown
+        # the wallet changed under the budgets (a rollover moved a position into a claim, a
+        # claim paid, an order was refused for its balance): re-read it at the next step
+        self.capital_stale = False
         self.logged_capital = 0.0  # the capital the last `capital` line showed
 
     # -- may it trade? ---------------------------------------------------------------------------
@@ -4013,6 +4045,8 @@ class Orders(Owner):
             )
             if "closed" in e.message or e.kind == "not_found":
                 s.due["rollover"] = 0.0  # the market ended under us: roll now
+            if "balance" in e.message.lower():
+                self.risk.capital_stale = True  # budgets from a balance the wallet lacks
             if e.kind not in ("rejected", "stale_feed", "blocked"):
                 s.need_resync = True  # unsure whether it landed: read back
             return
@@ -4534,23 +4568,36 @@ class Fills(Owner):
 # -- claims ---------------------------------------------------------------------------------------
 class Claims(Owner):
     """Winnings to claim (engine thread). Owns the finished markets still to claim (market id ->
-    contract), the position each one finished with, and how often the exchange said it does
-    not know one. Claimed every claim_s until the exchange pays or says lost; the finished
-    position's PnL at resolution goes to the Ledger."""
+    contract), the position each one finished with, since when each has waited, and how often
+    in a row the exchange said it does not know one. Claimed every claim_s until the exchange
+    pays or says lost; the finished position's PnL at resolution goes to the Ledger.
+
+    Resolution takes its time on the real venue (spec 6.3: an optimistic oracle with a 60 s
+    liveness, assets one after another, a failed resolution retried the next cycle), and a
+    claim endpoint that answers 404 for a market we traded is a failing read, not proof the
+    market does not exist: such a market is asked again with a backoff (claim_s doubling up
+    to CLAIM_BACKOFF_MAX_S), never dropped. One that waits claim_alert_s is an ERROR and an
+    alert (`claim_waiting`); one that waits claim_give_up_s is given up (`claim_given_up`,
+    an ERROR and an alert) and kept in the state file as given up, never silently."""
 
     def __init__(self, e: Engine, ledger: Ledger, saved: Callable[[], None]) -> None:
         super().__init__(e)
         self.ledger = ledger
         self.saved = saved  # writes the state file after a change
         self.pending: dict[str, str] = {}  # market id -> contract, until claimed or lost
-        self.strikes: dict[str, int] = {}  # market id -> consecutive "unknown market" answers
         self.settled: dict[str, dict[str, Any]] = {}  # market id -> position, for resolution
+        self.filed: dict[str, float] = {}  # market id -> clock time it became a claim
+        self.given_up: dict[str, dict[str, Any]] = {}  # market id -> contract, why, when
+        self.strikes: dict[str, int] = {}  # market id -> "unknown market" answers in a row
+        self.next_try: dict[str, float] = {}  # market id -> not asked again before (backoff)
+        self.alerted: set[str] = set()  # claim_waiting said once per market and run
 
     def finished(self, s: Slot, m: MarketState, replace: bool = True) -> None:
         """A market of the slot ended (rollover) or we stop with it (shutdown, `replace`
         False: what rollover already filed stands): claim it later, settle its position."""
         mid = m.qm.market_id
         rec = {"position": m.pnl.position, "avg": m.pnl.avg, "slot": s.name}
+        self.filed.setdefault(mid, self.clock.now())
         if replace:
             self.pending[mid] = m.qm.contract or mid
             self.settled[mid] = rec
@@ -4562,41 +4609,43 @@ class Claims(Owner):
         """Restarted mid-market: it is not finished."""
         self.pending.pop(market_id, None)
         self.settled.pop(market_id, None)
+        self.filed.pop(market_id, None)
+
+    def held(self) -> float:
+        """Shares of the finished markets still to claim (their positions, unsigned): value
+        the wallet does not have until resolution pays it (not in the budgets' capital)."""
+        return sum(abs(float(r.get("position", 0.0))) for r in self.settled.values())
 
     def run(self) -> None:
         if not self.pending or self.dry_run:
             return
-        pairs = list(self.pending.items())
+        now = self.clock.now()
+        self._waits(now)
+        due = [(m, c) for m, c in self.pending.items() if now >= self.next_try.get(m, 0.0)]
+        if not due:
+            return
         try:
-            results = self.ex.claim(pairs, self.clock.now())
+            results = self.ex.claim(due, now)
         except ExchangeError as e:
             if e.kind != "not_found":
                 raise
             # one market the host does not know must not block the others: one at a time
-            if len(pairs) == 1:
-                results = [ClaimResult(pairs[0][0], pairs[0][1], "unknown")]
+            if len(due) == 1:
+                results = [ClaimResult(due[0][0], due[0][1], "unknown")]
             else:
-                results = self._one_by_one(pairs)
+                results = self._one_by_one(due)
         changed = False
         for r in results:
             slot = str((self.settled.get(r.market_id) or {}).get("slot", ""))
-            if r.status == "unknown" or r.market_id in self.strikes:
-                n = self.strikes.pop(r.market_id, 0) + 1 if r.status == "unknown" else 0
-                if n >= 3:  # three rounds in a row: not a blip; stop asking
-                    self.pending.pop(r.market_id, None)
-                    self.settled.pop(r.market_id, None)
-                    changed = True
-                    self.log.event(
-                        "claim_dropped",
-                        level="WARNING",
-                        slot=slot,
-                        market=r.market_id,
-                        reason="unknown to the exchange (3 checks)",
-                    )
-                elif n:
-                    self.strikes[r.market_id] = n
+            if r.status == "unknown":
+                self._unknown(r.market_id, slot, now)
+            else:
+                self.strikes.pop(r.market_id, None)
+                self.next_try.pop(r.market_id, None)
             if r.status in ("claimed", "lost"):
                 self.pending.pop(r.market_id, None)
+                self.filed.pop(r.market_id, None)
+                self.alerted.discard(r.market_id)
                 settled = self._settle_pnl(self.settled.pop(r.market_id, None), r.yes_won)
                 changed = True
                 if r.status == "claimed":
@@ -4634,6 +4683,67 @@ class Claims(Owner):
                     reason=r.tx[:160],
                 )
         if changed:
+            self.saved()
+
+    def _unknown(self, mid: str, slot: str, now: float) -> None:
+        """The exchange does not know the market (yet): ask again later, doubling the wait."""
+        n = self.strikes.get(mid, 0) + 1
+        self.strikes[mid] = n
+        wait = min(CLAIM_BACKOFF_MAX_S, self.cfg.claim_s * 2 ** (n - 1))
+        self.next_try[mid] = now + wait
+        if n == 1:
+            self.log.event(
+                "claim_deferred",
+                level="WARNING",
+                slot=slot,
+                market=mid,
+                reason="the claim endpoint does not know it (404): asked again with a backoff",
+                waited_s=round(now - self.filed.get(mid, now), 1),
+            )
+
+    def _waits(self, now: float) -> None:
+        """A claim that has waited claim_alert_s is an ERROR (an alert); one that has waited
+        claim_give_up_s is given up: an ERROR, kept in the state file under given up."""
+        gone = []
+        for mid, contract in self.pending.items():
+            since = self.filed.setdefault(mid, now)  # a state file without it: from now
+            waited = now - since
+            slot = str((self.settled.get(mid) or {}).get("slot", ""))
+            if waited >= self.cfg.claim_give_up_s:
+                gone.append(mid)
+                self.given_up[mid] = {
+                    "contract": contract,
+                    "slot": slot,
+                    "since": since,
+                    "given_up": now,
+                    "position": (self.settled.get(mid) or {}).get("position"),
+                    "strikes": self.strikes.get(mid, 0),
+                }
+                self.log.event(
+                    "claim_given_up",
+                    level="ERROR",
+                    slot=slot,
+                    market=mid,
+                    contract=contract,
+                    waited_s=round(waited, 1),
+                    reason="not paid or lost within claim_give_up_s; kept in the state file",
+                )
+            elif waited >= self.cfg.claim_alert_s and mid not in self.alerted:
+                self.alerted.add(mid)
+                self.log.event(
+                    "claim_waiting",
+                    level="ERROR",
+                    slot=slot,
+                    market=mid,
+                    contract=contract,
+                    waited_s=round(waited, 1),
+                    unknown_in_a_row=self.strikes.get(mid, 0),
+                )
+        for mid in gone:
+            for d in (self.pending, self.settled, self.filed, self.strikes, self.next_try):
+                d.pop(mid, None)
+            self.alerted.discard(mid)
+        if gone:
             self.saved()
 
     def _one_by_one(self, pairs: list[tuple[str, str]]) -> list[ClaimResult]:
@@ -4691,6 +4801,8 @@ class StateFile:
         led, cl = self.ledger, self.claims
         cl.pending = {str(k): str(v) for k, v in st.get("claims", {}).items()}
         cl.settled = dict(st.get("settled", {}))
+        cl.filed = {str(k): float(v) for k, v in st.get("claims_filed", {}).items()}
+        cl.given_up = dict(st.get("claims_given_up", {}))
         led.realized_total = float(st.get("realized_total", 0.0))
         led.day = str(st.get("day", ""))
         led.day_pnl = float(st.get("day_pnl", 0.0))
@@ -4721,6 +4833,8 @@ class StateFile:
             "saved": now,
             "claims": cl.pending,
             "settled": cl.settled,
+            "claims_filed": cl.filed,
+            "claims_given_up": cl.given_up,
             "realized_total": led.realized_total,
             "day": led.day,
             "day_pnl": led.day_pnl,
@@ -4763,6 +4877,7 @@ class Status(Owner):
         risk: Risk,
         watch: BookWatch,
         prices: PriceSource,
+        claims: Claims,
         mode: str,
     ) -> None:
         super().__init__(e)
@@ -4770,6 +4885,7 @@ class Status(Owner):
         self.risk = risk
         self.watch = watch
         self.prices = prices
+        self.claims = claims
         self.mode = mode
 
     def update_gauges(self) -> None:
@@ -4884,7 +5000,12 @@ class Status(Owner):
             parts.append(part)
         r, u = self.ledger.pnl_now()
         _, net = self.risk.portfolio()
-        parts.append(f"pnl {r + u:+.2f} fills {self.ledger.c.fills} expo {net:+.1f}")
+        tail = f"pnl {r + u:+.2f} fills {self.ledger.c.fills} expo {net:+.1f}"
+        if self.claims.pending:  # winnings (or losses) waiting for resolution: not capital
+            tail += f" claims {len(self.claims.pending)} ({self.claims.held():g} sh)"
+        if self.claims.given_up:
+            tail += f" GIVEN-UP {len(self.claims.given_up)}"
+        parts.append(tail)
         return " | ".join(parts)
 
 
@@ -5018,7 +5139,9 @@ class Bot:
         self.orders = Orders(e, self.feed, self.ledger, self.risk, self.fills.on_fill)
         self.claims = Claims(e, self.ledger, self.save_state)
         self.state = StateFile(cfg.state_file, self.ledger, self.claims, self.slots)
-        self.status = Status(e, self.ledger, self.risk, self.watch, self.prices, self.mode)
+        self.status = Status(
+            e, self.ledger, self.risk, self.watch, self.prices, self.claims, self.mode
+        )
         ex.gate.blocked = self.risk.gate_blocked  # the adapters' firewall asks Risk too
         ex.policy.listener = self.boundary  # every reply refused at the boundary is told here
         self.stream: Stream | None = None  # the book feed (startup)
@@ -5206,7 +5329,12 @@ class Bot:
             if _due(s.due, "positions", cfg.positions_s, now) or mine or doubt:
                 self._job("positions", lambda s=s, o=mine: self.fills.poll_positions(s, o), s)
         if _due(self.due, "claims", cfg.claim_s, now):
+            paid = self.c.claimed_usdc
             self._job("claims", self.claims.run)
+            self.risk.capital_stale |= self.c.claimed_usdc != paid
+        if self.risk.capital_stale:
+            self.risk.capital_stale = False
+            self.due["balance"] = 0.0
         if _due(self.due, "balance", cfg.balance_s, now):
             self._job("balance", self._refresh_capital)
         if _due(self.due, "pnl", cfg.pnl_snapshot_s, now) and self.c.ticks:
@@ -5303,6 +5431,8 @@ class Bot:
                 self.orders.sync(s)  # fills that landed before the end
             self.claims.finished(s, old)
             self.ledger.realize(s.name, old.pnl.realized)
+            # its position is now a claim, not capital: the budgets are read again
+            self.risk.capital_stale = True
             if self.stream is not None:
                 self.stream.unsubscribe(old.qm.market_id)
             self.ledger.count(s, "rollovers")

@@ -267,3 +267,99 @@ def test_a_stream_repeating_a_stale_book_is_found_out(
         assert h.bot.feed.book(h.market_id()).stream
     finally:
         h.stop()
+
+
+# -- 5. resolution takes its time ----------------------------------------------------------------
+def long_yes_that_wins(h: BotHarness, sim: ts.Sim) -> int:
+    """Buy 5 YES, then move the price well above the strike: YES wins at resolution."""
+    bid, _ = bot_quotes(h)
+    take(sim, h.market_id(), ts.SELL, bid["price"], bid["size"])
+    h.tick_until(lambda: h.events("fill"))
+    strike = sim.state()["markets"]["BTC:15"]["startPrice"] / 1e6
+    sim.call(lambda: sim.app.ex.prices.__setitem__("BTC", strike * 1.01))
+    return int(bid["size"])
+
+
+def test_a_claim_waits_through_a_404_outage_of_the_claim_endpoint(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """claim-data answers 404 for three simulated minutes after the market ended: the claim is
+    deferred (a WARNING, asked again with a backoff), never dropped, and paid when the venue
+    answers again."""
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind, claim_s=10).start()
+    try:
+        size = long_yes_that_wins(h, qsim)
+        old = h.market_id()
+        qsim.fault("http_404", path=f"/api/v1/users/{h.address}/claim-data")
+        qsim.fault("resolve_now")
+        h.tick_until(lambda: h.events("rollover"))
+        t0 = qsim.clock.now()
+        while qsim.clock.now() - t0 < 180:
+            h.tick(seconds=5)
+        assert h.events("claim_deferred")[0]["market"] == old
+        assert old in h.bot.claims.pending and not h.events("claim_given_up")
+        asked = qsim.state()["counters"]["requests"]
+        qsim.clear_fault("http_404")
+        claim = h.tick_until(lambda: h.events("claim"), 150)[0]
+        assert claim["market"] == old and claim["amount"] == size / 1e6
+        assert old not in h.bot.claims.pending
+        assert qsim.state()["counters"]["requests"] > asked
+    finally:
+        h.stop()
+
+
+def test_a_failed_resolution_is_waited_for_and_alerted_then_claimed(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    """The market's resolution fails and is retried a cycle (15 minutes) later: the claim
+    waits, a `claim_waiting` ERROR goes out once claim_alert_s have passed, and the winnings
+    are claimed when the market resolves."""
+    h = BotHarness(qsim, tmp_path, claim_s=10, claim_alert_s=300).start()
+    try:
+        size = long_yes_that_wins(h, qsim)
+        old = h.market_id()
+        end = qsim.state()["markets"]["BTC:15"]["endTime"]
+        qsim.fault("resolve_fail", count=1)
+        h.tick_until(lambda: h.events("rollover"), 500)
+        h.tick_until(lambda: h.events("claim_waiting"), 200)
+        w = h.events("claim_waiting")[0]
+        assert w["level"] == "ERROR" and w["market"] == old and w["waited_s"] >= 300
+        claim = h.tick_until(lambda: h.events("claim"), 600)[0]
+        assert claim["market"] == old and claim["amount"] == size / 1e6
+        assert claim["t"] >= end + 900  # the next cycle: a claim can wait that long
+        assert len(h.events("claim_waiting")) == 1 and not h.events("claim_given_up")
+    finally:
+        h.stop()
+
+
+def test_usdc_waiting_in_a_claim_is_not_quoted_with(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
+    """The wallet's USDC is in a winning position whose resolution is delayed: after the
+    rollover the budgets are read again (the position is now a claim, not capital), so the
+    bot does not quote what the wallet cannot fund: no storm of balance rejections, the
+    limit said once per side (`risk_limit`) and shown on the status line with the claim;
+    when the claim pays, both sides come back."""
+    # the periodic balance read far apart: the budgets must not wait for it
+    h = BotHarness(qsim, tmp_path, claim_s=10, balance_s=3600).start()
+    try:
+        long_yes_that_wins(h, qsim)
+        qsim.fault("resolve_fail", count=1)
+        # the orders pulled (T-minus), the last periodic balance read done: the wallet spent
+        h.tick_until(lambda: h.slot.m.qm.end - qsim.clock.now() < h.cfg.tminus_pull_s, 500)
+        qsim.call(lambda: qsim.app.ex.ledger.balance.__setitem__(h.address, 1_000_000))
+        n = len(h.events())
+        h.tick_until(lambda: h.events("rollover"), 500)
+        h.tick(30)
+        after = h.events()[n:]
+        after = after[[e["event"] for e in after].index("rollover") :]
+        refused = [e for e in after if e["event"] == "order_rejected" and "balance" in e["reason"]]
+        assert len(refused) <= 1, refused
+        limits = [e for e in after if e["event"] == "risk_limit" and e["state"] == "on"]
+        assert {e["side"] for e in limits} == {"BUY", "SELL"} and len(limits) == 2
+        assert {e["limit"] for e in limits} == {"budget"}
+        line = h.bot.status.line()
+        assert "LIMIT(" in line and "claims 1 (5 sh)" in line, line
+        assert h.open_orders(h.market_id()) == []
+        h.tick_until(lambda: h.events("claim"), 600)
+        h.tick_until(lambda: len(h.open_orders(h.market_id())) == 2, 10)
+    finally:
+        h.stop()

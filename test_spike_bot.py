@@ -572,7 +572,8 @@ def test_unknown_remembered_market_does_not_block_claims(
     qsim: ts.Sim, tmp_path: pathlib.Path
 ) -> None:
     """A state file naming a market this host does not know (another host's, say): the other
-    claims still go through, and the unknown one is dropped after three checks."""
+    claims still go through; the unknown one is asked again with a backoff, never dropped
+    silently: after claim_give_up_s it is given up (an ERROR) and kept in the state file."""
     import json
 
     key = "0x" + Account.create().key.hex().removeprefix("0x")
@@ -585,12 +586,21 @@ def test_unknown_remembered_market_does_not_block_claims(
     ghost = "0x" + "99" * 32
     state["claims"][ghost] = "0x" + "98" * 20
     h.state_path.write_text(json.dumps(state))
-    h2 = BotHarness(qsim, tmp_path, key=key, claim_s=2).start()
+    h2 = BotHarness(qsim, tmp_path, key=key, claim_s=2, claim_give_up_s=600).start()
     try:
         h2.tick_until(lambda: h2.events("claim"))
-        h2.tick_until(lambda: h2.events("claim_dropped"), max_ticks=20)
-        assert h2.events("claim_dropped")[0]["market"] == ghost
-        assert ghost not in json.loads(h2.state_path.read_text())["claims"]
+        assert h2.events("claim_deferred")[0]["market"] == ghost
+        asked = len(h2.events("claim_deferred"))
+        h2.tick(20, seconds=10)  # backed off: not asked every round, still pending
+        assert ghost in h2.bot.claims.pending and h2.bot.claims.strikes[ghost] < 20
+        for _ in range(60):
+            if h2.events("claim_given_up"):
+                break
+            h2.tick(seconds=10)
+        gone = h2.events("claim_given_up")
+        assert gone[0]["market"] == ghost and gone[0]["level"] == "ERROR" and asked == 1
+        state = json.loads(h2.state_path.read_text())
+        assert ghost not in state["claims"] and ghost in state["claims_given_up"]
     finally:
         h2.stop()
 

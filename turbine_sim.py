@@ -119,7 +119,15 @@ class SimConfig:
     intervals: tuple[int, ...] = (15,)  # minutes
     btc_price: float = 95_000.0
     annual_vol: float = 0.55  # BTC-like; per asset price paths are independent
-    resolve_delay_s: float = 30.0  # oracle delay after endTime before `resolved`
+    # Resolution (spec 6.3 [rules]): the Pyth price at endTime is proposed to an optimistic
+    # oracle (60 s liveness) asset by asset, BTC then ETH then SOL: the first asset resolves
+    # resolve_delay_s after endTime, each next one resolve_stagger_s later (30 s and 20 s
+    # here: the tests' timing; the live venue's ~1-3 min is `--resolve-delay 90`). A
+    # resolution that fails (the `resolve_fail` fault) is retried at the next cycle,
+    # resolve_retry_s later (a 15-minute market's next one), so a claim can wait that long.
+    resolve_delay_s: float = 30.0
+    resolve_stagger_s: float = 20.0
+    resolve_retry_s: float = 900.0
     initial_usdc: float = 1_000.0  # each new address starts with this (USDC)
     taker_fee_bps: int = 100  # fee in bps of size (SDK budgets 1% of size); assumption
     maker_fee_bps: int = 0
@@ -789,7 +797,11 @@ FAULT_NAMES = (
     "ws_crossed",
     "redirect",
     "ws_stuck",
+    "resolve_fail",
+    "http_404",
 )
+# the resolver's order of assets within a cycle (spec 6.3: BTC, then ETH, then SOL)
+RESOLVE_ORDER = ("BTC", "ETH", "SOL", "XRP")
 # Pyth price feed ids (Hermes, /v2/updates/price/*), transcribed from Pyth's public feed list
 # independently of spike_bot; the settlement oracle of quick markets is Pyth (spec 6.3).
 PYTH_FEEDS: dict[str, str] = {
@@ -1009,7 +1021,9 @@ class Exchange:
         for o in list(self.open.values()):
             if o.market_id == m.market_id:
                 self._cancel(o, "expired")
-        self.pending_resolve.append((m.end + self.cfg.resolve_delay_s, m.market_id))
+        turn = RESOLVE_ORDER.index(m.asset) if m.asset in RESOLVE_ORDER else len(RESOLVE_ORDER)
+        due = m.end + self.cfg.resolve_delay_s + turn * self.cfg.resolve_stagger_s
+        self.pending_resolve.append((due, m.market_id))
 
     def resolve(self, m: Market) -> None:
         if m.resolved:
@@ -1087,8 +1101,17 @@ class Exchange:
             due = [x for x in self.pending_resolve if x[0] <= gt]
             if due:
                 self.pending_resolve = [x for x in self.pending_resolve if x[0] > gt]
-                for _, mid in due:
-                    self.resolve(self.markets[mid])
+                for at, mid in due:
+                    m = self.markets[mid]
+                    only = str(self.faults.active.get("resolve_fail", {}).get("asset", ""))
+                    if (not only or only.upper() == m.asset) and self.faults.trip(
+                        "resolve_fail", gt
+                    ):
+                        # the oracle's proposal failed: the next cycle tries again
+                        self.pending_resolve.append((at + self.cfg.resolve_retry_s, mid))
+                        self.counters["resolutions_failed"] += 1
+                        continue
+                    self.resolve(m)
         self.expire_orders()
         if participants is not None:
             participants.step(gt, dt)
@@ -2069,8 +2092,11 @@ class SimApp:
                 )
             if f.trip("http_429", now):
                 return _err(429, "rate limit exceeded", {"Retry-After": "1"})
+            h404 = str(f.active.get("http_404", {}).get("path", "/"))
+            if path.lower().startswith(h404.lower()) and f.trip("http_404", now):
+                return _err(404, "not found")
             h500 = str(f.active.get("http_500", {}).get("path", "/"))
-            if path.startswith(h500) and f.trip("http_500", now):
+            if path.lower().startswith(h500.lower()) and f.trip("http_500", now):
                 return _err(500, "internal server error")
             if self.cfg.rate_limit_per_s > 0 and not self._take_token(request):
                 self.ex.counters["rate_limited"] += 1
@@ -3258,6 +3284,12 @@ def main(argv: list[str] | None = None) -> int:
         "--book-heartbeat", type=float, default=0.0, help="resend books every N sim s (0: quiet)"
     )
     ap.add_argument(
+        "--resolve-delay",
+        type=float,
+        default=30.0,
+        help="sim s after endTime the first asset resolves (live: ~60-180)",
+    )
+    ap.add_argument(
         "--no-ctf-approval", action="store_true", help="settle held-share sales unapproved"
     )
     a = ap.parse_args(argv)
@@ -3280,6 +3312,7 @@ def main(argv: list[str] | None = None) -> int:
         maker_rebate=a.maker_rebate,
         settle_delay_s=a.settle_delay,
         book_heartbeat_s=a.book_heartbeat,
+        resolve_delay_s=a.resolve_delay,
         require_ctf_approval=not a.no_ctf_approval,
     )
     sim = Sim(cfg)
