@@ -279,6 +279,8 @@ class OfficialStream:
     quiet and reconnect when no frame and no pong came for `ws_silence_s`, and report to the
     same handler."""
 
+    live = True  # delivers from its own thread as frames arrive
+
     def __init__(self, cfg: sb.Config) -> None:
         self.cfg = cfg
         self._subs: set[str] = set()

@@ -165,6 +165,13 @@ class Config:
         0,
         0.5,
     )
+    requote_passive_mult: float = _f(
+        2.0,
+        "a quote resting further from fair than wanted is replaced only past this multiple "
+        "of requote_tolerance (it costs fills, not money; thin books only)",
+        1,
+        20,
+    )
     order_refresh_s: float = _f(60.0, "re-place resting orders this often (s)", 1, 3600)
     expiry_grace_s: float = _f(
         30.0, "order expiration = refresh + this (dead man's switch)", 1, 3600
@@ -257,6 +264,13 @@ class Config:
     http_timeout_s: float = _f(5.0, "HTTP timeout (s)", 0.1, 120)
     max_retries: int = _f(3, "retries for 429/5xx/network errors", 0, 10)
     rate_limit_per_s: float = _f(8.0, "request pacer: most requests per second", 0.1, 10000)
+    cancel_confirm_s: float = _f(
+        0.25,
+        "wait this long (real s) for the stream to confirm a cancel before a replaced side "
+        "gets its new order; unconfirmed: our orders are read back over REST (0: always)",
+        0,
+        5,
+    )
     ws_silence_s: float = _f(
         20.0, "reconnect when no frame and no pong came this long; pings every 1/4 (s)", 1, 600
     )
@@ -292,6 +306,7 @@ TUNABLE = frozenset(
         "skew_factor",
         "price_tick",
         "requote_tolerance",
+        "requote_passive_mult",
         "order_refresh_s",
         "expiry_grace_s",
         "max_position",
@@ -1232,6 +1247,10 @@ DEFERRABLE = frozenset(
 DEFERRED_TIMEOUT_S = 1.0  # their HTTP timeout while the host is failing
 PRICE_WAKE_S = 0.2  # a streamed price wakes the engine at most this often (real seconds)
 CTF_RETRY_S = 30.0  # a failed CTF approval request is repeated at most this often
+# a stream that missed this many cancel confirmations in a row is not waited for again until
+# CONFIRM_RETRY read-backs later (Orders.confirm_cancels)
+CONFIRM_MISSES = 3
+CONFIRM_RETRY = 50
 # a claim the exchange does not know yet (404) is asked again after claim_s, doubling up to this
 CLAIM_BACKOFF_MAX_S = 600.0
 # /failed-trades is read before any position reconcile (a failed fill is what a mismatch that
@@ -1873,6 +1892,8 @@ class TurbineStream:
     when neither a frame nor a pong came for ws_silence_s. Delivers messages to the handler
     from its own thread: the handler writes shared state under the engine's lock."""
 
+    live = True  # delivers from its own thread as frames arrive (paper and replay: in pump)
+
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.url = ws_url(cfg.host)
@@ -2264,10 +2285,13 @@ def plan(
     tolerance: int,
     now: float,
     refresh_s: float,
+    passive_tolerance: int | None = None,
 ) -> tuple[list[LiveOrder], list[Quote]]:
     """(cancels, places): keep a live order that matches a desired quote's side and outcome,
-    is within `tolerance` of its price, has its size, is not mostly filled and not due for
-    refresh; cancel the rest; place what is missing."""
+    is within `tolerance` of its price (`passive_tolerance` when it rests further from fair
+    than wanted: that costs fills, not money), has its size, is not mostly filled and not due
+    for refresh; cancel the rest; place what is missing."""
+    passive = tolerance if passive_tolerance is None else max(tolerance, passive_tolerance)
     keep: set[str] = set()
     places: list[Quote] = []
     live_l = list(live)
@@ -2278,7 +2302,10 @@ def plan(
                 o.order_hash not in keep
                 and o.side == q.side
                 and o.outcome == q.outcome
-                and abs(o.price - q.price) < max(tolerance, 1)
+                and (q.price - o.price if q.side == BUY else o.price - q.price)
+                < max(passive, 1)  # behind the wanted price: a wider tolerance
+                and (o.price - q.price if q.side == BUY else q.price - o.price)
+                < max(tolerance, 1)  # ahead of it (more aggressive): the tolerance
                 and o.size == q.size
                 and o.remaining * 2 >= q.size
                 and now - o.placed_at < refresh_s
@@ -2415,8 +2442,10 @@ def limit_quotes(
 #   |                   | the CTF approval                                    |                  |
 #   | Fills             | MarketState fills, journal, PnL, exchange position, | engine           |
 #   |                   | mismatch; failed settlements seen                   |                  |
-#   | Claims            | markets to claim, their settled positions, strikes  | engine           |
+#   | Claims            | markets to claim, their settled positions, waits,   | engine           |
+#   |                   | backoffs, the given-up ones                         |                  |
 #   | StateFile         | the state file; PnL carried over a restart          | engine           |
+#   | Markets           | which market each slot quotes: the rollover itself  | engine           |
 #   | Status            | nothing (reads all, sets gauges)                    | engine           |
 #   | Tuning            | the SIGHUP request flag; applies reloads in place   | engine (+signal) |
 #   | Bot               | slots (current market, schedule, quoting state),    | engine           |
@@ -2454,6 +2483,10 @@ class Feed:
 
     def __init__(self, clock: Clock) -> None:
         self.lock = threading.Lock()
+        # notified under `lock` whenever an order dies or a book arrives on the stream: the
+        # engine waits on it for the stream to confirm a cancel (Orders.confirm_cancels)
+        self.news = threading.Condition(self.lock)
+        self.books_heard = 0  # stream books stored so far (orders what came after a cancel)
         self.wake = threading.Event()
         self.clock = clock
         self.books: dict[str, Book] = {}  # market id (lower case) -> book: the markets we quote
@@ -2491,6 +2524,8 @@ class Feed:
             material = (book.best_bid, book.best_ask) != (old.best_bid, old.best_ask)
             checked = (old.checked or old.ts) if same else book.ts
             self.books[mid] = Book(book.bids, book.asks, book.ts, True, checked)
+            self.books_heard += 1
+            self.news.notify_all()
         if material:
             self.wake.set()
 
@@ -2510,6 +2545,7 @@ class Feed:
             if len(self.cancelled) > 10_000:  # hashes no slot ever read back
                 self.cancelled.clear()
             self.cancelled.add(order_hash)
+            self.news.notify_all()
 
     def set_connected(self, connected: bool) -> None:
         with self.lock:
@@ -2605,6 +2641,36 @@ class Feed:
     def dead(self, hashes: set[str]) -> set[str]:
         with self.lock:
             return self.cancelled & hashes
+
+    def heard(self) -> int:
+        """A mark: how many stream books were stored so far (see `wait_gone`)."""
+        with self.lock:
+            return self.books_heard
+
+    def wait_gone(
+        self, market_id: str, orders: list[LiveOrder], mark: int, timeout: float
+    ) -> set[str]:
+        """Wait up to `timeout` (real s) until the stream says each order is gone: its cancel
+        event, or a book heard after `mark` without its price level on its side (no order
+        rests there at all). Returns the hashes it confirmed."""
+        mid = market_id.lower()
+
+        def gone() -> set[str]:
+            book = self.books.get(mid)
+            fresh = book is not None and book.stream and self.books_heard > mark
+            out = set()
+            for o in orders:
+                levels = (book.bids if o.side == BUY else book.asks) if fresh else ()
+                if o.order_hash in self.cancelled or (
+                    fresh and all(p != o.price for p, _ in levels)
+                ):
+                    out.add(o.order_hash)
+            return out
+
+        want = {o.order_hash for o in orders}
+        with self.lock:
+            self.news.wait_for(lambda: gone() >= want, timeout)
+            return gone()
 
     def read_back(self, market_id: str, hashes: set[str]) -> None:
         """A market's orders were read back: its trade and cancel news is known."""
@@ -3331,6 +3397,8 @@ class Counters:
     errors: int = 0
     ticks: int = 0
     books_confirmed: int = 0  # quiet stream books that REST confirmed
+    cancels_streamed: int = 0  # cancels before a replacement, confirmed by the stream
+    cancels_read_back: int = 0  # ... confirmed by reading our orders back over REST
     reversals: int = 0  # fills that failed at settlement, taken back
 
 
@@ -3978,6 +4046,8 @@ class Orders(Owner):
         self.ctf_approved = False  # the relayer accepted our CTF operator approval
         self.ctf_next = 0.0  # clock time before which a failed approval is not asked again
         self.leftover: dict[str, float] = {}  # market id -> shares a crashed run left resting
+        self.confirm_misses = 0  # cancels the stream did not confirm in time, in a row
+        self.confirm_skips = 0  # read-backs since the stream was last waited for
 
     def opened(self, m: MarketState, carried: float) -> None:
         """A market became current: what could already be filled in it (a position carried
@@ -4109,6 +4179,30 @@ class Orders(Owner):
             reason=reason,
             ms=round((time.perf_counter() - t0) * 1000, 1),  # the cancel round trip (report)
         )
+
+    def confirm_cancels(self, s: Slot, orders: list[LiveOrder], mark: int, live: bool) -> None:
+        """The exchange answered these cancels and their sides are about to get new orders.
+        Believed when the stream confirms each (its cancel event, or its price level gone
+        from a book heard after the cancels) within cancel_confirm_s; otherwise our orders
+        are read back over REST (`sync`), which finds a cancel that lied. A stream that has
+        missed CONFIRM_MISSES in a row is not waited for until CONFIRM_RETRY read-backs
+        later (a venue that never says so must not cost a wait on every requote)."""
+        m = s.m
+        assert m is not None
+        wait = self.cfg.cancel_confirm_s
+        if live and wait > 0 and self.feed.is_connected() and self.confirm_misses < CONFIRM_MISSES:
+            got = self.feed.wait_gone(m.qm.market_id, orders, mark, wait)
+            if got >= {o.order_hash for o in orders}:
+                self.confirm_misses = 0
+                self.ledger.count(s, "cancels_streamed", len(orders))
+                return
+            self.confirm_misses += 1
+        elif self.confirm_misses >= CONFIRM_MISSES:
+            self.confirm_skips += 1
+            if self.confirm_skips >= CONFIRM_RETRY:
+                self.confirm_misses = self.confirm_skips = 0  # try the stream again
+        self.ledger.count(s, "cancels_read_back", len(orders))
+        self.sync(s)
 
     def cancel_all(self, s: Slot, reason: str, market_id: str | None = None) -> bool:
         """Cancel every open order of ours in a market (default: the slot's current one) and
@@ -5022,6 +5116,99 @@ def rss_mb() -> float | None:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
 
 
+# -- market lifecycle -----------------------------------------------------------------------------
+class Markets(Owner):
+    """Which quick market each slot quotes (engine thread): `check_market` asks the exchange
+    for the slot's current market (on the rollover poll, a stream hint or the end of ours),
+    refuses one it cannot believe, and `rollover` moves the slot onto it: the old market's
+    orders cancelled and read back, its position filed as a claim and its realized PnL
+    booked, the new one's book tracked and subscribed (a restart's PnL carried on)."""
+
+    def __init__(
+        self,
+        e: Engine,
+        feed: Feed,
+        ledger: Ledger,
+        risk: Risk,
+        watch: BookWatch,
+        prices: PriceSource,
+        boundary: Boundary,
+        orders: Orders,
+        claims: Claims,
+        state: StateFile,
+        stream: Callable[[], Stream | None],
+        saved: Callable[[], None],
+    ) -> None:
+        super().__init__(e)
+        self.feed, self.ledger, self.risk, self.watch = feed, ledger, risk, watch
+        self.prices, self.boundary, self.orders, self.claims = prices, boundary, orders, claims
+        self.state = state
+        self.stream = stream  # the book feed, once startup made it
+        self.saved = saved  # writes the state file
+
+    def check_market(self, s: Slot) -> None:
+        """Roll the slot to its current quick market when it changed (poll, or a hint)."""
+        # a stream hint only says "poll now": the adapter's record carries what the hint
+        # lacks (contract, settlement address), and a forged or stale hint changes nothing
+        qm = self.ex.quick_market(s.key)
+        if s.m is not None and qm.market_id.lower() == s.m.qm.market_id.lower():
+            return
+        try:  # a market we cannot believe is never rolled onto: we stay on the one we have
+            check_quick_market(
+                qm,
+                s.key,
+                s.m.qm if s.m else None,
+                self.clock.now(),
+                self.prices.price(s.key.asset),
+                self.cfg.price_band,
+            )
+        except ReplyRejected as e:
+            self.boundary.rejected("quick_market", e)
+            return
+        self.rollover(s, qm)
+
+    def rollover(self, s: Slot, qm: QuickMarket) -> None:
+        old = s.m
+        t0 = time.perf_counter()
+        stream = self.stream()
+        if old is not None:
+            self.orders.cancel_all(s, "rollover", old.qm.market_id)
+            with contextlib.suppress(ExchangeError):
+                self.orders.sync(s)  # fills that landed before the end
+            self.claims.finished(s, old)
+            self.ledger.realize(s.name, old.pnl.realized)
+            # its position is now a claim, not capital: the budgets are read again
+            self.risk.capital_stale = True
+            if stream is not None:
+                stream.unsubscribe(old.qm.market_id)
+            self.ledger.count(s, "rollovers")
+        s.m = MarketState(qm)
+        s.blocked = {}
+        if self.recorder is not None:
+            self.recorder.market(qm)
+        restored = self.state.restored.pop(qm.market_id, None)
+        if restored is not None:  # restarted mid-market: carry the position on
+            s.m.base, s.m.journal = dataclasses.replace(restored[0]), list(restored[1])
+            s.m.pnl = PnL.replay(s.m.base, s.m.journal)
+            self.claims.resumed(qm.market_id)
+        self.orders.opened(s.m, abs(s.m.pnl.position) if restored is not None else 0.0)
+        self.feed.track(qm.market_id, old.qm.market_id if old is not None else None)
+        if stream is not None:
+            stream.subscribe(qm.market_id)
+        self.watch.poll_if_needed(s, force=True)
+        if old is not None:
+            self.log.event(
+                "rollover",
+                slot=s.name,
+                old_market=old.qm.market_id,
+                old_end=old.qm.end,
+                new_market=qm.market_id,
+                strike=qm.strike,
+                end=qm.end,
+                seconds=round(time.perf_counter() - t0, 3),
+            )
+        self.saved()
+
 # -- live tuning (SIGHUP) --------------------------------------------------------------------------
 class Tuning:
     """Live tuning (engine thread, but `request` is called from the SIGHUP handler and only
@@ -5142,6 +5329,10 @@ class Bot:
         self.status = Status(
             e, self.ledger, self.risk, self.watch, self.prices, self.claims, self.mode
         )
+        self.markets = Markets(
+            e, self.feed, self.ledger, self.risk, self.watch, self.prices, self.boundary,
+            self.orders, self.claims, self.state, lambda: self.stream, self.save_state,
+        )
         ex.gate.blocked = self.risk.gate_blocked  # the adapters' firewall asks Risk too
         ex.policy.listener = self.boundary  # every reply refused at the boundary is told here
         self.stream: Stream | None = None  # the book feed (startup)
@@ -5206,7 +5397,7 @@ class Bot:
         self.prices.start(list(dict.fromkeys(s.key.asset for s in self.slots)))
         for s in self.slots:
             try:
-                self.check_market(s)
+                self.markets.check_market(s)
             except ExchangeError as e:
                 raise ExchangeError(e.kind, f"market {s.name}: {e.message}", e.status) from None
         self._refresh_capital()  # a failure schedules its own retry, sooner than balance_s
@@ -5314,7 +5505,7 @@ class Bot:
                 or _due(s.due, "rollover", cfg.rollover_s, now)
                 or (s.m and now >= s.m.qm.end)
             ):
-                self._job("rollover", lambda s=s: self.check_market(s), s)
+                self._job("rollover", lambda s=s: self.markets.check_market(s), s)
         if cfg.fair_source in ("model", "blend"):
             for asset in dict.fromkeys(s.key.asset for s in self.slots):
                 if _due(self.due, "price:" + asset, cfg.price_s, now):
@@ -5400,69 +5591,6 @@ class Bot:
         self.log.event("pnl_snapshot", **self.status.snapshot())
         self.save_state()
 
-    # -- market lifecycle ------------------------------------------------------------------------
-    def check_market(self, s: Slot) -> None:
-        """Roll the slot to its current quick market when it changed (poll, or a hint)."""
-        # a stream hint only says "poll now": the adapter's record carries what the hint
-        # lacks (contract, settlement address), and a forged or stale hint changes nothing
-        qm = self.ex.quick_market(s.key)
-        if s.m is not None and qm.market_id.lower() == s.m.qm.market_id.lower():
-            return
-        try:  # a market we cannot believe is never rolled onto: we stay on the one we have
-            check_quick_market(
-                qm,
-                s.key,
-                s.m.qm if s.m else None,
-                self.clock.now(),
-                self.prices.price(s.key.asset),
-                self.cfg.price_band,
-            )
-        except ReplyRejected as e:
-            self.boundary.rejected("quick_market", e)
-            return
-        self.rollover(s, qm)
-
-    def rollover(self, s: Slot, qm: QuickMarket) -> None:
-        old = s.m
-        t0 = time.perf_counter()
-        if old is not None:
-            self.orders.cancel_all(s, "rollover", old.qm.market_id)
-            with contextlib.suppress(ExchangeError):
-                self.orders.sync(s)  # fills that landed before the end
-            self.claims.finished(s, old)
-            self.ledger.realize(s.name, old.pnl.realized)
-            # its position is now a claim, not capital: the budgets are read again
-            self.risk.capital_stale = True
-            if self.stream is not None:
-                self.stream.unsubscribe(old.qm.market_id)
-            self.ledger.count(s, "rollovers")
-        s.m = MarketState(qm)
-        s.blocked = {}
-        if self.recorder is not None:
-            self.recorder.market(qm)
-        restored = self.state.restored.pop(qm.market_id, None)
-        if restored is not None:  # restarted mid-market: carry the position on
-            s.m.base, s.m.journal = dataclasses.replace(restored[0]), list(restored[1])
-            s.m.pnl = PnL.replay(s.m.base, s.m.journal)
-            self.claims.resumed(qm.market_id)
-        self.orders.opened(s.m, abs(s.m.pnl.position) if restored is not None else 0.0)
-        self.feed.track(qm.market_id, old.qm.market_id if old is not None else None)
-        if self.stream is not None:
-            self.stream.subscribe(qm.market_id)
-        self.watch.poll_if_needed(s, force=True)
-        if old is not None:
-            self.log.event(
-                "rollover",
-                slot=s.name,
-                old_market=old.qm.market_id,
-                old_end=old.qm.end,
-                new_market=qm.market_id,
-                strike=qm.strike,
-                end=qm.end,
-                seconds=round(time.perf_counter() - t0, 3),
-            )
-        self.save_state()
-
     # -- the quote step --------------------------------------------------------------------------
     def _quote_step(self, s: Slot) -> None:
         self.read_market(s)
@@ -5534,18 +5662,24 @@ class Bot:
         self.risk.note_limits(s, blocked)
         deep = book_is_deep(book, self.cfg)
         tol = self.cfg.deep_requote_tolerance if deep else self.cfg.requote_tolerance
-        tol = round(tol * PRICE_SCALE)
-        cancels, places = plan(desired, m.live.values(), tol, now, self.cfg.order_refresh_s)
+        passive = tol if deep else tol * self.cfg.requote_passive_mult
+        tol, passive = round(tol * PRICE_SCALE), round(passive * PRICE_SCALE)
+        cancels, places = plan(
+            desired, m.live.values(), tol, now, self.cfg.order_refresh_s, passive
+        )
+        mark = self.feed.heard()  # the stream's books from here on follow the cancels
         # cancel first: never more exposure on the book than the plan allows
         for o in cancels:
             self.orders.cancel(s, o, "requote")
         if self.ex.policy.degraded:
             return  # the host's last answer was a failure: no new order until one succeeds
-        replaced = {o.side for o in cancels if o.order_hash in m.cancel_ok}
-        if replaced & {q.side for q in places}:
-            # a cancel's answer is believed once a read-back agrees: one that lied leaves its
-            # order open, and the side gets no second order (Orders.place) until it is gone
-            self.orders.sync(s)
+        sides = {q.side for q in places}
+        replaced = [o for o in cancels if o.order_hash in m.cancel_ok and o.side in sides]
+        if replaced:
+            # a cancel's answer is believed once the stream or a read-back agrees: one that
+            # lied leaves its order open, and the side gets no second order (Orders.place)
+            # until it is gone
+            self.orders.confirm_cancels(s, replaced, mark, getattr(self.stream, "live", False))
         for q in places:
             self.orders.place(s, q, now)
 

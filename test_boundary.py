@@ -186,6 +186,8 @@ def test_a_cancel_that_lies_never_doubles_a_side(
             assert sides.count(0) <= 1 and sides.count(1) <= 1, sides
         lies = [e for e in h.events("cancel_unconfirmed") if e["reason"] == "read_back"]
         assert lies
+        # the stream never confirmed a cancel that lied: each was read back over REST
+        assert h.slot.c.cancels_streamed == 0 and h.slot.c.cancels_read_back >= len(lies)
         qsim.clear_fault("cancel_ignore")
         h.tick(4)
         sides = [o["side"] for o in h.open_orders(h.market_id())]

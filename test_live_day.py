@@ -363,3 +363,37 @@ def test_usdc_waiting_in_a_claim_is_not_quoted_with(qsim: ts.Sim, tmp_path: path
         h.tick_until(lambda: len(h.open_orders(h.market_id())) == 2, 10)
     finally:
         h.stop()
+
+
+# -- 6. a cancel the stream confirms costs no read-back ------------------------------------------
+def test_a_requote_confirmed_by_the_stream_reads_nothing_back(
+    qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """The price moves the quotes: each replaced side's cancel is confirmed by the stream (its
+    cancel event, its level gone from the book) and the new order goes out in the same step
+    without reading our orders back over REST. (A cancel that lies is read back:
+    test_boundary's test_a_cancel_that_lies_never_doubles_a_side.)"""
+    h = BotHarness(qsim, tmp_path, exchange_kind=kind, orders_sync_s=3600).start()
+    try:
+        price = qsim.state()["prices"]["BTC"]
+        replaced = 0
+        for i in range(8):  # 10 bp up, 10 bp down: past the tolerance, both ways
+            before = {o["orderHash"] for o in h.open_orders(h.market_id())}
+            p = price * (1 + 0.001 * (-1) ** i)
+            qsim.call(lambda p=p: qsim.app.ex.prices.__setitem__("BTC", p))
+            h.tick()
+            after = {o["orderHash"] for o in h.open_orders(h.market_id())}
+            assert len(after) == 2
+            replaced += len(before - after)
+        assert replaced >= 8
+        assert h.slot.c.cancels_streamed >= replaced - 1
+        assert h.slot.c.cancels_read_back <= 1
+        syncs = [
+            x.value
+            for m in h.metrics.registry.collect()
+            for x in m.samples
+            if x.name == "spike_requests_total" and x.labels.get("endpoint") == "orders_sync"
+        ]
+        assert sum(syncs) <= 2, syncs  # startup and at most one read-back
+    finally:
+        h.stop()
