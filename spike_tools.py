@@ -1020,6 +1020,8 @@ def preflight(
             )
         )
         out.extend(boundary_checks(ex, qm, key, cfg, authed and signer is not None))
+        if key == keys[0]:
+            out.extend(drift_checks(ex, qm, key, cfg, authed and signer is not None))
         if canary_factory is not None and key == keys[0]:
             if signer is None or not (authed and sec.private_key):
                 out.append(Check("canary", False, "needs the key and working credentials"))
@@ -1175,6 +1177,89 @@ def boundary_checks(
         if hasattr(ex, "claim_data") and qm.contract:
             probe("claim_data", lambda: f"{len(ex.claim_data([qm.contract]))} rows by contract")
     probe("failed_trades", lambda: f"{len(ex.failed_trades())} rows")
+    return out
+
+
+def drift_checks(
+    ex: TurbineExchange, qm: QuickMarket, key: MarketKey, cfg: Config, authed: bool
+) -> list[Check]:
+    """The live API's replies against the spec's wire rules (spike_wire, the rules
+    test_sim_schema.py holds the simulator to): every field missing, of another type or
+    scale, or not in the spec is one `drift` line (field, expected, seen), so the first
+    morning shows what the real API does differently. Read-only; a difference is a
+    warning (the boundary checks above decide what the bot refuses)."""
+    import spike_wire
+
+    me = ex.address
+    mid = qm.market_id
+
+    def rows(at: str, most: int = 3) -> Callable[[Any], list[Any]]:
+        return lambda d: (d.get(at) if isinstance(d, dict) else d)[:most] if d else []
+
+    def level_rows(d: Any) -> list[Any]:
+        return (d.get("bids") or [])[:2] + (d.get("asks") or [])[:2] if isinstance(d, dict) else []
+
+    def body(d: Any) -> list[Any]:
+        return [d]
+
+    def one(at: str) -> Callable[[Any], list[Any]]:
+        return lambda d: [d.get(at)] if isinstance(d, dict) else [d]
+
+    # endpoint, path, query, bearer token, [(object kind, where its rows are)]
+    reads: list[tuple[str, str, dict[str, Any], bool, list[tuple[str, Any]]]] = [
+        ("quick_market", f"/api/v1/quick-markets/{key.asset}", {"interval": key.interval},
+         False, [("QuickMarketReply", body), ("QuickMarket", one("quickMarket"))]),
+        ("orderbook", f"/api/v1/orderbook/{mid}", {}, False,
+         [("OrderBook", body), ("Level", level_rows)]),
+        ("trades", f"/api/v1/trades/{mid}", {"limit": 5}, False, [("Trade", rows("trades"))]),
+        ("stats", f"/api/v1/stats/{mid}", {}, False, [("MarketStats", body)]),
+        ("price", f"/api/v1/quick-markets/{key.asset}/price", {}, False, [("AssetPrice", body)]),
+        ("resolution", f"/api/v1/resolution/{mid}", {}, False, [("Resolution", body)]),
+        ("failed_trades", "/api/v1/failed-trades", {}, False,
+         [("FailedTrade", rows("failedTrades"))]),
+    ]
+    if me:
+        reads += [
+            ("balances", f"/api/v1/users/{me}/balances", {"chain_id": cfg.chain_id}, False,
+             [("Balances", body)]),
+            ("nonce", f"/api/v1/contracts/nonce/{CHAINS[cfg.chain_id]['usdc']}/{me}",
+             {"chain_id": cfg.chain_id}, False, [("Nonce", body)]),
+        ]
+    if authed:
+        reads += [
+            ("orders", "/api/v1/orders", {"trader": me, "market_id": mid}, True,
+             [("Order", rows("orders"))]),
+            ("positions", f"/api/v1/positions/{qm.contract or mid}", {"user": me}, True,
+             [("Position", lambda d: rows("positions")(d) if "positions" in d else [d])]),
+        ]
+        if qm.contract:
+            reads.append(
+                ("claim_data", f"/api/v1/users/{me}/claim-data",
+                 {"chain_id": cfg.chain_id, "markets": qm.contract}, True,
+                 [("ClaimData", rows("markets"))])
+            )  # fmt: skip
+    out: list[Check] = []
+    for name, path, params, auth, kinds in reads:
+        try:
+            d = ex._raw("GET", path, params=params or None, auth=auth)
+        except ExchangeError as e:
+            out.append(Check("drift", True, f"{name}: not read ({e.message[:80]})", warn=True))
+            continue
+        lines = []
+        for kind, where in kinds:
+            try:
+                objs = where(d)
+            except (AttributeError, TypeError, KeyError):
+                objs = [d]
+            for obj in objs or []:
+                lines += [(kind, *x) for x in spike_wire.diff(kind, obj)]
+        for kind, fld, want, seen in dict.fromkeys(lines):  # once per field, not per row
+            out.append(
+                Check("drift", True, f"{name} {kind}.{fld}: expected {want}, seen {seen}",
+                      warn=True)
+            )
+        if not lines:
+            out.append(Check("drift", True, f"{name}: as the spec says"))
     return out
 
 

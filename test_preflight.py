@@ -289,3 +289,31 @@ def test_the_key_at_rest_in_an_encrypted_keystore(
     nopass = "\n".join(creds) + f"\nTURBINE_KEYSTORE={store}\n"
     code, out = run_preflight(rsim.base_url, tmp_path, nopass, capsys=capsys)
     assert code == 2 and "TURBINE_KEYSTORE_PASSPHRASE_FILE" in out
+
+
+def test_preflight_reports_every_drift_from_the_spec_as_a_line(
+    rsim: ts.Sim, tmp_path: pathlib.Path, capsys: Any
+) -> None:
+    """Each reply preflight reads is compared with the spec's wire rules (spike_wire, the
+    rules test_sim_schema holds the simulator to): on the simulator every read is `as the
+    spec says`; where the API differs (a strike sent as a string, a field the spec does not
+    name), one WARN line names the field, what the spec expects and what came."""
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    env = f"TURBINE_PRIVATE_KEY={key}\n"
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    drift = [x for x in out.splitlines() if x[5:].startswith("drift")]
+    assert code == 0 and len(drift) >= 10, out
+    assert all(x.startswith("PASS") and "as the spec says" in x for x in drift), drift
+    for read in ("quick_market", "orderbook", "orders", "positions", "claim_data", "balances"):
+        assert any(f" {read}: as the spec says" in x for x in drift), (read, drift)
+    rsim.fault(
+        "corrupt", path="/api/v1/quick-markets/BTC", at="quickMarket",
+        set={"startPrice": "9500000000000", "feeTier": 3},
+    )
+    code, out = run_preflight(rsim.base_url, tmp_path, env, capsys=capsys)
+    drift = [x for x in out.splitlines() if x[5:].startswith("drift")]
+    assert (
+        "WARN drift        quick_market QuickMarket.startPrice: expected integer, "
+        "seen '9500000000000'" in drift
+    ), drift
+    assert any("QuickMarket.feeTier: expected not in the spec, seen 3" in x for x in drift)

@@ -9,8 +9,7 @@ resolves and one account claims. Signing uses eth-account and the SDK only, neve
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,163 +23,15 @@ import turbine_sim as ts
 from conftest import SIM_START, TEST_KEY
 from test_turbine_sim import approve_max, client, ctf_approve, headers, redemption
 
-# -- the rules ------------------------------------------------------------------------------------
-Rule = Callable[[Any], bool]
-
-
-def INT(v: Any) -> bool:  # a JSON integer (HEAD int() would also take "12", the spec says int)
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def STR(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def BOOL(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
-def NUM(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def HEX32(v: Any) -> bool:
-    return isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]{64}", v) is not None
-
-
-def ADDR(v: Any) -> bool:
-    return isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]{40}", v) is not None
-
-
-def DEC(v: Any) -> bool:  # a decimal integer string (u6 or up to 2^256 - 1)
-    return isinstance(v, str) and re.fullmatch(r"[0-9]{1,78}", v) is not None
-
-
-def USD(v: Any) -> bool:  # dollars with cents, as a string: "10.50"
-    return isinstance(v, str) and re.fullmatch(r"[0-9]+\.[0-9]{2}", v) is not None
-
-
-def OUTCOME(v: Any) -> bool:
-    return v in (0, 1) and INT(v)
-
-
-def PRICE(v: Any) -> bool:
-    return INT(v) and 1 <= v <= 999_999
-
-
-def TS(v: Any) -> bool:  # unix seconds, plausible
-    return INT(v) and 1_600_000_000 < v < 4_000_000_000
-
-
-def TS_STR(v: Any) -> bool:  # FailedTrade / PendingTrade / SettlementStatus timestamps
-    return DEC(v) and TS(int(v))
-
-
-def opt(rule: Rule) -> Rule:
-    return lambda v: v is None or rule(v)
-
-
-def one_of(*vals: Any) -> Rule:
-    return lambda v: v in vals
-
-
-SCHEMAS: dict[str, dict[str, Rule]] = {
-    "Market": {
-        "id": HEX32, "chainId": INT, "contractAddress": ADDR, "settlementAddress": ADDR,
-        "question": STR, "description": STR, "category": STR, "expiration": TS, "maker": ADDR,
-        "resolved": BOOL, "winningOutcome": opt(OUTCOME), "volume": INT, "createdAt": TS,
-        "updatedAt": TS,
-    },
-    "MarketStats": {
-        "marketId": HEX32, "contractAddress": ADDR, "lastPrice": INT, "totalVolume": INT,
-        "volume24h": INT,
-    },
-    "QuickMarket": {
-        "id": INT, "marketId": HEX32, "asset": STR, "intervalMinutes": INT, "startPrice": INT,
-        "endPrice": opt(INT), "startTime": TS, "endTime": TS, "resolved": BOOL,
-        "outcome": opt(OUTCOME), "priceSource": one_of("pyth"), "createdAt": TS,
-        "contractAddress": ADDR,
-    },
-    "QuickMarketReply": {"active": BOOL, "asset": STR, "quickMarket": lambda v: isinstance(v, dict),
-                         "bestAskPrice": opt(PRICE)},
-    "OrderBook": {"marketId": HEX32, "bids": lambda v: isinstance(v, list),
-                  "asks": lambda v: isinstance(v, list), "lastUpdate": TS},
-    "Level": {"price": PRICE, "size": lambda v: INT(v) and v > 0},
-    "Trade": {
-        "id": INT, "marketId": HEX32, "buyer": ADDR, "seller": ADDR, "price": PRICE,
-        "size": INT, "outcome": OUTCOME, "timestamp": TS, "txHash": HEX32,
-    },
-    "Order": {
-        "orderHash": HEX32, "marketId": HEX32, "trader": ADDR, "side": one_of(0, 1),
-        "outcome": OUTCOME, "price": PRICE, "size": INT, "filledSize": INT,
-        "remainingSize": INT, "nonce": INT, "expiration": TS,
-        "status": one_of("open", "filled", "cancelled", "expired"), "createdAt": TS,
-    },
-    "OrderReply": {"orderHash": HEX32, "status": STR, "matches": INT, "timestamp": TS},
-    "Position": {
-        "id": INT, "marketId": HEX32, "userAddress": ADDR, "yesShares": INT, "noShares": INT,
-        "yesCost": INT, "noCost": INT, "yesRevenue": INT, "noRevenue": INT,
-        "totalInvested": INT, "totalCost": INT, "totalRevenue": INT, "lastUpdated": TS,
-    },
-    "UserActivity": {
-        "address": ADDR, "totalTrades": INT, "totalVolume": INT, "pnl": INT,
-        "marketsTraded": INT,
-    },
-    "UserStats": {
-        "user_address": ADDR, "total_cost": INT, "total_invested": INT,
-        "position_value": INT, "pnl": INT, "pnl_percentage": NUM,
-    },
-    "PendingTrade": {
-        "marketId": HEX32, "txHash": HEX32, "buyerAddress": ADDR, "sellerAddress": ADDR,
-        "fillSize": INT, "fillPrice": PRICE, "timestamp": TS_STR, "isBatch": BOOL,
-        "batchIndex": INT,
-    },
-    "FailedTrade": {
-        "marketId": HEX32, "txHash": HEX32, "buyerAddress": ADDR, "sellerAddress": ADDR,
-        "fillSize": INT, "fillPrice": PRICE, "reason": STR, "timestamp": TS_STR,
-        "batchIndex": INT,
-    },
-    "SettlementStatus": {
-        "found": BOOL, "txHash": HEX32, "status": one_of("pending", "settled", "failed"),
-        "error": STR, "marketId": HEX32, "buyerAddress": ADDR, "sellerAddress": ADDR,
-        "fillSize": INT, "fillPrice": PRICE, "timestamp": TS_STR, "isBatch": BOOL,
-        "batchIndex": INT,
-    },
-    "Resolution": {
-        "marketId": HEX32, "resolved": BOOL, "expired": BOOL, "assertionId": STR,
-        "timestamp": TS,
-    },
-    "AssetPrice": {"price": lambda v: NUM(v) and v > 0, "timestamp": TS},
-    "Claimable": {
-        "market_id": HEX32, "contract_address": ADDR, "outcome_label": one_of("YES", "NO"),
-        "balance": lambda v: INT(v) or DEC(v), "payout": USD,
-    },
-    "ClaimableReply": {"claimable": lambda v: isinstance(v, list), "count": INT,
-                       "totalPayout": USD},
-    "ClaimData": {
-        "market_address": ADDR, "resolved": BOOL, "winning_balance": lambda v: INT(v) or DEC(v),
-        "ctf_address": ADDR, "collateral_token": ADDR, "condition_id": HEX32,
-        "winning_outcome": opt(OUTCOME), "ctf_nonce": INT,
-    },
-    "Balances": {"balance": DEC, "allowance": DEC},
-    "Nonce": {"nonce": INT},
-    "ApiKey": {"success": BOOL, "api_key_id": STR,
-               "api_private_key": lambda v: STR(v) and re.fullmatch(r"(0x)?([0-9a-f]{64}){1,2}", v),
-               "message": STR},
-    "RelayerReply": {"success": BOOL, "tx_hash": HEX32},
-    "BatchRelayerReply": {"success": BOOL, "txHash": HEX32},
-    "Holder": {"userAddress": ADDR, "yesShares": INT, "noShares": INT, "totalInvested": INT},
-    "PlatformStats": {"chains": lambda v: isinstance(v, list) and len(v) == 1,
-                      "total_volume": INT, "total_trades": INT},
-    "ChainStats": {"chain_id": one_of(137), "total_volume": INT, "total_trades": INT,
-                   "updated_at": TS},
-}  # fmt: skip
+# -- the rules: spike_wire (preflight compares the live API with the same ones) -------------------
+from spike_wire import INT, diff
 
 
 def check(kind: str, obj: Any) -> None:
+    """Every field the spec names, present and of its type (fields it does not name are
+    allowed: the simulator sends the union of what the SDK versions read)."""
     assert isinstance(obj, dict), f"{kind}: not an object: {obj!r}"
-    rules = SCHEMAS[kind]
-    bad = {k: obj.get(k, "<missing>") for k, ok in rules.items() if k not in obj or not ok(obj[k])}
+    bad = diff(kind, obj, extra=False)
     assert not bad, f"{kind}: fields break the spec: {bad}"
 
 
