@@ -5294,6 +5294,7 @@ class Bot:
         fresh_state: bool = False,  # --sim: start without the previous run's state
         reloader: Callable[[], Config] | None = None,  # SIGHUP re-reads the settings with it
         price_stream: Any = None,  # replay: the recorded stream instead of Hermes
+        strategy: Callable[..., list[Quote]] | None = None,  # bench baselines: not `quotes`
     ) -> None:
         self.cfg = cfg
         self.ex = ex
@@ -5307,6 +5308,7 @@ class Bot:
         if alerter is not None:
             log.listeners.append(alerter.on_event)
         self.fresh_state = fresh_state
+        self.strategy = strategy or quotes  # the STRATEGY section's, unless a bench says
         self.stop_event = threading.Event()
         log.clock = clock.now
         self.slots = [Slot(k, metrics.market(k)) for k in cfg.market_keys()]
@@ -5652,7 +5654,7 @@ class Bot:
             self.fail_closed(s, "no_fair_value")
             return
         self.resume(s)
-        desired = quotes(m.fair, m.pnl.position, book, left, self.cfg)
+        desired = self.strategy(m.fair, m.pnl.position, book, left, self.cfg)
         resting = {o.side for o in m.live.values()}
         desired, blocked = limit_quotes(
             desired, m.pnl.position, m.fair, self.risk.headroom(s), resting

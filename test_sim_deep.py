@@ -66,3 +66,23 @@ def test_the_other_presets_are_thin_markets(preset: str) -> None:
     f = ts.summarize_facts([ts.book_facts(preset, 2001, 2.0)])
     assert f["top5_depth_median"] < 300 and f["trades_per_market"] < 400, f
     assert f["spread_median"] >= 0.03, f
+
+
+def test_the_contested_preset_samples_like_the_real_venue() -> None:
+    """The contested preset (the deep one with sub-cent steppers, official-program makers and
+    latency-bound cancels on oracle moves) against the three figures issue 27 names first
+    (the one-cent share of the spread, the last minute's depth, BTC's one-second volatility)
+    and the deep preset's other ranges; its steppers put the spread inside a cent."""
+    f = ts.summarize_facts([ts.book_facts("contested", s, 1.5) for s in (2001, 2002)])
+    assert abs(f["spread_one_tick_share"] - REAL["spread_one_tick_share"]) <= 0.08, f
+    assert within(f["top5_depth_last60_median"], REAL["top5_depth_last60_median"]), f
+    assert 0.35 <= f["btc_1s_return_sd_bp"] <= 0.66, f
+    assert f["spread_median"] <= 0.01 + 1e-9 and f["spread_p90"] <= 0.04, f
+    assert within(f["spread_last60_mean"], REAL["spread_last60_mean"]), f
+    assert within(f["top5_depth_median"], REAL["top5_depth_median"]), f
+    assert within(f["trades_per_market"], REAL["trades_per_market"]), f
+    assert within(f["volume_usd_per_market_approx"], REAL["volume_usd_per_market_approx"]), f
+    assert f["top_changes_per_min"] >= REAL["top_changes_per_min"], f
+    assert within(f["mid_move_last60s"], REAL["mid_move_last60s"]), f
+    both = f["both_sides_quoted"]
+    assert both[">600"] >= 0.95 and both[">600"] > both["60-300"] > both["<10"], both

@@ -658,17 +658,19 @@ def test_fill_racing_its_cancel_is_counted_once(
 def test_exception_in_a_tick_fails_closed_and_the_loop_lives(
     qsim: ts.Sim, tmp_path: pathlib.Path
 ) -> None:
-    h = BotHarness(qsim, tmp_path).start()
+    h = BotHarness(qsim, tmp_path)
     sb = h.sb
     real = sb.quotes
-    boom = {"on": True}
+    boom = {"on": False}
 
     def broken(*a: Any, **kw: Any) -> Any:
         if boom["on"]:
             raise RuntimeError("strategy bug")
         return real(*a, **kw)
 
-    sb.quotes = broken
+    h.bot_kw["strategy"] = broken  # the bot's strategy, as a bench baseline is given
+    h.start()
+    boom["on"] = True
     try:
         h.tick(2)
         assert h.open_orders() == []  # failed closed: orders cancelled
@@ -679,7 +681,6 @@ def test_exception_in_a_tick_fails_closed_and_the_loop_lives(
         h.tick_until(lambda: len(h.open_orders()) == 2)
         assert h.thread.is_alive()
     finally:
-        sb.quotes = real
         h.stop()
 
 

@@ -42,7 +42,7 @@ import secrets
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
 
@@ -265,9 +265,58 @@ class SimConfig:
     # by more than deep_arb_edge against the fast price's probability, up to this many shares
     deep_arb_edge: float = 0.006
     deep_arb_max_size: float = 150.0
+    # -- contested (issue 27): the deep preset as a deep Turbine book would be contested. Its
+    #    makers, retail flow and fast-price arbitrageurs stay; added: makers that step ahead of
+    #    the touch by less than a cent (Turbine has no tick, spec 1.3), makers running the
+    #    official SDK's market maker (its model and ladder, turbine-api.md 8.1: most bots on
+    #    the venue are generated from examples/market_maker.py), and every maker cancelling on
+    #    an oracle move after its own latency. The arbitrageurs' edge over the oracle is
+    #    oracle_lag_s (1 s: they watch the exchanges Pyth aggregates, which lead its price by
+    #    about that). A second spike_bot is the bench's to run (bench_quality, `--rival`), not
+    #    the simulator's.
+    #    BTC's one-second log-return sd was 0.35-0.66 bp in mid-2026 (20-37% annualised; the
+    #    deep preset's 0.30 samples at ~1.2 bp with its clustering and jumps): 0.16 and jumps of
+    #    0.12% on average sample at ~0.6 bp (bench/bench_presets.py).
+    contested_vol: float = 0.22
+    contested_jump_mean_abs: float = 0.0012
+    # the deep makers' sizes x this (the deep preset's books sample at ~2,700 shares before
+    # the contested makers split the touch into sub-cent levels) and their widening into
+    # expiry (deep_risk_k), so that the spread is one cent or less ~76% of seconds
+    contested_size_mult: float = 2.2
+    contested_risk_k: float = 0.12
+    # the book thins less into expiry than the deep preset's (its makers pull on moves,
+    # which thins it already): sizes x (contested_end_size + (1 - it) x min(1, T / 300 s))
+    contested_end_size: float = 1.0
+    # steppers: (least distance of a quote from its view, shares, how far inside the others'
+    # best it steps, refresh s (jittered), annualised vol of its view, latency s, reads the
+    # fast venues' price (1) or the oracle's (0)). One on the fast price at the SDK helper's
+    # 0.0001 tick; two on the oracle, a second or two late, stepping 0.0005 and 0.001.
+    contested_steppers: tuple[tuple[float, float, float, float, float, float, int], ...] = (
+        (0.003, 120.0, 0.0001, 1.0, 0.20, 0.0, 1),
+        (0.004, 90.0, 0.0005, 2.0, 0.20, 1.0, 0),
+        (0.005, 150.0, 0.001, 3.0, 0.25, 2.0, 0),
+    )
+    # official-program makers (examples/market_maker.py, HEAD 782c939, YES book only): (base
+    # spread, base daily vol, allocation USDC, latency s); its 2 s loop, six levels, momentum,
+    # inventory skew, the [0.20, 0.80] clamp, one-sided below 0.35, the 0.02 rebalance
+    # threshold, the circuit breaker (3+ fills in 30 s, over 80% one side: dark 10 s) and the
+    # T-30 s pull, with the settings its users vary (spread, vol, allocation)
+    contested_sdk_makers: tuple[tuple[float, float, float, float], ...] = (
+        (0.012, 0.03, 60.0, 1.0),
+        (0.020, 0.05, 150.0, 2.0),
+        (0.008, 0.03, 300.0, 1.0),
+        (0.015, 0.04, 100.0, 3.0),
+    )
+    # the deep makers' latencies to an oracle move (s), one per deep_makers row: the maker on
+    # the fast venues reacts within the grid step, the rest 1-5 s later
+    contested_latency_s: tuple[float, ...] = (0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 5.0)
+    # a move of a maker's view by this much (probability) since its last quote re-quotes it
+    # at once (after its latency), whatever its timer says
+    contested_move: float = 0.01
 
 
-PRESETS = ("classic", "realistic", "deep")
+PRESETS = ("classic", "realistic", "deep", "contested")
+DEEP_PRESETS = ("deep", "contested")  # the deep participants (contested adds to them)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,7 +767,10 @@ class RealisticModel:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed * 104_729 + 17)
-        vol = cfg.deep_vol if cfg.preset == "deep" else cfg.real_vol
+        vol = {"deep": cfg.deep_vol, "contested": cfg.contested_vol}.get(cfg.preset, cfg.real_vol)
+        self.jump_mean_abs = (
+            cfg.contested_jump_mean_abs if cfg.preset == "contested" else cfg.jump_mean_abs
+        )
         self.base = vol / math.sqrt(SECONDS_PER_YEAR)
         self.kappa = [math.log(2) / hl for hl in cfg.vol_half_life_s]
         self.h: dict[str, list[float]] = {}
@@ -755,7 +807,7 @@ class RealisticModel:
         sig = self.sigma(asset, t)
         r = sig * math.sqrt(dt) * rng.gauss(0.0, 1.0) - 0.5 * sig * sig * dt
         if rng.random() < cfg.jump_rate_per_day * dt / 86_400:
-            r += rng.expovariate(1.0 / cfg.jump_mean_abs) * (1 if rng.random() < 0.5 else -1)
+            r += rng.expovariate(1.0 / self.jump_mean_abs) * (1 if rng.random() < 0.5 else -1)
         self.fast[asset] *= math.exp(r)
         self.lagged[asset].append(self.fast[asset])
         self.rets[asset].append(r)
@@ -1693,7 +1745,7 @@ class Participants:
         self.maker_orders: dict[Any, list[SimOrder]] = collections.defaultdict(list)
         self.next_refresh: dict[Any, float] = {}
         self.excite: dict[str, float] = {}  # realistic noise: self-excitation per market
-        self.deep = ex.cfg.preset == "deep"
+        self.deep = ex.cfg.preset in DEEP_PRESETS
         if self.deep:  # the deep preset's own addresses and random stream
             self.rng = random.Random(ex.cfg.seed * 7919 + 3)
             self.makers = self._fund(
@@ -1978,6 +2030,234 @@ class Participants:
 
 
 # ---------------------------------------------------------------------------------------------
+# The contested preset's participants (the deep ones plus steppers and official-program makers)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SdkMakerState:
+    """One official-program maker in one market: what examples/market_maker.py keeps."""
+
+    prices: collections.deque[tuple[float, float]] = field(
+        default_factory=lambda: collections.deque(maxlen=60)
+    )
+    ema: float = 0.0  # momentum: an EMA(0.3) of the velocity
+    target: float | None = None  # P(YES) at the last rebalance
+    rebalanced: float = -1e9
+    next_loop: float = 0.0
+    dark_until: float = 0.0  # the circuit breaker
+    fills: collections.deque[tuple[float, int]] = field(
+        default_factory=lambda: collections.deque(maxlen=100)
+    )
+    seen: dict[str, int] = field(default_factory=dict)  # order hash -> filled size seen
+
+
+class ContestedParticipants(Participants):
+    """The contested preset (SimConfig's contested settings say what each part stands for):
+    the deep preset's flow and makers, each maker now also re-quoting when its view moved by
+    contested_move after its own latency; makers stepping ahead of the touch by less than a
+    cent; makers running the official SDK's market maker."""
+
+    def __init__(self, ex: Exchange) -> None:
+        super().__init__(ex)
+        cfg = ex.cfg
+        self.crng = random.Random(cfg.seed * 7919 + 4)  # its own stream: deep's is untouched
+        self.steppers = self._fund(
+            ["0x" + keccak(f"participant:stepper{i}".encode()).hex()[-40:]
+             for i in range(len(cfg.contested_steppers))]
+        )  # fmt: skip
+        self.sdk_makers = self._fund(
+            ["0x" + keccak(f"participant:sdkmm{i}".encode()).hex()[-40:]
+             for i in range(len(cfg.contested_sdk_makers))]
+        )  # fmt: skip
+        self.last_view: dict[Any, float] = {}  # maker key -> the view it last quoted on
+        self.sdk: dict[Any, SdkMakerState] = {}
+
+    def _seen(self, asset: str, lag_s: float, fast: bool) -> float:
+        """The price a maker with this latency sees now: the fast venues' or the oracle's, as
+        it was lag_s ago (whole grid steps)."""
+        ex = self.ex
+        k = max(0, round(lag_s / self.cfg.step_s))
+        if fast:
+            hist = ex.fast_hist[asset]
+            return hist[max(0, len(hist) - 1 - k)][1] if hist else ex.fast[asset]
+        hist2 = ex.price_hist[asset]
+        return hist2[max(0, len(hist2) - 1 - k)][1] if hist2 else ex.prices[asset]
+
+    def _due(self, key: Any, t: float, view: float, refresh: float, half: float) -> str:
+        """"quote" when its timer ran out; "pull" when its view moved since its last quote by
+        contested_move or its own half-spread, whichever is more (its quotes would be picked
+        off: it cancels at once and quotes again a second or two later, the gap the real
+        books show after a move); "" otherwise."""
+        if abs(view - self.last_view.get(key, view)) >= max(self.cfg.contested_move, half):
+            self.last_view[key] = view
+            self.next_refresh[key] = t + 1 + self.crng.random() * min(1.0, refresh)
+            return "pull"
+        if t < self.next_refresh.get(key, 0.0):
+            return ""
+        self.next_refresh[key] = t + refresh * (0.7 + 0.6 * self.crng.random())
+        self.last_view[key] = view
+        return "quote"
+
+    def step(self, t: float, dt: float) -> None:
+        ex, cfg = self.ex, self.cfg
+        model = ex.model
+        assert model is not None
+        for mid in list(ex.current.values()):
+            m = ex.markets[mid]
+            if m.closed or t >= m.end - 1:
+                continue
+            tau = m.end - t
+            # the flow first (retail and the fast-price arbitrageurs), as in the deep preset
+            excite = self.excite.get(mid, 0.0) * math.exp(
+                -math.log(2) * dt / cfg.noise_excite_half_life_s
+            )
+            rate = cfg.deep_noise_rate_per_min * (1 + excite)
+            life = cfg.noise_excite_half_life_s / math.log(2)
+            for _ in range(self._poisson(rate * dt / 60)):
+                self._noise_deep(m)
+                excite += cfg.noise_branching / (cfg.deep_noise_rate_per_min / 60 * life)
+            self.excite[mid] = excite
+            sig_fast = model.estimated_sigma(m.asset)
+            fair = binary_probability(ex.fast[m.asset], m.strike, tau - cfg.oracle_lag_s, sig_fast)
+            self._take_mispriced(m, fair, cfg.deep_arb_edge, cfg.deep_arb_max_size)
+            end = cfg.contested_end_size
+            thin = end + (1 - end) * min(1.0, tau / 300)
+            self._deep_makers(m, t, tau, thin)
+            self._steppers(m, t, tau, thin)
+            for j in range(len(cfg.contested_sdk_makers)):
+                self._sdk_maker(m, t, tau, j)
+
+    def _deep_makers(self, m: Market, t: float, tau: float, thin: float) -> None:
+        cfg = self.cfg
+        for i, (half, size, levels, refresh, vol, leave, fast) in enumerate(cfg.deep_makers):
+            key = (m.market_id, i)
+            lag = cfg.contested_latency_s[i] if i < len(cfg.contested_latency_s) else 1.0
+            sig = vol / math.sqrt(SECONDS_PER_YEAR)
+            view = binary_probability(self._seen(m.asset, lag, bool(fast)), m.strike, tau, sig)
+            h = half + cfg.contested_risk_k * binary_step(view, tau, refresh)
+            due = self._due(key, t, view, refresh, h)
+            if not due:
+                continue
+            if tau <= leave or due == "pull":
+                self._requote(m, key, self.makers[i], {})
+                continue
+            want = self._deep_ladder(view, h, size * cfg.contested_size_mult * thin, levels)
+            self._requote(m, key, self.makers[i], want, take=half <= 0.005)
+
+    def _steppers(self, m: Market, t: float, tau: float, thin: float) -> None:
+        """Step ahead of the others' best by `step` while the view allows `edge`; else quote
+        at the edge behind it. Post only, on the 0.0001 grid; an order whose price still
+        stands keeps its queue place."""
+        cfg = self.cfg
+        book = self.ex.books[(m.market_id, YES)]
+        for i, (edge0, size, step, refresh, vol, lag, fast) in enumerate(cfg.contested_steppers):
+            key = (m.market_id, "step", i)
+            sig = vol / math.sqrt(SECONDS_PER_YEAR)
+            view = binary_probability(self._seen(m.asset, lag, bool(fast)), m.strike, tau, sig)
+            edge = edge0 + cfg.contested_risk_k * binary_step(view, tau, refresh)
+            due = self._due(key, t, view, refresh, edge)
+            if not due:
+                continue
+            if tau <= 5 or not 0.02 < view < 0.98 or due == "pull":
+                self._requote(m, key, self.steppers[i], {})
+                continue
+            mine = {o.order_hash for o in self.maker_orders.get(key, []) if o.status == "open"}
+            bids = [o.price for o in book.bids if o.order_hash not in mine]
+            asks = [o.price for o in book.asks if o.order_hash not in mine]
+            g, stp = 100, round(step * PRICE_SCALE)
+            bid = math.floor((view - edge) * PRICE_SCALE / g) * g
+            ask = math.ceil((view + edge) * PRICE_SCALE / g) * g
+            if bids:
+                bid = min(bid, bids[0] + stp)
+            if asks:
+                ask = max(ask, asks[0] - stp)
+                bid = min(bid, asks[0] - g)
+            if bids:
+                ask = max(ask, bids[0] + g)
+            sz = self._shares(size * thin * (0.6 + 0.8 * self.crng.random()))
+            want = {}
+            if MIN_PRICE < bid < MAX_PRICE:
+                want[(BUY, bid)] = sz
+            if g < ask < MAX_PRICE:
+                want[(SELL, ask)] = sz
+            self._requote(m, key, self.steppers[i], want)
+
+    def _sdk_maker(self, m: Market, t: float, tau: float, j: int) -> None:
+        """examples/market_maker.py's 2 s loop for one maker in one market (YES book only)."""
+        ex, cfg = self.ex, self.cfg
+        spread0, base_vol, alloc, lag = cfg.contested_sdk_makers[j]
+        key = (m.market_id, "sdk", j)
+        st = self.sdk.setdefault(key, SdkMakerState(next_loop=t))
+        if t < st.next_loop:
+            return
+        st.next_loop = t + 2.0  # FAST_POLL_INTERVAL
+        who = self.sdk_makers[j]
+        if tau <= 30:  # END_OF_MARKET_PULL_SECONDS: pull everything, stop
+            self._requote(m, key, who, {})
+            return
+        for o in self.maker_orders.get(key, []):  # fills since the last loop
+            d = o.filled - st.seen.get(o.order_hash, 0)
+            if d > 0:
+                st.fills.append((t, o.side))
+                st.seen[o.order_hash] = o.filled
+        recent = [s for ft, s in st.fills if t - ft <= 30]
+        if len(recent) >= 3 and max(recent.count(BUY), recent.count(SELL)) / len(recent) > 0.8:
+            st.fills.clear()
+            st.dark_until = t + 10  # the circuit breaker: cancel all, dark 10 s
+            self._requote(m, key, who, {})
+            return
+        if t < st.dark_until:
+            return
+        px = self._seen(m.asset, lag, False)  # Pyth, through its own latency
+        st.prices.append((t, px))
+        obs = list(st.prices)
+        vel = 0.0
+        if len(obs) >= 2:
+            (p0, t0), (p1, t1) = (obs[-min(5, len(obs))][1], obs[-min(5, len(obs))][0]), (px, t)
+            vel = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
+        rets = [(obs[k][1] - obs[k - 1][1]) / obs[k - 1][1] for k in range(1, len(obs))]
+        vol = statistics.stdev(rets) if len(rets) > 1 else 0.0
+        st.ema = 0.3 * vel + 0.7 * st.ema
+        sigma = max(vol / math.sqrt(2.0), base_vol / math.sqrt(86_400))
+        z = ((px - m.strike) / m.strike) / (sigma * math.sqrt(max(1.0, tau)))
+        pos = ex.ledger.pos(who, m.market_id)
+        gross = abs(pos.yes) + abs(pos.no)
+        net = (pos.yes - pos.no) / gross if gross else 0.0
+        p = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+        p += max(-0.10, min(0.10, st.ema * 0.5 / 1e6)) - net * 0.05
+        p = max(0.20, min(0.80, p))
+        spread = spread0 * (1 + vol * 10) * (1 + abs(st.ema) * 2 / 1e6)
+        if 30 < tau < 90:
+            spread *= 1 + 2 * (1 - tau / 90)
+        spread = max(0.01, min(0.20, spread))
+        live = [o for o in self.maker_orders.get(key, []) if o.status == "open"]
+        moved = st.target is None or (abs(p - st.target) > 0.02 and t - st.rebalanced >= 2)
+        if not (moved or (vol > 0.005 and t - st.rebalanced >= 5) or len(live) < 4):
+            return
+        st.target, st.rebalanced = p, t
+        want: dict[tuple[int, int], int] = {}
+        if p - 0.5 >= -0.15:  # below 0.35 it leaves the YES book to NO
+            yes_usd = alloc * max(0.2, min(0.8, 0.5 + 0.3 * (p - 0.5)))
+            sell = max(0.3, min(0.7, 0.5 + 0.3 * (p - 0.5)))
+            w = [1.5 ** (5 - i) for i in range(6)]  # innermost first, the largest
+            for side, usd in ((BUY, yes_usd * (1 - sell)), (SELL, yes_usd * sell)):
+                for i, wi in enumerate(w):
+                    off = spread / 4 + spread * i / 5
+                    q = min(0.99, max(0.01, p - off if side == BUY else p + off))
+                    price = max(10_000, min(990_000, int(q * PRICE_SCALE)))
+                    level = usd * wi / sum(w)
+                    if level >= 1.0:
+                        want[(side, price)] = int(level * 1e12 / price)
+        # its "graceful rebalance": the new ladder, then the old orders cancelled; a price it
+        # still wants keeps its order here (the same exposure, the queue place aside)
+        self._requote(m, key, who, want, take=True)
+
+
+def participants_for(ex: Exchange) -> Participants:
+    """The participants of `ex`'s preset."""
+    return ContestedParticipants(ex) if ex.cfg.preset == "contested" else Participants(ex)
+
+
+# ---------------------------------------------------------------------------------------------
 # App: routes, auth, faults, stream
 # ---------------------------------------------------------------------------------------------
 def _err(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -1990,7 +2270,7 @@ class SimApp:
         # a caller may supply the clock (a subclass sharing time with another process)
         self.clock = clock or default_clock(cfg)
         self.ex = Exchange(cfg, self.clock)
-        self.participants = Participants(self.ex) if cfg.participants else None
+        self.participants = participants_for(self.ex) if cfg.participants else None
         self.faults = self.ex.faults
         self.sockets: dict[web.WebSocketResponse, set[str]] = {}
         self.stuck_books: dict[str, str] = {}  # ws_stuck: the book text each market froze at
@@ -3094,7 +3374,7 @@ def book_facts(preset: str, seed: int, hours: float, **kw: Any) -> dict[str, Any
     were polled) and return raw samples for `summarize_facts`."""
     cfg = SimConfig(manual_clock=True, start_time=1_767_225_600 + 1, seed=seed, preset=preset, **kw)
     ex = Exchange(cfg, Clock(cfg.start_time or 0.0, 1.0, manual=True))
-    parts = Participants(ex)
+    parts = participants_for(ex)
     rows: list[tuple[float, float, float | None, float | None, float, float, tuple]] = []
     t = cfg.start_time or 0.0
     for _ in range(int(hours * 3600)):

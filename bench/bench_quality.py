@@ -169,6 +169,13 @@ def mean_ci(xs: list[float]) -> tuple[float, float]:
 LIVE = {"official", "spike_live"}
 
 
+# Presets where the bench runs spike_bot rivals beside the strategy judged (`--rivals`, their
+# settings' overrides: spike_bot's defaults), each in its own wallet, in lockstep: a deep
+# Turbine book is contested by other bots, some of them as quick as ours (issue 27).
+RIVAL_PRESETS = {"contested"}
+WORSE_FILL = 0.002  # "every fill this much worse": PnL less this per share traded
+
+
 def one_run(job: tuple[str, str, int, float, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     name, preset, seed, hours, sim_kw, live = job
     if name in LIVE:
@@ -176,13 +183,24 @@ def one_run(job: tuple[str, str, int, float, dict[str, Any], dict[str, Any]]) ->
         r = run_live(trader, preset, seed, hours, live["speed"], None, live["sdk"], sim_kw)
         return {"strategy": name, "preset": preset, "seed": seed, **r}
     overrides, fn = STRATEGIES[name]
-    r = run_day(hours, seed, overrides, name, {"preset": preset, **sim_kw}, fn)
+    rivals = [{}] * live.get("rivals", 0) if preset in RIVAL_PRESETS else None
+    r = run_day(hours, seed, overrides, name, {"preset": preset, **sim_kw}, fn, rivals)
     return {"strategy": name, "preset": preset, "seed": seed, **r}
 
 
-def market_pnls(run: dict[str, Any], rebate: bool) -> list[float]:
-    """A run's PnL per resolved market, in market order (rebates added when they are on)."""
-    return [x["pnl"] + (x["rebate"] if rebate else 0.0) for x in run["per_market"]]
+def market_pnls(run: dict[str, Any], rebate: bool, worse: float = 0.0) -> list[float]:
+    """A run's PnL per resolved market, in market order: rebates added when asked, every
+    fill `worse` per share worse."""
+    return [
+        x["pnl"] + (x["rebate"] if rebate else 0.0) - worse * x["shares"]
+        for x in run["per_market"]
+    ]
+
+
+def without_best(pnl: list[float], n: int = 2) -> list[float]:
+    """A run's market PnLs without its n best markets (a result that rests on a few lucky
+    markets shows here)."""
+    return sorted(pnl)[: max(0, len(pnl) - n)]
 
 
 def summarize(runs: list[dict[str, Any]], rebate: bool) -> dict[str, Any]:
@@ -202,6 +220,13 @@ def summarize(runs: list[dict[str, Any]], rebate: bool) -> dict[str, Any]:
         dd.append(worst)
     pnl_all = [x["pnl"] for x in markets]
     m, ci = mean_ci(per_seed)
+
+    def seeds_mean(f: Any) -> tuple[float, float]:
+        return mean_ci([statistics.fmean(v) for r in runs if (v := f(r))])
+
+    m_other, ci_other = seeds_mean(lambda r: market_pnls(r, not rebate))
+    m_best2, ci_best2 = seeds_mean(lambda r: without_best(market_pnls(r, rebate)))
+    m_worse, ci_worse = seeds_mean(lambda r: market_pnls(r, rebate, WORSE_FILL))
     sd = statistics.stdev(pnl_all) if len(pnl_all) > 1 else float("nan")
     shares = sum(x["shares"] for x in markets)
     placed = [sum(x["placed"][i] for x in markets) for i in range(len(SIZE_BUCKETS))]
@@ -211,6 +236,10 @@ def summarize(runs: list[dict[str, Any]], rebate: bool) -> dict[str, Any]:
         "markets": len(markets),
         "pnl_per_market": round(m, 4),
         "pnl_ci95": round(ci, 4),
+        # the same PnL the other way on rebates (with them when the headline is without)
+        "pnl_other_rebates": f"{m_other:+.3f} ±{ci_other:.3f}",
+        "pnl_without_best2": f"{m_best2:+.3f} ±{ci_best2:.3f}",
+        f"pnl_fills_{WORSE_FILL:g}_worse": f"{m_worse:+.3f} ±{ci_worse:.3f}",
         "sharpe_per_market": round(statistics.fmean(pnl_all) / sd, 3) if sd and sd > 0 else None,
         "fill_rate_by_size": {
             f"{lo:g}-{hi:g}": (round(f / p, 4) if p else None)
@@ -249,10 +278,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--hours", type=float, default=2.0, help="simulated hours per seed")
-    ap.add_argument("--presets", default="realistic,classic,deep")
+    ap.add_argument("--presets", default="contested,realistic,classic")
+    ap.add_argument(
+        "--rivals", type=int, default=1, help="spike_bot rivals in contested runs (lockstep)"
+    )
     ap.add_argument("--set", dest="seed_set", choices=sorted(SEED_SETS), default="heldout")
     ap.add_argument("--strategies", default=DEFAULT_STRATEGIES)
-    ap.add_argument("--rebate", action="store_true", help="spec 1.4 maker rebates on")
+    ap.add_argument(
+        "--rebate",
+        action="store_true",
+        help="the headline PnL with spec 1.4 maker rebates (they accrue in every run; each "
+        "table gives the other figure too)",
+    )
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--quick", action="store_true", help="2 seeds x 1 h, realistic only")
     ap.add_argument("--json", action="store_true")
@@ -260,7 +297,7 @@ def main() -> int:
     ap.add_argument("--sdk", default=None, help="SDK snapshot for `official` ($TURBINE_SDK_SRC)")
     a = ap.parse_args()
     if a.quick:
-        a.seeds, a.hours, a.presets = 2, 1.0, "realistic"
+        a.seeds, a.hours, a.presets = 2, 1.0, "contested"
     names = [s for s in a.strategies.split(",") if s]
     for s in names:
         if s not in STRATEGIES:
@@ -271,8 +308,8 @@ def main() -> int:
         names.remove("official")
     presets = [p for p in a.presets.split(",") if p]
     seeds = [SEED_SETS[a.seed_set] + i for i in range(a.seeds)]
-    sim_kw = {"maker_rebate": True} if a.rebate else {}
-    live = {"speed": a.speed, "sdk": sdk}
+    sim_kw = {"maker_rebate": True}  # accrued aside: it changes no trade
+    live = {"speed": a.speed, "sdk": sdk, "rivals": a.rivals}
     jobs = [(n, p, s, a.hours, sim_kw, live) for p in presets for s in seeds for n in names]
     jobs.sort(key=lambda j: j[0] not in LIVE)  # the long live runs first
     t0 = time.perf_counter()
@@ -284,6 +321,7 @@ def main() -> int:
         "seeds": seeds,
         "hours_per_seed": a.hours,
         "rebate": a.rebate,
+        "rivals": {p: a.rivals if p in RIVAL_PRESETS else 0 for p in a.presets.split(",")},
         "presets": {},
     }
     for p in presets:
@@ -295,9 +333,11 @@ def main() -> int:
             for y in names[i + 1 :]
         }
         out["presets"][p] = {"strategies": table, "paired": pairs}
+        rv = out["rivals"].get(p, 0)
         print(
             f"\n== preset {p}: {a.seed_set} seeds {seeds[0]}..{seeds[-1]}, "
-            f"{a.hours:g} h each" + (", maker rebates on" if a.rebate else "")
+            f"{a.hours:g} h each; PnL " + ("with" if a.rebate else "without")
+            + " maker rebates" + (f"; {rv} spike_bot rival(s) in the market" if rv else "")
         )
         keys = [k for k in next(iter(table.values())) if k != "per_seed"]
         print(f"{'figure':24}" + "".join(f"{n:>22}" for n in names))

@@ -223,25 +223,16 @@ def print_rows(rows: list[dict[str, Any]], keys: list[str], width: int = 20) -> 
         print(f"{k:30}" + "".join(f"{r[k]!s:>{width}}" for r in rows))
 
 
-def run_day(
-    hours: float,
-    seed: int,
-    overrides: dict[str, Any] | None = None,
-    label: str = "spike_bot",
-    sim_kw: dict[str, Any] | None = None,
-    quotes_fn: Any = None,
-) -> dict[str, Any]:
-    """One bot on one seeded simulator for `hours`. `quotes_fn`: another quoting function in
-    place of spike_bot's (a baseline strategy through the same engine)."""
-    if quotes_fn is not None:
-        saved = sb.quotes
-        sb.quotes = quotes_fn
-        try:
-            return run_day(hours, seed, overrides, label, sim_kw)
-        finally:
-            sb.quotes = saved
-    sim = RemoteSim(seed, sim_kw)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="soak-"))
+def _start_bot(
+    sim: RemoteSim,
+    tmp: pathlib.Path,
+    label: str,
+    overrides: dict[str, Any] | None,
+    strategy: Any,
+) -> tuple[Any, threading.Thread, Any, Any, str, Any]:
+    """A spike_bot with its own new wallet on `sim`, started on its own thread: (bot, thread,
+    metrics, log, address, config)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     key = "0x" + Account.create().key.hex().removeprefix("0x")
     addr = Account.from_key(key).address.lower()
     kid, secret = sim._ask("register", key)
@@ -259,24 +250,52 @@ def run_day(
     metrics = sb.Metrics(label)
     ex = sb.TurbineExchange(cfg, sb.Signer(key, 137), sb.BearerAuth(kid, secret), metrics)
     log = sb.EventLog(cfg.log_file, label)
-    bot = sb.Bot(cfg, ex, sim.clock, log, metrics)
+    bot = sb.Bot(cfg, ex, sim.clock, log, metrics, strategy=strategy)
     th = threading.Thread(target=bot.run, daemon=True)
+    th.start()
+    return bot, th, metrics, log, addr, cfg
+
+
+def run_day(
+    hours: float,
+    seed: int,
+    overrides: dict[str, Any] | None = None,
+    label: str = "spike_bot",
+    sim_kw: dict[str, Any] | None = None,
+    quotes_fn: Any = None,
+    rivals: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One bot on one seeded simulator for `hours`. `quotes_fn`: another quoting function in
+    place of spike_bot's (a baseline strategy through the same engine). `rivals`: more
+    spike_bots (their settings' overrides) competing in the same market, each with its own
+    wallet, stepped in lockstep with it; the figures are the first bot's."""
+    sim = RemoteSim(seed, sim_kw)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="soak-"))
+    bot, th, metrics, log, addr, cfg = _start_bot(sim, tmp, label, overrides, quotes_fn)
+    others = [
+        _start_bot(sim, tmp / f"rival{i}", f"rival{i}", r, None)
+        for i, r in enumerate(rivals or [])
+    ]
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
-    th.start()
-    while not all(s.m for s in bot.slots):
-        time.sleep(0.001)
+    for b in [bot] + [o[0] for o in others]:
+        while not all(s.m for s in b.slots):
+            time.sleep(0.001)
     left_after_rollover: list[int] = []
     rss0 = rss_mb()
     rolls = 0
     steps = int(hours * 3600 / cfg.tick_s)
     warm_req, warm_t = 0, 0.0
     price_ages: list[float] = []  # the model price's age after each step (about quote time)
+    bots = [bot] + [o[0] for o in others]
     for i in range(steps):
-        before = bot.c.ticks
+        before = [b.c.ticks for b in bots]
         sim.advance(cfg.tick_s)
         deadline = time.perf_counter() + 10
-        while bot.c.ticks <= before and time.perf_counter() < deadline:
+        while (
+            any(b.c.ticks <= n for b, n in zip(bots, before, strict=True))
+            and time.perf_counter() < deadline
+        ):
             time.sleep(0.0002)
         if bot.c.rollovers != rolls:
             rolls = bot.c.rollovers
@@ -296,9 +315,10 @@ def run_day(
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     req_per_min = (metrics.requests_total - warm_req) / max(1.0, (sim.clock.now() - warm_t) / 60)
-    bot.stop()
-    th.join(30)
-    log.close()
+    for b, t_, lg in [(bot, th, log)] + [(o[0], o[1], o[3]) for o in others]:
+        b.stop()
+        t_.join(30)
+        lg.close()
     rss1 = rss_mb()
     events = [json.loads(x) for x in pathlib.Path(cfg.log_file).read_text().splitlines()]
     fills = [e for e in events if e["event"] == "fill"]
