@@ -160,6 +160,26 @@ class Config:
     deep_model_weight: float = _f(
         0.7, "deep book, blend: weight of the model probability (rest: micro-price)", 0, 1
     )
+    deep_risk_spread: float = _f(
+        0.0,
+        "deep book: extra half-spread per unit of the binary's likely move over "
+        "risk_horizon_s (0: off)",
+        0,
+        10,
+    )
+    toxicity_k: float = _f(
+        0.0,
+        "extra half-spread per unit of toxicity: what our fills lost, per share, to the fair "
+        "value's move markout_s later (averaged over toxicity_half_life_s; 0: off)",
+        0,
+        20,
+    )
+    markout_s: float = _f(
+        5.0, "toxicity: a fill is marked against fair this long after (s)", 1, 300
+    )
+    toxicity_half_life_s: float = _f(
+        300.0, "toxicity: the weight of a fill's markout halves this often (s)", 10, 86400
+    )
     deep_requote_tolerance: float = _f(
         0.002, "deep book: replace a quote off its price by this (the touch moves each second)",
         0,
@@ -307,6 +327,10 @@ TUNABLE = frozenset(
         "price_tick",
         "requote_tolerance",
         "requote_passive_mult",
+        "deep_risk_spread",
+        "toxicity_k",
+        "markout_s",
+        "toxicity_half_life_s",
         "order_refresh_s",
         "expiry_grace_s",
         "max_position",
@@ -2222,8 +2246,22 @@ def book_is_deep(book: Book, cfg: Config) -> bool:
     return depth >= cfg.deep_depth * SIZE_SCALE
 
 
+@dataclass(frozen=True)
+class Signals:
+    """What the engine measured of the flow, for quotes(): `toxicity` is how much our fills
+    lost to the fair value's move over the next few seconds (per share, probability units;
+    0: none measured, or they made money): the informed flow's price."""
+
+    toxicity: float = 0.0
+
+
 def quotes(
-    fair: float, inventory: float, book: Book, seconds_left: float, cfg: Config
+    fair: float,
+    inventory: float,
+    book: Book,
+    seconds_left: float,
+    cfg: Config,
+    signals: Signals | None = None,
 ) -> list[Quote]:
     """Desired YES quotes. `inventory` is net YES-equivalent shares (YES minus NO): a SELL of
     YES not held is collateralised by a split and leaves NO shares, which count negative.
@@ -2234,6 +2272,10 @@ def quotes(
     half = cfg.deep_edge if deep else cfg.base_spread / 2
     if cfg.risk_spread > 0 and not deep:  # the binary's risk: fastest near strike and expiry
         half += cfg.risk_spread * binary_move(fair, seconds_left, cfg.risk_horizon_s)
+    if cfg.deep_risk_spread > 0 and deep:  # the same, a touch maker's share of it
+        half += cfg.deep_risk_spread * binary_move(fair, seconds_left, cfg.risk_horizon_s)
+    if signals is not None and cfg.toxicity_k > 0:  # what the informed flow took lately
+        half += cfg.toxicity_k * signals.toxicity
     size_sh = cfg.deep_order_size if deep else cfg.order_size
     if seconds_left <= cfg.tminus_widen_s:
         half *= cfg.tminus_widen_mult
@@ -3148,6 +3190,8 @@ class MarketMetrics:
     reversed: Any
     price_age: Any
     price_streamed: Any
+    markout_short: Any
+    markout_long: Any
 
 
 class Metrics:
@@ -3190,6 +3234,18 @@ class Metrics:
             ),
             "price_streamed": Gauge(
                 "spike_price_streamed", "1: the oracle's stream, 0: Turbine's poll", lb, registry=r
+            ),
+            "markout_short": Gauge(
+                "spike_markout_short_per_share",
+                "fills marked against fair markout_s later, per share (USDC; + made money)",
+                lb,
+                registry=r,
+            ),
+            "markout_long": Gauge(
+                "spike_markout_30s_per_share",
+                "fills marked against fair 30 s later, per share (USDC; + made money)",
+                lb,
+                registry=r,
             ),
         }
         self.open_notional = Gauge(
@@ -4408,10 +4464,17 @@ class Fills(Owner):
     exchange's position is reconciled after the settlement grace, and a fill that failed at
     settlement is taken back at its own price. `sync` reads our orders back (Orders.sync)."""
 
-    def __init__(self, e: Engine, ledger: Ledger, sync: Callable[[Slot], None]) -> None:
+    def __init__(
+        self,
+        e: Engine,
+        ledger: Ledger,
+        sync: Callable[[Slot], None],
+        on_fill: Callable[[Slot, int, float, float, float], None] | None = None,
+    ) -> None:
         super().__init__(e)
         self.ledger = ledger
         self.sync = sync
+        self.told = on_fill  # (slot, side, price, shares, now): the markouts
         self.failed_seen: dict[str, None] = {}  # failed settlements already handled (tx)
         self.failed_primed = False  # the first read of /failed-trades only learns the past
 
@@ -4421,6 +4484,8 @@ class Fills(Owner):
         shares, px = size / SIZE_SCALE, price / PRICE_SCALE
         fee = shares * self.cfg.fee_bps / 10_000
         self.book(m, side, px, shares, fee)
+        if self.told is not None:
+            self.told(s, side, px, shares, self.clock.now())
         self.ledger.count(s, "fills")
         self.ledger.count(s, "filled_size", shares)
         s.metrics.fills.inc()
@@ -4657,6 +4722,72 @@ class Fills(Owner):
             avg_price=round(m.pnl.avg, 6),
             realized=round(m.pnl.realized, 6),
         )
+
+
+# -- markouts and toxicity ------------------------------------------------------------------------
+MARKOUT_LONG_S = 30.0  # the second markout horizon (s), reported beside markout_s
+
+
+class Markouts(Owner):
+    """Per-fill markouts (engine thread): each fill is marked against our fair value markout_s
+    and MARKOUT_LONG_S later (signed per share: + the fill made money against where fair
+    went). Per slot, a time-weighted average (weights halve every toxicity_half_life_s);
+    what the short one lost is the `toxicity` quotes() widens by (toxicity_k). Owns the
+    fills waiting to be marked and the averages; the metrics and pnl_snapshot show them."""
+
+    def __init__(self, e: Engine) -> None:
+        super().__init__(e)
+        # slot -> fills waiting: [market, time, side, price, shares, short horizon marked]
+        self.waiting: dict[str, list[list[Any]]] = {}
+        self.avg: dict[tuple[str, float], tuple[float, float, float]] = {}  # (sum wx, sum w, t)
+
+    def record(self, s: Slot, side: int, price: float, shares: float, now: float) -> None:
+        assert s.m is not None
+        self.waiting.setdefault(s.name, []).append(
+            [s.m.qm.market_id, now, side, price, shares, False]
+        )
+
+    def score(self, s: Slot, now: float) -> None:
+        """Mark the fills old enough against the fair value now (the quote step's)."""
+        m = s.m
+        fills = self.waiting.get(s.name)
+        if not fills or m is None or m.fair is None:
+            return
+        keep = []
+        for f in fills:
+            mid, t, side, price, shares, short_done = f
+            if mid != m.qm.market_id:
+                continue  # its market ended: its fair is gone (resolution settles it)
+            x = (m.fair - price) if side == BUY else (price - m.fair)
+            if not short_done and now - t >= self.cfg.markout_s:
+                self._add(s, self.cfg.markout_s, x, shares, now)
+                f[5] = True
+            if now - t >= MARKOUT_LONG_S:
+                self._add(s, MARKOUT_LONG_S, x, shares, now)
+                continue
+            keep.append(f)
+        self.waiting[s.name] = keep
+        for h, g in (
+            (self.cfg.markout_s, s.metrics.markout_short),
+            (MARKOUT_LONG_S, s.metrics.markout_long),
+        ):
+            v = self.mean(s, h)
+            if v is not None:
+                g.set(v)
+
+    def _add(self, s: Slot, h: float, x: float, w: float, now: float) -> None:
+        sx, sw, t = self.avg.get((s.name, h), (0.0, 0.0, now))
+        decay = 0.5 ** (max(0.0, now - t) / self.cfg.toxicity_half_life_s)
+        self.avg[(s.name, h)] = (sx * decay + w * x, sw * decay + w, now)
+
+    def mean(self, s: Slot, h: float) -> float | None:
+        """The slot's average markout per share at horizon h (None before any)."""
+        sx, sw, _ = self.avg.get((s.name, h), (0.0, 0.0, 0.0))
+        return sx / sw if sw > 1e-9 else None
+
+    def signals(self, s: Slot) -> Signals:
+        short = self.mean(s, self.cfg.markout_s)
+        return Signals(toxicity=max(0.0, -short) if short is not None else 0.0)
 
 
 # -- claims ---------------------------------------------------------------------------------------
@@ -5324,7 +5455,8 @@ class Bot:
         # Fills asks Orders for read-backs and Orders books fills into Fills: the late-bound
         # lambda lets the two be built in order
         read_back = lambda s: self.orders.sync(s)  # noqa: E731, PLW0108
-        self.fills = Fills(e, self.ledger, read_back)
+        self.markouts = Markouts(e)
+        self.fills = Fills(e, self.ledger, read_back, self.markouts.record)
         self.orders = Orders(e, self.feed, self.ledger, self.risk, self.fills.on_fill)
         self.claims = Claims(e, self.ledger, self.save_state)
         self.state = StateFile(cfg.state_file, self.ledger, self.claims, self.slots)
@@ -5653,8 +5785,11 @@ class Bot:
         if m.fair is None:
             self.fail_closed(s, "no_fair_value")
             return
+        self.markouts.score(s, now)
         self.resume(s)
-        desired = self.strategy(m.fair, m.pnl.position, book, left, self.cfg)
+        desired = self.strategy(
+            m.fair, m.pnl.position, book, left, self.cfg, self.markouts.signals(s)
+        )
         resting = {o.side for o in m.live.values()}
         desired, blocked = limit_quotes(
             desired, m.pnl.position, m.fair, self.risk.headroom(s), resting

@@ -96,7 +96,12 @@ SDK = {
 
 
 def sdk_quotes(
-    fair: float, inventory: float, book: sb.Book, seconds_left: float, cfg: sb.Config
+    fair: float,
+    inventory: float,
+    book: sb.Book,
+    seconds_left: float,
+    cfg: sb.Config,
+    signals: sb.Signals | None = None,  # the SDK's model reads no flow signal
 ) -> list[sb.Quote]:
     """The SDK market maker's ladder for YES (see the module docstring)."""
     if seconds_left <= 30 or not 0.0 < fair < 1.0:
@@ -144,6 +149,11 @@ STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
     "spike_s30": ({"deep_order_size": 30.0}, None),
     "spike_dw3": ({"deep_model_weight": 0.3}, None),
     "spike_dw0": ({"deep_model_weight": 0.0}, None),
+    # issue 27 candidates: leaning on the book, the binary's risk at the touch, toxicity
+    "spike_r03": ({"deep_risk_spread": 0.03}, None),
+    "spike_r06": ({"deep_risk_spread": 0.06}, None),
+    "spike_t1": ({"toxicity_k": 1.0}, None),
+    "spike_t2": ({"toxicity_k": 2.0}, None),
     "spike_live": ({}, None),  # on a live clock (LIVE, below)
     "official": ({}, None),  # the official program itself (LIVE, below)
 }
