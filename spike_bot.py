@@ -77,11 +77,17 @@ def _f(
     hi: float | None = None,
     choices: tuple[str, ...] | None = None,
     env: str | None = None,
+    reload: bool = False,
 ) -> Any:
-    """A config field with its help text, validation range and environment name."""
+    """A setting's whole declaration: its default, help text, validation range (or choices),
+    environment name (default SPIKE_<NAME>) and whether a reload (SIGHUP) may change it
+    while running. Its flag (--name-with-dashes), its .env.example line, its row in
+    docs/configuration.md and the reload all follow from it."""
     return field(
         default=default,
-        metadata={"help": help_, "lo": lo, "hi": hi, "choices": choices, "env": env},
+        metadata={
+            "help": help_, "lo": lo, "hi": hi, "choices": choices, "env": env, "reload": reload,
+        },
     )
 
 
@@ -103,38 +109,53 @@ class Config:
     # -- quoting ---------------------------------------------------------------------------------
     # quoting defaults chosen on held-out seeds of the realistic market (docs/figures.md "Trading
     # quality"); the seed's were 5 shares, a 0.40 spread, no risk_spread and skew 0.08
-    order_size: float = _f(10.0, "shares per quote", 0.000001, 1e6)
+    order_size: float = _f(10.0, "shares per quote", 0.000001, 1e6, reload=True)
     base_spread: float = _f(
-        0.04, "full bid-ask spread around fair value (probability units)", 0.0002, 0.98
+        0.04, "full bid-ask spread around fair value (probability units)", 0.0002, 0.98,
+        reload=True,
     )
     fair_source: str = _f(
         "blend",
         "fair value: mid, micro, model or blend",
         choices=("mid", "micro", "model", "blend"),
+        reload=True,
     )
     model_weight: float = _f(
-        0.7, "blend: weight of the model probability (rest: micro-price)", 0, 1
+        0.7, "blend: weight of the model probability (rest: micro-price)", 0, 1,
+        reload=True,
     )
-    model_vol: float = _f(0.55, "annualised volatility for the model probability", 0.01, 5)
+    model_vol: float = _f(
+        0.55, "annualised volatility for the model probability", 0.01, 5,
+        reload=True,
+    )
     risk_spread: float = _f(
         1.0,
         "extra half-spread per unit of the binary's likely move over risk_horizon_s (0: off)",
         0,
         10,
+        reload=True,
     )
     risk_horizon_s: float = _f(
-        10.0, "risk_spread: the horizon of that move (s), about the time to requote", 0.1, 600
+        10.0, "risk_spread: the horizon of that move (s), about the time to requote", 0.1, 600,
+        reload=True,
     )
-    extreme_zone: float = _f(0.15, "widen when fair is within this of 0 or 1", 0, 0.5)
-    extreme_widen: float = _f(0.10, "extra half-spread at fair = 0 or 1", 0, 0.5)
-    skew_factor: float = _f(0.15, "quote shift at full inventory (probability units)", 0, 0.5)
-    price_tick: float = _f(0.0001, "price tick (the SDK rounds to 0.0001)", 0.000001, 0.1)
+    extreme_zone: float = _f(0.15, "widen when fair is within this of 0 or 1", 0, 0.5, reload=True)
+    extreme_widen: float = _f(0.10, "extra half-spread at fair = 0 or 1", 0, 0.5, reload=True)
+    skew_factor: float = _f(
+        0.15, "quote shift at full inventory (probability units)", 0, 0.5,
+        reload=True,
+    )
+    price_tick: float = _f(
+        0.0001, "price tick (the SDK rounds to 0.0001)", 0.000001, 0.1,
+        reload=True,
+    )
     requote_tolerance: float = _f(
         0.03,
         "replace a quote when its price is off by this; near the money the model fair moves "
         "~0.015/s, so a tight tolerance on a 0.40 spread only burns requests",
         0,
         0.5,
+        reload=True,
     )
     # deep books (issue 23): where others rest thousands of shares a tick from fair, a quote a
     # risk spread wide rests behind them all and trades nothing; there the bot competes at the
@@ -146,19 +167,23 @@ class Config:
         "quote at the touch (0: never)",
         0,
         1e9,
+        reload=True,
     )
     deep_edge: float = _f(
-        0.004, "deep book: the least distance of a quote from fair (after skew)", 0, 0.5
+        0.004, "deep book: the least distance of a quote from fair (after skew)", 0, 0.5,
+        reload=True,
     )
     deep_improve: float = _f(
         0.0001,
         "deep book: price this far inside the others' best for queue priority (0: join them)",
         0,
         0.05,
+        reload=True,
     )
-    deep_order_size: float = _f(20.0, "deep book: shares per quote", 0.000001, 1e6)
+    deep_order_size: float = _f(20.0, "deep book: shares per quote", 0.000001, 1e6, reload=True)
     deep_model_weight: float = _f(
-        0.7, "deep book, blend: weight of the model probability (rest: micro-price)", 0, 1
+        0.7, "deep book, blend: weight of the model probability (rest: micro-price)", 0, 1,
+        reload=True,
     )
     deep_risk_spread: float = _f(
         0.0,
@@ -166,6 +191,7 @@ class Config:
         "risk_horizon_s (0: off)",
         0,
         10,
+        reload=True,
     )
     toxicity_k: float = _f(
         0.0,
@@ -173,17 +199,21 @@ class Config:
         "value's move markout_s later (averaged over toxicity_half_life_s; 0: off)",
         0,
         20,
+        reload=True,
     )
     markout_s: float = _f(
-        5.0, "toxicity: a fill is marked against fair this long after (s)", 1, 300
+        5.0, "toxicity: a fill is marked against fair this long after (s)", 1, 300,
+        reload=True,
     )
     toxicity_half_life_s: float = _f(
-        300.0, "toxicity: the weight of a fill's markout halves this often (s)", 10, 86400
+        300.0, "toxicity: the weight of a fill's markout halves this often (s)", 10, 86400,
+        reload=True,
     )
     deep_requote_tolerance: float = _f(
         0.002, "deep book: replace a quote off its price by this (the touch moves each second)",
         0,
         0.5,
+        reload=True,
     )
     requote_passive_mult: float = _f(
         2.0,
@@ -191,45 +221,69 @@ class Config:
         "of requote_tolerance (it costs fills, not money; thin books only)",
         1,
         20,
+        reload=True,
     )
-    order_refresh_s: float = _f(60.0, "re-place resting orders this often (s)", 1, 3600)
+    order_refresh_s: float = _f(
+        60.0, "re-place resting orders this often (s)", 1, 3600,
+        reload=True,
+    )
     expiry_grace_s: float = _f(
-        30.0, "order expiration = refresh + this (dead man's switch)", 1, 3600
+        30.0, "order expiration = refresh + this (dead man's switch)", 1, 3600,
+        reload=True,
     )
     # -- limits ----------------------------------------------------------------------------------
-    max_position: float = _f(50.0, "net YES-equivalent shares limit per side", 0.000001, 1e7)
-    max_order_size: float = _f(50.0, "largest single order (shares)", 0.000001, 1e7)
-    max_open_orders: int = _f(4, "most open orders at once", 1, 100)
+    max_position: float = _f(
+        50.0, "net YES-equivalent shares limit per side", 0.000001, 1e7,
+        reload=True,
+    )
+    max_order_size: float = _f(50.0, "largest single order (shares)", 0.000001, 1e7, reload=True)
+    max_open_orders: int = _f(4, "most open orders at once", 1, 100, reload=True)
     max_loss_per_market: float = _f(
-        25.0, "kill switch: stop quoting a market past this loss (USDC)", 0, 1e9
+        25.0, "kill switch: stop quoting a market past this loss (USDC)", 0, 1e9,
+        reload=True,
     )
     max_loss_per_day: float = _f(
-        100.0, "kill switch: stop every market for the UTC day past this loss (USDC)", 0, 1e9
+        100.0, "kill switch: stop every market for the UTC day past this loss (USDC)", 0, 1e9,
+        reload=True,
     )
     # -- portfolio (all markets together) -------------------------------------------------------
     max_open_notional: float = _f(
-        200.0, "most USDC our open orders could cost if all filled, all markets", 0, 1e9
+        200.0, "most USDC our open orders could cost if all filled, all markets", 0, 1e9,
+        reload=True,
     )
     max_net_exposure: float = _f(
-        150.0, "most net position value at fair, USDC, all markets (long YES +, short -)", 0, 1e9
+        150.0, "most net position value at fair, USDC, all markets (long YES +, short -)", 0, 1e9,
+        reload=True,
     )
     capital_usdc: float = _f(
-        0.0, "USDC split between the markets' budgets (0: the wallet's balance)", 0, 1e12
+        0.0, "USDC split between the markets' budgets (0: the wallet's balance)", 0, 1e12,
+        reload=True,
     )
     capital_split: str = _f(
-        "", "budget weights, e.g. BTC:15=2,BTC:60=1 (empty: equal; unlisted: 0)"
+        "", "budget weights, e.g. BTC:15=2,BTC:60=1 (empty: equal; unlisted: 0)",
+        reload=True,
     )
     balance_s: float = _f(300.0, "re-read the USDC balance for the budgets (s)", 5, 86400)
-    fee_bps: float = _f(0.0, "assumed maker fee, bps of size (undocumented; sim: 0)", 0, 1000)
+    fee_bps: float = _f(
+        0.0, "assumed maker fee, bps of size (undocumented; sim: 0)", 0, 1000,
+        reload=True,
+    )
     paper_usdc: float = _f(1000.0, "--paper: the paper wallet's starting USDC", 0, 1e9)
     # -- T-minus ---------------------------------------------------------------------------------
-    tminus_widen_s: float = _f(120.0, "widen and cut size this long before expiry (s)", 0, 86400)
-    tminus_widen_mult: float = _f(1.5, "spread multiplier in the widen window", 1, 10)
-    tminus_size_mult: float = _f(0.5, "size multiplier in the widen window", 0.01, 1)
-    tminus_reduce_only_s: float = _f(
-        60.0, "only the inventory-reducing side this close (s)", 0, 86400
+    tminus_widen_s: float = _f(
+        120.0, "widen and cut size this long before expiry (s)", 0, 86400,
+        reload=True,
     )
-    tminus_pull_s: float = _f(20.0, "pull every order this close to expiry (s)", 0, 86400)
+    tminus_widen_mult: float = _f(1.5, "spread multiplier in the widen window", 1, 10, reload=True)
+    tminus_size_mult: float = _f(0.5, "size multiplier in the widen window", 0.01, 1, reload=True)
+    tminus_reduce_only_s: float = _f(
+        60.0, "only the inventory-reducing side this close (s)", 0, 86400,
+        reload=True,
+    )
+    tminus_pull_s: float = _f(
+        20.0, "pull every order this close to expiry (s)", 0, 86400,
+        reload=True,
+    )
     # -- schedule --------------------------------------------------------------------------------
     tick_s: float = _f(2.0, "quote loop heartbeat (s); book changes wake it sooner", 0.01, 60)
     positions_s: float = _f(5.0, "poll positions (s); orders are read back on a change", 0.1, 600)
@@ -246,12 +300,14 @@ class Config:
         "resolution can take 15 minutes or more (spec 6.3)",
         60,
         1e8,
+        reload=True,
     )
     claim_give_up_s: float = _f(
         604800.0,
         "give a claim up after this long (s): an ERROR and an alert, kept in the state file",
         600,
         1e9,
+        reload=True,
     )
     pnl_snapshot_s: float = _f(3600.0, "PnL snapshot line (s)", 1, 86400)
     stale_after_s: float = _f(30.0, "book older than this: cancel all, stop quoting (s)", 0.1, 600)
@@ -270,7 +326,8 @@ class Config:
         5.0, "a streamed price older than this (publish time) counts as missing (s)", 0.5, 600
     )
     price_band: float = _f(
-        0.05, "use the asset price only within this fraction of the strike (unit check)", 0.001, 1
+        0.05, "use the asset price only within this fraction of the strike (unit check)", 0.001, 1,
+        reload=True,
     )
     # -- permits ---------------------------------------------------------------------------------
     permit_mode: str = _f(
@@ -310,49 +367,9 @@ class Config:
         return parse_markets(self.markets)
 
 
-# Settings a SIGHUP may change while running: the strategy and its limits. The rest
-# (connection, files, schedule, I/O) needs a restart.
-TUNABLE = frozenset(
-    {
-        "order_size",
-        "base_spread",
-        "fair_source",
-        "model_weight",
-        "model_vol",
-        "risk_spread",
-        "risk_horizon_s",
-        "extreme_zone",
-        "extreme_widen",
-        "skew_factor",
-        "price_tick",
-        "requote_tolerance",
-        "requote_passive_mult",
-        "deep_risk_spread",
-        "toxicity_k",
-        "markout_s",
-        "toxicity_half_life_s",
-        "order_refresh_s",
-        "expiry_grace_s",
-        "max_position",
-        "max_order_size",
-        "max_open_orders",
-        "max_loss_per_market",
-        "max_loss_per_day",
-        "max_open_notional",
-        "max_net_exposure",
-        "capital_usdc",
-        "capital_split",
-        "fee_bps",
-        "tminus_widen_s",
-        "tminus_widen_mult",
-        "tminus_size_mult",
-        "tminus_reduce_only_s",
-        "tminus_pull_s",
-        "price_band",
-        "claim_alert_s",
-        "claim_give_up_s",
-    }
-)
+# Settings a SIGHUP may change while running: those whose declaration says reload=True (the
+# strategy and its limits). The rest (connection, files, schedule, I/O) need a restart.
+TUNABLE = frozenset(f.name for f in dataclasses.fields(Config) if f.metadata["reload"])
 
 # Keys the SDK's examples already use; everything else is SPIKE_<NAME>.
 ENV_PRIVATE_KEY = "TURBINE_PRIVATE_KEY"

@@ -521,13 +521,61 @@ def test_config_precedence_and_validation() -> None:
 
 
 def test_every_setting_has_env_flag_and_example(tmp_path: pathlib.Path) -> None:
-    example = (pathlib.Path(__file__).parent / ".env.example").read_text()
-    readme = (pathlib.Path(__file__).parent / "docs" / "configuration.md").read_text()
+    """A setting's declaration is the one place: its flag exists, and .env.example and the
+    configuration page are exactly what scripts/gen_config_docs.py writes from Config."""
+    import importlib.util
+
+    root = pathlib.Path(__file__).parent
+    spec = importlib.util.spec_from_file_location("gen", root / "scripts" / "gen_config_docs.py")
+    gen = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(gen)  # type: ignore[union-attr]
+    example = (root / ".env.example").read_text()
+    page = (root / "docs" / "configuration.md").read_text()
+    assert example == gen.env_example(), "stale .env.example: run scripts/gen_config_docs.py"
+    assert gen.table() in page, "stale docs/configuration.md: run scripts/gen_config_docs.py"
     help_ = sb.build_parser().format_help()
     for f in dataclasses.fields(Config):
         assert sb.env_name(f) in example, f"{sb.env_name(f)} missing from .env.example"
         assert "--" + f.name.replace("_", "-") in help_
-        assert f"| `{f.name}` | `--{f.name.replace('_', '-')}` | `{sb.env_name(f)}` |" in readme
+
+
+def test_a_reload_applies_exactly_the_settings_declared_reloadable() -> None:
+    """Every setting declared reload=True is changed by a reload, every other one is reported
+    as needing a restart (a new setting cannot be half-wired: TUNABLE follows from _f)."""
+    import threading
+
+    cfg = Config()
+    new = Config()
+    changed: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        v = getattr(cfg, f.name)
+        if isinstance(v, bool):
+            continue
+        if f.metadata["choices"]:
+            nv: Any = next(c for c in f.metadata["choices"] if c != v)
+        elif isinstance(v, int | float):
+            hi = f.metadata["hi"]
+            nv = type(v)(min(hi, v + 1) if hi is not None and v + 1 > hi else v + 1)
+            if nv == v:
+                nv = type(v)(v - 1)
+        else:
+            continue
+        setattr(new, f.name, nv)
+        changed[f.name] = nv
+    log_lines: list[dict[str, Any]] = []
+
+    class Log:
+        def event(self, ev: str, **kw: Any) -> None:
+            log_lines.append({"event": ev, **kw})
+
+    tun = sb.Tuning(cfg, Log(), lambda: new, threading.Event())  # type: ignore[arg-type]
+    tun.request()
+    applied = tun.apply_requested()
+    reloadable = {f.name for f in dataclasses.fields(Config) if f.metadata["reload"]}
+    assert applied == reloadable & set(changed)
+    assert all(getattr(cfg, k) == changed[k] for k in applied)
+    restart = set(log_lines[-1]["needs_restart"])
+    assert restart == (set(changed) - reloadable) - {"host", "rate_limit_per_s"}
 
 
 def test_save_api_credentials_keeps_other_lines(tmp_path: pathlib.Path) -> None:

@@ -3,7 +3,8 @@
 
     python scripts/gen_config_docs.py
 
-test_strategy.py checks both list every setting, so run this after adding or changing one.
+test_strategy.py checks both are exactly what this writes, so run it after adding or changing
+a setting (its `_f(...)` declaration in spike_bot.Config is the one place to edit).
 """
 
 from __future__ import annotations
@@ -72,16 +73,21 @@ def env_example() -> str:
         if title != last:
             lines += ["", f"# --- {title} " + "-" * max(3, 75 - len(title))]
             last = title
-        lines += [f"# {f.metadata['help']}", f"# {sb.env_name(f)}={f.default}"]
+        again = " (a reload applies it)" if f.metadata["reload"] else ""
+        lines += [f"# {f.metadata['help']}{again}", f"# {sb.env_name(f)}={f.default}"]
     return "\n".join(lines) + "\n"
 
 
 def table() -> str:
-    rows = ["| setting | flag | .env | default | meaning |", "|---|---|---|---|---|"]
+    rows = [
+        "| setting | flag | .env | default | reload | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
     for _, f in sections():
         rows.append(
             f"| `{f.name}` | `--{f.name.replace('_', '-')}` | `{sb.env_name(f)}` | "
-            f"`{f.default}` | {f.metadata['help']} |"
+            f"`{f.default}` | {'yes' if f.metadata['reload'] else 'restart'} | "
+            f"{f.metadata['help']} |"
         )
     return "\n".join(rows)
 
