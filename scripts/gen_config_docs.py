@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Regenerate .env.example and docs/configuration.md's table from spike_bot.Config.
+"""Regenerate what the docs quote from the code: .env.example and docs/configuration.md's
+table from spike_bot.Config, the runbook's metric table from the bots' Prometheus registry,
+and design.md's class sizes.
 
     python scripts/gen_config_docs.py
 
@@ -19,7 +21,6 @@ sys.path.insert(0, str(ROOT))
 
 import spike_bot as sb  # noqa: E402 -- after the sys.path line
 
-START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
 
 def sections() -> list[tuple[str, dataclasses.Field]]:
@@ -92,13 +93,60 @@ def table() -> str:
     return "\n".join(rows)
 
 
+def metrics_table() -> str:
+    """Every metric the bots export (one registry, both bots: the `bot` label tells them
+    apart), from the registry itself: name as scraped, type, labels, help."""
+    m = sb.Metrics("spike_bot")
+    m.market(sb.MarketKey("BTC", 15))
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for fam in sorted(m.registry.collect(), key=lambda f: f.name):
+        name = fam.name + ("_total" if fam.type == "counter" else "")
+        labels = sorted({k for x in fam.samples for k in x.labels if k not in ("bot", "le")})
+        rows.append(
+            f"| `{name}` | {fam.type} | {', '.join(labels) or '-'} | {fam.documentation} |"
+        )
+    return "\n".join(rows)
+
+
+def class_sizes_table() -> str:
+    """The biggest classes of the bot and the simulator (the AST count test_layout.py holds
+    under 500 lines)."""
+    import ast
+
+    rows = ["| file | class | lines |", "|---|---|---|"]
+    for f in ("spike_bot.py", "turbine_sim.py"):
+        tree = ast.parse((ROOT / f).read_text())
+        sizes = sorted(
+            ((n.end_lineno - n.lineno + 1, n.name) for n in ast.walk(tree)
+             if isinstance(n, ast.ClassDef)),
+            reverse=True,
+        )  # fmt: skip
+        total = len((ROOT / f).read_text().splitlines())
+        rows += [f"| `{f}` ({total:,} lines) | `{c}` | {n} |" for n, c in sizes[:6]]
+    return "\n".join(rows)
+
+
+# generated blocks: (file, marker name, generator)
+BLOCKS = (
+    ("docs/configuration.md", "config-table", table),
+    ("docs/runbook.md", "metrics", metrics_table),
+    ("docs/design.md", "sizes", class_sizes_table),
+)
+
+
+def block(path: str, name: str) -> tuple[str, int, int]:
+    """(the file's text, start and end of the block between its markers)."""
+    doc = (ROOT / path).read_text()
+    a, b = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    return doc, doc.index(a) + len(a), doc.index(b)
+
+
 def main() -> int:
     (ROOT / ".env.example").write_text(env_example())
-    page = ROOT / "docs" / "configuration.md"
-    doc = page.read_text()
-    i, j = doc.index(START) + len(START), doc.index(END)
-    page.write_text(doc[:i] + "\n" + table() + "\n" + doc[j:])
-    print("wrote .env.example and docs/configuration.md's table")
+    for path, name, gen in BLOCKS:
+        doc, i, j = block(path, name)
+        (ROOT / path).write_text(doc[:i] + "\n" + gen() + "\n" + doc[j:])
+    print("wrote .env.example and the generated blocks of " + ", ".join(b[0] for b in BLOCKS))
     return 0
 
 
