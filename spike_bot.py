@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import contextlib
 import dataclasses
 import fcntl
+import itertools
 import json
 import logging
 import math
@@ -126,6 +128,25 @@ class Config:
     )
     model_vol: float = _f(
         0.55, "annualised volatility for the model probability", 0.01, 5,
+        reload=True,
+    )
+    pause_move_bp: float = _f(
+        0.0,
+        "stop quoting (cancel, fail closed: fast_move) while the oracle price has moved more "
+        "than this (bp) within pause_window_s (0: off)",
+        0,
+        10000,
+        reload=True,
+    )
+    pause_window_s: float = _f(
+        3.0, "the fast_move stop's window (s)", 0.5, 600, reload=True
+    )
+    vol_window_s: float = _f(
+        900.0,
+        "model: the asset's realized volatility over this window replaces model_vol once "
+        "measured (0: always model_vol); BTC's ran 20-37 percent in 2026, not a fixed 55",
+        0,
+        86400,
         reload=True,
     )
     risk_spread: float = _f(
@@ -2196,7 +2217,12 @@ def price_consistent(price: float | None, strike: float, band: float) -> bool:
 
 
 def fair_value(
-    book: Book, price: float | None, strike: float, seconds_left: float, cfg: Config
+    book: Book,
+    price: float | None,
+    strike: float,
+    seconds_left: float,
+    cfg: Config,
+    vol: float | None = None,
 ) -> float | None:
     """Fair probability of YES, or None when the chosen source has no input (then: no quotes).
 
@@ -2211,7 +2237,8 @@ def fair_value(
         return micro_price(book)
     if not price_consistent(price, strike, cfg.price_band):
         price = None
-    model = model_probability(price, strike, seconds_left, cfg.model_vol)
+    # `vol`: the price's realized volatility when measured (realized_vol), else model_vol
+    model = model_probability(price, strike, seconds_left, vol or cfg.model_vol)
     if src == "model":
         return model
     micro = micro_price(book)
@@ -3837,6 +3864,8 @@ class PriceSource(Owner):
         self.step_prices: dict[str, tuple[float, float]] = {}  # Feed.prices at step start
         self.last_step_mono = 0.0  # monotonic time of the last step's start (read by the stream)
         self.step_now = 0.0  # clock time of the last step's start (the streamed price's age)
+        # asset -> (time, price) of each new price the model was given: realized_vol
+        self.hist: dict[str, collections.deque[tuple[float, float]]] = {}
 
     def __repr__(self) -> str:
         return "PriceSource(<key redacted>)"
@@ -3919,9 +3948,42 @@ class PriceSource(Owner):
         return (got[0], max(0.0, age)) if age <= self.cfg.price_max_age_s else None
 
     def price(self, asset: str) -> float | None:
-        """The freshest price for the model, read at quote time."""
+        """The freshest price for the model, read at quote time (kept for realized_vol)."""
         streamed = self.streamed(asset)
-        return streamed[0] if streamed is not None else self.asset_px.get(asset)
+        px = streamed[0] if streamed is not None else self.asset_px.get(asset)
+        if px is not None and px > 0:  # one sample per observation: its publish or poll time
+            t = self.step_prices[asset][1] if streamed is not None else self.asset_px_at.get(asset)
+            h = self.hist.setdefault(asset, collections.deque(maxlen=VOL_SAMPLES))
+            if t is not None and (not h or t > h[-1][0]):
+                h.append((t, px))
+        return px
+
+    def move(self, asset: str, window_s: float) -> tuple[float, float] | None:
+        """(the price window_s ago, the price now) from the prices the model was given, or
+        None without both."""
+        h = self.hist.get(asset)
+        if not h or len(h) < 2:
+            return None
+        t_now, p_now = h[-1]
+        then = next((p for t, p in reversed(h) if t <= t_now - window_s), h[0][1])
+        return then, p_now
+
+    def realized_vol(self, asset: str) -> float | None:
+        """The price's annualised realized volatility over the last vol_window_s: the sum of
+        squared log returns between the prices the model was given over the time they span
+        (so a 2 s poll and a 0.4 s stream measure the same thing); None until VOL_MIN_RETURNS
+        returns span a fifth of the window. Bounded to [VOL_FLOOR, VOL_CAP]: one quiet
+        stretch must not make the model certain, one jump not make it blind."""
+        h = self.hist.get(asset)
+        if not h or len(h) < VOL_MIN_RETURNS + 1:
+            return None
+        start = h[-1][0] - self.cfg.vol_window_s
+        pts = [x for x in h if x[0] >= start]
+        if len(pts) < VOL_MIN_RETURNS + 1 or pts[-1][0] - pts[0][0] < self.cfg.vol_window_s / 5:
+            return None
+        ss = sum(math.log(b[1] / a[1]) ** 2 for a, b in itertools.pairwise(pts))
+        vol = math.sqrt(ss / (pts[-1][0] - pts[0][0]) * SECONDS_PER_YEAR)
+        return min(VOL_CAP, max(VOL_FLOOR, vol))
 
     def state(self, asset: str) -> tuple[str, float]:
         """(source, age s) of the price the model uses now (age inf: none)."""
@@ -3934,19 +3996,92 @@ class PriceSource(Owner):
         return "turbine", max(0.0, self.clock.now() - at)
 
 
+# -- may this market quote? ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Check:
+    """What the stop rules read, gathered once per question (Risk.verdict): each rule has the
+    data it needs at hand, so the order of the rules is the only order there is."""
+
+    cfg: Config
+    m: MarketState | None
+    fresh: bool  # the market's book is no older than stale_after_s
+    day_killed: bool
+    bad_read: str | None  # a read the quotes depend on whose replies keep being refused
+    log_ok: bool
+    host_failing: bool  # the host's last answer was a failure (no new order until one works)
+    move_bp: float | None  # the oracle's move over pause_window_s (unit-checked prices only)
+    sell_ok: bool  # a SELL of YES we hold can settle (the CTF approval is in place)
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Stop:
+    """One reason a market may not quote. `close`: cancel its orders and stop quoting (fail
+    closed, logged `fail_closed` with the reason); otherwise only no new order (what rests
+    stays, cancels still go out). `side`: a rule for one side's new orders only."""
+
+    reason: str
+    holds: Callable[[Check], bool]
+    close: bool = True
+    side: int | None = None
+
+
+# "May this market quote now?": the one answer, in this order of priority (the first rule
+# that holds is the reason). The quote step, every placement and the adapters' OrderGate ask
+# Risk.verdict, which gathers the Check. A new stop is one rule here and one test.
+STOPS: tuple[Stop, ...] = (
+    Stop("no_market", lambda c: c.m is None),
+    Stop("stale_feed", lambda c: not c.fresh),
+    Stop("day_loss_limit", lambda c: c.day_killed),
+    Stop("market_loss_limit", lambda c: c.m is not None and c.m.killed),
+    Stop("position_implausible", lambda c: c.m is not None and c.m.implausible),
+    Stop("bad_replies", lambda c: c.bad_read is not None),
+    Stop("log_write_failed", lambda c: not c.log_ok),  # what we cannot record, we do not do
+    # the quote step's own answer: no input for the chosen fair value (book and price)
+    Stop("no_fair_value", lambda c: c.m is not None and c.m.fair is None),
+    # off unless pause_move_bp > 0: a fast oracle move is when the fast takers' edge is widest
+    Stop(
+        "fast_move",
+        lambda c: c.cfg.pause_move_bp > 0
+        and c.move_bp is not None
+        and c.move_bp >= c.cfg.pause_move_bp,
+    ),
+    Stop("host_failing", lambda c: c.host_failing, close=False),
+    # the chain refuses a SELL of shares we hold without the CTF operator approval
+    Stop(
+        "held_sell_unapproved",
+        lambda c: c.m is not None and c.m.pnl.position > 0 and not c.dry_run and not c.sell_ok,
+        close=False,
+        side=SELL,
+    ),
+)
+
+
 # -- risk: kill switches, capital and limits ------------------------------------------------------
 class Risk(Owner):
     """Limits and kill switches (engine thread). Owns the day's kill switch, each market's
     (`MarketState.killed`), the capital and the budgets it splits into, and what each limit
-    holds back. `blocked(slot)` is the one answer to "may this market trade now?": the quote
-    step, every placement and the adapters' OrderGate (`gate_blocked`) all ask it, so a new
-    stop condition is one line there."""
+    holds back. `verdict(slot, side)` is the one answer to "may this market (side) quote
+    now?", STOPS in their order: the quote step, every placement and the adapters'
+    OrderGate (`gate_blocked`) all ask it."""
 
-    def __init__(self, e: Engine, ledger: Ledger, watch: BookWatch, boundary: Boundary) -> None:
+    def __init__(
+        self,
+        e: Engine,
+        ledger: Ledger,
+        watch: BookWatch,
+        boundary: Boundary,
+        prices: PriceSource,
+        sell_ok: Callable[[], bool],
+        host_failing: Callable[[], bool],
+    ) -> None:
         super().__init__(e)
         self.ledger = ledger
         self.watch = watch
         self.boundary = boundary
+        self.prices = prices
+        self.sell_ok = sell_ok  # Orders' CTF approval (built after Risk: late-bound)
+        self.host_failing = host_failing  # the adapters' call policy
         self.day_killed = False
         self.capital: float | None = None  # USDC split between the budgets; None: unknown
         # the wallet changed under the budgets (a rollover moved a position into a claim, a
@@ -3955,30 +4090,50 @@ class Risk(Owner):
         self.logged_capital = 0.0  # the capital the last `capital` line showed
 
     # -- may it trade? ---------------------------------------------------------------------------
-    def blocked(self, s: Slot) -> str | None:
-        """Why the slot's market may not trade now (the fail-closed reason), or None."""
+    def verdict(self, s: Slot, side: int | None = None, side_only: bool = False) -> Stop | None:
+        """The first of STOPS that holds for the slot's market (and, with `side`, for a new
+        order on that side; `side_only`: that side's own rules alone), or None."""
         m = s.m
-        if m is None:
-            return "no_market"
-        if not self.watch.fresh(m.qm.market_id):
-            return "stale_feed"
-        if self.day_killed:
-            return "day_loss_limit"
-        if m.killed:
-            return "market_loss_limit"
-        if m.implausible:
-            return "position_implausible"
-        if self.boundary.failing():
-            return "bad_replies"
-        if not self.log.writable():
-            return "log_write_failed"  # what we cannot record, we do not do
-        return None
+        c = Check(
+            cfg=self.cfg,
+            m=m,
+            fresh=m is not None and self.watch.fresh(m.qm.market_id),
+            day_killed=self.day_killed,
+            bad_read=self.boundary.failing(),
+            log_ok=self.log.writable(),
+            host_failing=self.host_failing(),
+            move_bp=self.move_bp(s) if self.cfg.pause_move_bp > 0 else None,
+            sell_ok=self.sell_ok(),
+            dry_run=self.dry_run,
+        )
+        rules = [x for x in STOPS if x.side == side] if side_only else [
+            x for x in STOPS if x.side is None or x.side == side
+        ]
+        return next((x for x in rules if x.holds(c)), None)
+
+    def blocked(self, s: Slot) -> str | None:
+        """Why the slot's market may not quote now (a closing stop's reason), or None."""
+        why = self.verdict(s)
+        return why.reason if why is not None and why.close else None
+
+    def move_bp(self, s: Slot) -> float | None:
+        """The oracle's move over pause_window_s, in bp, from prices consistent with the
+        strike only (a price in another unit is no move: the unit check owns it)."""
+        if s.m is None:
+            return None
+        got = self.prices.move(s.key.asset, self.cfg.pause_window_s)
+        k, band = s.m.qm.strike, self.cfg.price_band
+        if got is None or not all(price_consistent(p, k, band) for p in got):
+            return None
+        return abs(math.log(got[1] / got[0])) * 1e4
 
     def gate_blocked(self, market_id: str) -> str | None:
-        """The adapters' firewall asks by market id: a market no slot quotes has no book."""
+        """The adapters' firewall asks by market id (no new order on any stop); a market no
+        slot quotes has no book."""
         for s in self.slots:
             if s.m is not None and s.m.qm.market_id.lower() == market_id.lower():
-                return self.blocked(s)
+                why = self.verdict(s)
+                return why.reason if why is not None else None
         return "stale_feed"
 
     def check_kill_switches(self, now: float) -> None:
@@ -4141,7 +4296,7 @@ class Orders(Owner):
         """The one function that places orders: kill switches, limits and freshness first."""
         m = s.m
         assert m is not None
-        if self.risk.blocked(s) is not None:
+        if self.risk.verdict(s, q.side) is not None:
             return
         if len(m.live) >= self.cfg.max_open_orders:
             return
@@ -5252,6 +5407,11 @@ class Status(Owner):
 
 
 STATUS_AGE_S = 5.0  # the status line shows a feed or price age only past this
+# realized_vol: the prices kept, the least returns it needs, and its bounds (annualised)
+VOL_SAMPLES = 20_000
+VOL_MIN_RETURNS = 30
+VOL_FLOOR, VOL_CAP = 0.10, 2.0
+SECONDS_PER_YEAR = 365 * 24 * 3600
 
 
 def rss_mb() -> float | None:
@@ -5468,7 +5628,16 @@ class Bot:
         e = Engine(cfg, clock, ex, log, metrics, self.slots, recorder, dry_run)
         self.watch = BookWatch(e, self.feed)
         self.prices = PriceSource(e, self.feed, hermes_key, pyth_auto, price_stream)
-        self.risk = Risk(e, self.ledger, self.watch, self.boundary)
+        # Risk asks Orders (built after it) whether a held SELL can settle: late-bound
+        self.risk = Risk(
+            e,
+            self.ledger,
+            self.watch,
+            self.boundary,
+            self.prices,
+            lambda: self.orders.ctf_approved,
+            lambda: ex.policy.degraded,
+        )
         # Fills asks Orders for read-backs and Orders books fills into Fills: the late-bound
         # lambda lets the two be built in order
         read_back = lambda s: self.orders.sync(s)  # noqa: E731, PLW0108
@@ -5488,6 +5657,7 @@ class Bot:
         ex.policy.listener = self.boundary  # every reply refused at the boundary is told here
         self.stream: Stream | None = None  # the book feed (startup)
         self.due: dict[str, float] = {}  # job -> clock time it is next due
+        self.requote: set[str] = set()  # slots whose orders are all replaced this step
         self.tick_times: list[float] = []
         self.last_status = 0.0
         self.orders_left_ok = True  # shutdown: whether the exchange confirmed none is left
@@ -5637,8 +5807,11 @@ class Bot:
     def step(self) -> None:
         """One pass: settings reload, due jobs, kill switches, each slot's quotes, status."""
         t0 = time.perf_counter()
-        if {"capital_usdc", "capital_split"} & self.tuning.apply_requested():
+        changed = self.tuning.apply_requested()
+        if {"capital_usdc", "capital_split"} & changed:
             self.due["balance"] = 0.0  # new budgets at once
+        if changed:  # the operator's new settings show in the quotes now, not at a refresh
+            self.requote = {s.name for s in self.slots}
         self.prices.last_step_mono = time.monotonic()  # read by the price-stream thread
         if self.stream is not None:
             self.stream.pump()
@@ -5772,12 +5945,6 @@ class Bot:
         if m is None:
             return
         now = self.clock.now()
-        why = self.risk.blocked(s)
-        if why is not None:
-            self.fail_closed(s, why)
-            if why == "stale_feed":
-                self.watch.kick(s, self.stream)
-            return
         if now >= m.qm.end:
             s.due["rollover"] = 0.0  # T-minus already pulled the orders: roll
             return
@@ -5798,10 +5965,17 @@ class Bot:
                 strike=m.qm.strike,
                 ratio=round(px / m.qm.strike, 6) if m.qm.strike else None,
             )
-        m.fair = fair_value(book, px, m.qm.strike, left, self.cfg)
-        if m.fair is None:
-            self.fail_closed(s, "no_fair_value")
+        vol = self.prices.realized_vol(s.key.asset) if self.cfg.vol_window_s > 0 else None
+        m.fair = fair_value(book, px, m.qm.strike, left, self.cfg, vol)
+        if m.pnl.position > 0 and not self.dry_run:
+            self.orders.may_sell_held(now)  # keeps the CTF approval asked for until given
+        stop = self.risk.verdict(s)  # the one answer (STOPS), with this step's fair value
+        if stop is not None and stop.close:
+            self.fail_closed(s, stop.reason)
+            if stop.reason == "stale_feed":
+                self.watch.kick(s, self.stream)
             return
+        assert m.fair is not None  # no_fair_value is a closing stop
         self.markouts.score(s, now)
         self.resume(s)
         desired = self.strategy(
@@ -5811,22 +5985,21 @@ class Bot:
         desired, blocked = limit_quotes(
             desired, m.pnl.position, m.fair, self.risk.headroom(s), resting
         )
-        if m.pnl.position > 0 and not self.dry_run and not self.orders.may_sell_held(now):
-            desired = [q for q in desired if q.side != SELL]  # the chain would refuse them
+        desired = [q for q in desired if self.risk.verdict(s, q.side, side_only=True) is None]
         self.risk.note_limits(s, blocked)
         deep = book_is_deep(book, self.cfg)
         tol = self.cfg.deep_requote_tolerance if deep else self.cfg.requote_tolerance
         passive = tol if deep else tol * self.cfg.requote_passive_mult
         tol, passive = round(tol * PRICE_SCALE), round(passive * PRICE_SCALE)
-        cancels, places = plan(
-            desired, m.live.values(), tol, now, self.cfg.order_refresh_s, passive
-        )
+        refresh = 0.0 if s.name in self.requote else self.cfg.order_refresh_s
+        self.requote.discard(s.name)
+        cancels, places = plan(desired, m.live.values(), tol, now, refresh, passive)
         mark = self.feed.heard()  # the stream's books from here on follow the cancels
         # cancel first: never more exposure on the book than the plan allows
         for o in cancels:
             self.orders.cancel(s, o, "requote")
-        if self.ex.policy.degraded:
-            return  # the host's last answer was a failure: no new order until one succeeds
+        if self.risk.verdict(s) is not None:
+            return  # a stop that holds new orders (the host failing): cancels only
         sides = {q.side for q in places}
         replaced = [o for o in cancels if o.order_hash in m.cancel_ok and o.side in sides]
         if replaced:

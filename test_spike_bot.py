@@ -287,7 +287,8 @@ def test_frozen_stream_is_replaced_by_rest_then_resumes(
         rest(qsim, h.market_id(), ts.SELL, 990_000, 1_000_000)  # the thaw: streamed
         h.tick(3)
         assert h.bot.feed.in_dispute(h.market_id()) is None
-        assert h.bot.feed.book(h.market_id()).stream
+        # the stream's books are used again (its snapshot may trail a REST poll a moment)
+        wait_until(lambda: h.bot.feed.book(h.market_id()).stream, 5)
     finally:
         h.stop()
 
@@ -957,3 +958,22 @@ def test_reload_finds_the_running_bot_and_the_pane_says_what_changed(
     assert status and all(len(x) <= 120 for x in status), status[:2]
     r = _run(["reload", *files], cwd=tmp_path)  # the bot has stopped
     assert r.returncode == 1 and "no bot is running" in r.stderr
+
+
+def test_a_fast_oracle_move_pauses_quoting_when_turned_on(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    """pause_move_bp (off by default) is one rule in STOPS: a move of the oracle price past it
+    within pause_window_s cancels and stops the market (`fast_move`) until the window holds a
+    smaller move; a price in another unit (the unit check's business) never trips it."""
+    h = BotHarness(qsim, tmp_path, pause_move_bp=8.0, pause_window_s=3.0).start()
+    try:
+        price = qsim.state()["prices"]["BTC"]
+        qsim.call(lambda: qsim.app.ex.prices.__setitem__("BTC", price * 1.0015))  # 15 bp
+        h.tick_until(lambda: h.events("fail_closed"), 5)
+        assert h.events("fail_closed")[-1]["reason"] == "fast_move"
+        assert h.open_orders() == []
+        h.tick_until(lambda: len(h.open_orders()) == 2, 10)  # the window moves on: resumed
+        assert h.events("resumed")[-1]["after"] == "fast_move"
+    finally:
+        h.stop()

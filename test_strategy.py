@@ -764,3 +764,40 @@ def test_a_deep_book_weighs_the_book_more_in_the_blend() -> None:
     thin = deep_book(0.52, 0.53, size=10)
     got = sb.fair_value(thin, 100.1, 100.0, 600, c)
     assert got == pytest.approx(c.model_weight * model + (1 - c.model_weight) * 0.525)
+
+
+def test_stops_answer_in_their_order_of_priority() -> None:
+    """STOPS is the one ordered answer to "may this market quote": with several stops holding
+    the first in the list is the reason; a hold-only stop (the host failing) keeps resting
+    orders; a side rule stops that side's new orders only."""
+    from spike_bot import STOPS, Check, MarketState, QuickMarket
+
+    m = MarketState(QuickMarket("0x" + "ab" * 32, "0x" + "cd" * 20, "BTC", 100.0, 0, 900))
+    m.fair = 0.5
+
+    def first(side: int | None = None, **kw: Any) -> Any:
+        base = {
+            "cfg": cfg(), "m": m, "fresh": True, "day_killed": False, "bad_read": None,
+            "log_ok": True, "host_failing": False, "move_bp": None, "sell_ok": True,
+            "dry_run": False,
+        }  # fmt: skip
+        c = Check(**{**base, **kw})
+        hit = [x for x in STOPS if (x.side is None or x.side == side) and x.holds(c)]
+        return hit[0] if hit else None
+
+    assert first() is None
+    assert first(fresh=False, day_killed=True, bad_read="orders").reason == "stale_feed"
+    assert first(day_killed=True, log_ok=False).reason == "day_loss_limit"
+    host = first(host_failing=True)
+    assert host.reason == "host_failing" and not host.close
+    m.pnl.position = 5.0
+    assert first(side=BUY, sell_ok=False) is None
+    sell = first(side=SELL, sell_ok=False)
+    assert sell.reason == "held_sell_unapproved" and sell.side == SELL
+    # the fast-move pause is off by default; on, a move past it is a closing stop
+    assert first(move_bp=80.0) is None
+    on = cfg(pause_move_bp=20.0)
+    assert first(cfg=on, move_bp=80.0).reason == "fast_move"
+    assert first(cfg=on, move_bp=5.0) is None
+    m.fair = None
+    assert first(cfg=on, move_bp=80.0).reason == "no_fair_value"  # before the pause

@@ -154,6 +154,9 @@ STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
     "spike_r06": ({"deep_risk_spread": 0.06}, None),
     "spike_t1": ({"toxicity_k": 1.0}, None),
     "spike_t2": ({"toxicity_k": 2.0}, None),
+    "spike_fixvol": ({"vol_window_s": 0.0}, None),  # the model at a fixed model_vol (0.55)
+    "spike_w5": ({"deep_model_weight": 0.5}, None),
+    "spike_w9": ({"deep_model_weight": 0.9}, None),
     "spike_live": ({}, None),  # on a live clock (LIVE, below)
     "official": ({}, None),  # the official program itself (LIVE, below)
 }

@@ -145,6 +145,45 @@ def market_stats(ex: ts.Exchange, addr: str) -> list[dict[str, Any]]:
     return out
 
 
+def by_counterparty(ex: ts.Exchange, addr: str, parts: Any) -> dict[str, dict[str, float]]:
+    """Our trades in resolved markets by who was on the other side (the simulator's
+    participants by role, "api" for other API clients: a rival bot): shares, PnL held to
+    resolution (per share traded at its price against the outcome) and the 5 s and 30 s
+    markouts against the true probability, per share. Where the money comes from, and who
+    takes it back."""
+    names: dict[str, str] = {}
+    if parts is not None:
+        names[parts.noise] = "retail"
+        names[parts.informed] = "arbitrageur"
+        for i, a in enumerate(getattr(parts, "makers", [])):
+            names[a] = f"maker{i}"
+        for a in getattr(parts, "steppers", []):
+            names[a] = "stepper"
+        for a in getattr(parts, "sdk_makers", []):
+            names[a] = "sdk_maker"
+    truth = truth_fn(ex)
+    out: dict[str, dict[str, float]] = {}
+    for mid, trades in ex.api_trades.items():
+        m = ex.markets[mid]
+        if not m.resolved:
+            continue
+        for tr in trades:
+            if (addr == tr["buyer"]) == (addr == tr["seller"]):
+                continue
+            other = tr["seller"] if tr["buyer"] == addr else tr["buyer"]
+            who = names.get(other, "api")
+            sign = 1 if tr["buyer"] == addr else -1
+            q, px = tr["size"] / 1e6, tr["price"] / 1e6
+            won = 1.0 if m.outcome == ts.YES else 0.0
+            worth_end = won if tr["outcome"] == ts.YES else 1.0 - won
+            d = out.setdefault(who, {"shares": 0.0, "pnl": 0.0, "mk5": 0.0, "mk30": 0.0})
+            d["shares"] += q
+            d["pnl"] += sign * (worth_end - px) * q
+            for h, k in ((5, "mk5"), (30, "mk30")):
+                d[k] += sign * (worth(truth, m, tr, h) - px) * q
+    return out
+
+
 class SharedClock(ts.Clock):
     """A manual clock whose time lives in shared memory: the simulator's process moves it,
     the bot's process reads it (and waits on it like on turbine_sim's manual clock)."""
@@ -177,6 +216,10 @@ def _sim_child(conn: Any, shared: Any, seed: int, sim_kw: dict[str, Any]) -> Non
             conn.send(sim.call(lambda a=arg: markouts(sim.app.ex, a)))
         elif cmd == "market_stats":
             conn.send(sim.call(lambda a=arg: market_stats(sim.app.ex, a)))
+        elif cmd == "by_counterparty":
+            conn.send(
+                sim.call(lambda a=arg: by_counterparty(sim.app.ex, a, sim.app.participants))
+            )
         elif cmd == "register":
             conn.send(creds_for(sim, arg))
         else:
@@ -330,6 +373,7 @@ def run_day(
     st = sim.state()
     mk30, mk60 = sim._ask("markouts", addr)
     per_market = sim._ask("market_stats", addr)
+    counterparties = sim._ask("by_counterparty", addr)
     sim.stop()
     return {
         "label": label,
@@ -371,6 +415,7 @@ def run_day(
         "price_age_p50_s": pct(price_ages, 0.5),
         "price_age_p99_s": pct(price_ages, 0.99),
         "per_market": per_market,
+        "by_counterparty": counterparties,
     }
 
 
