@@ -945,89 +945,13 @@ class Faults:
 # ---------------------------------------------------------------------------------------------
 # Exchange: markets, matching, settlement, resolution, claims
 # ---------------------------------------------------------------------------------------------
-class Exchange:
-    """All exchange rules. Not thread-safe by design: only the event loop thread calls it."""
-
-    def __init__(self, cfg: SimConfig, clock: Clock) -> None:
-        self.cfg = cfg
-        self.clock = clock
-        self.chain = CHAINS[cfg.chain_id]
-        self.rng = random.Random(cfg.seed)
-        self.ledger = Ledger(round(cfg.initial_usdc * 1e6))
-        self.markets: dict[str, Market] = {}
-        self.by_contract: dict[str, str] = {}
-        self.current: dict[tuple[str, int], str] = {}  # (asset, interval) -> market id
-        self.history: dict[tuple[str, int], list[str]] = collections.defaultdict(list)
-        self.books: dict[tuple[str, int], Book] = {}
-        self.orders: dict[str, SimOrder] = {}  # every API order ever placed, by hash
-        self.open: dict[str, SimOrder] = {}  # resting orders (API and participants)
-        self.used_nonces: set[tuple[str, int]] = set()
-        self.trades: dict[str, collections.deque[dict[str, Any]]] = collections.defaultdict(
-            lambda: collections.deque(maxlen=1000)
-        )
-        # the API's recent trades are the last 1,000 a market (a deep market trades thousands):
-        # API clients' trades are also kept whole, for the benches' ledger arithmetic
-        self.api_trades: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-        self.trade_count: collections.Counter[str] = collections.Counter()
-        self.user_trades: dict[str, int] = collections.defaultdict(int)
-        self.user_volume: dict[str, int] = collections.defaultdict(int)
-        self.api_keys: dict[str, tuple[str, VerifyKey]] = {}  # kid -> (address, key)
-        self.key_by_addr: dict[str, str] = {}
-        self.prices: dict[str, float] = {
-            a: cfg.btc_price * (1 if a == "BTC" else 0.035) for a in cfg.assets
-        }
-        self.price_hist: dict[str, collections.deque[tuple[float, float]]] = {
-            a: collections.deque(maxlen=200_000) for a in cfg.assets
-        }
-        self.sigma_s = cfg.annual_vol / math.sqrt(SECONDS_PER_YEAR)
-        if cfg.preset not in PRESETS:
-            raise ValueError(f"unknown preset {cfg.preset!r} ({', '.join(PRESETS)})")
-        self.model = RealisticModel(cfg) if cfg.preset != "classic" else None
-        # the fast venues' price (informed traders watch it) and the model's instantaneous
-        # vol per sqrt(s), each grid step; classic: the published price and sigma_s
-        self.fast: dict[str, float] = dict(self.prices)
-        self.fast_hist: dict[str, collections.deque[tuple[float, float, float]]] = {
-            a: collections.deque(maxlen=200_000) for a in cfg.assets
-        }
-        self.rebates: collections.Counter[str] = collections.Counter()  # u6, maker_rebate
-        self.rebates_by_market: collections.Counter[tuple[str, str]] = collections.Counter()
-        self.seq = 0
-        self.dirty: set[str] = set()
-        self.events: list[dict[str, Any]] = []  # stream messages waiting to be flushed
-        self.counters: collections.Counter[str] = collections.Counter()
-        self.pending_resolve: list[tuple[float, str]] = []
-        self.faults = Faults(random.Random(cfg.seed + 99))  # the App switches them
-        # settlement: matched trades wait here for their batch; reservations keep the matcher
-        # from committing the same USDC, allowance or shares twice meanwhile
-        self.pending: list[PendingTrade] = []
-        self.failed: collections.deque[PendingTrade] = collections.deque(maxlen=1000)
-        self.by_tx: dict[str, PendingTrade] = {}
-        self.reserved_usdc: collections.Counter[str] = collections.Counter()
-        self.reserved_allow: collections.Counter[str] = collections.Counter()
-        self.reserved_shares: collections.Counter[tuple[str, str, int]] = collections.Counter()
-        self.incoming: collections.Counter[tuple[str, str, int]] = collections.Counter()
-        self.ctf_approved: set[str] = set()  # owners whose CTF operator is the settlement
-        self.invariant_errors: list[str] = []
-        self.dsep_order = domain_separator("Turbine", "1", cfg.chain_id, self.chain["settlement"])
-        self.dsep_usdc = domain_separator(
-            self.chain["usdc_name"], self.chain["usdc_version"], cfg.chain_id, self.chain["usdc"]
-        )
-        self.dsep_ctf = domain_separator(
-            "ConditionalTokensWithPermit", "1", cfg.chain_id, self.chain["ctf"]
-        )
-        self.t = clock.now()
-        self.grid0 = float(math.floor(self.t))  # model grid anchor (see step_to)
-        self.k = 0  # grid steps taken
-        for a in cfg.assets:
-            self.price_hist[a].append((self.t, self.prices[a]))
-            self.fast_hist[a].append((self.t, self.prices[a], self.sigma_s))
-            if self.model is not None:
-                self.model.start(a, self.prices[a], self.t)
-            for iv in cfg.intervals:
-                start = int(self.t // (iv * 60) * (iv * 60))
-                if cfg.market_age_s is not None:  # a market that began just now, for tests
-                    start = int(self.t - cfg.market_age_s)
-                self._open_market(a, iv, start)
+# The exchange's rules, in four parts (each a mixin of Exchange: one object, one event loop
+# thread, each part writing only the state its header names); Exchange holds the state and
+# its construction.
+class ExchangeMarkets:
+    """The markets (part of Exchange): quick markets opened on their interval, closed, rolled over
+    and resolved on the oracle's schedule; the model's clock (step_to: price path, participants,
+    due settlements and resolutions, expiries). Owns markets, current, history, pending_resolve."""
 
     # -- markets ------------------------------------------------------------------------------
     def _open_market(self, asset: str, interval: int, start: int) -> Market:
@@ -1172,6 +1096,12 @@ class Exchange:
         for o in list(self.open.values()):
             if o.expiration <= self.t:
                 self._cancel(o, "expired")
+
+
+class ExchangeOrders:
+    """Orders and matching (part of Exchange): order validation (signature, bounds, expiry, nonce,
+    permits, funds), the per-outcome books, price-time matching, cancels. Owns orders, open,
+    books, used_nonces."""
 
     # -- orders -------------------------------------------------------------------------------
     def _cancel(self, o: SimOrder, status: str = "cancelled") -> None:
@@ -1359,6 +1289,35 @@ class Exchange:
         elif not rest:
             taker.status = "cancelled"
         self.dirty.add(taker.market_id)
+
+    def cancel(self, order_hash: str, caller: str) -> SimOrder:
+        o = self.orders.get(order_hash) or self.orders.get(order_hash.lower())
+        if o is None or o.trader != caller or o.status != "open":
+            raise ApiError(404, "order not found")
+        self._cancel(o)
+        self.counters["orders_cancelled"] += 1
+        return o
+
+    def cancel_market(self, market_id: str, caller: str) -> int:
+        m = self.market(market_id)
+        n = 0
+        for o in list(self.open.values()):
+            if o.market_id == m.market_id and o.trader == caller:
+                self._cancel(o)
+                n += 1
+        self.counters["orders_cancelled"] += n
+        return n
+
+    # -- views --------------------------------------------------------------------------------
+    def book_json(self, mid: str, outcome: int = YES) -> dict[str, Any]:
+        bids, asks = self.books[(mid, outcome)].levels()
+        return {"marketId": mid, "bids": bids, "asks": asks, "lastUpdate": int(self.t)}
+
+
+class ExchangeSettlement:
+    """Settlement and positions (part of Exchange): what a match reserves, the pending trade, its
+    on-chain settlement or failure, positions. Owns pending, failed, reservations, the ledger's
+    balances and positions as trades move them."""
 
     # -- matching (off-chain) and settlement (on-chain) ----------------------------------------
     def available(self, addr: str, mid: str, outcome: int) -> tuple[int, int, int]:
@@ -1561,23 +1520,32 @@ class Exchange:
             self.invariant_errors.extend(bad)
             log.error("invariant broken: %s", bad)
 
-    def cancel(self, order_hash: str, caller: str) -> SimOrder:
-        o = self.orders.get(order_hash) or self.orders.get(order_hash.lower())
-        if o is None or o.trader != caller or o.status != "open":
-            raise ApiError(404, "order not found")
-        self._cancel(o)
-        self.counters["orders_cancelled"] += 1
-        return o
+    def position_json(self, addr: str, mid: str) -> dict[str, Any]:
+        p = self.ledger.pos(addr, mid)
+        m = self.markets[mid]
+        return {
+            "id": p.id,
+            "marketId": mid,
+            "contractAddress": m.contract,
+            "userAddress": addr,
+            "yesShares": p.yes,
+            "noShares": p.no,
+            "yesCost": p.yes_cost,
+            "noCost": p.no_cost,
+            "yesRevenue": p.yes_revenue,
+            "noRevenue": p.no_revenue,
+            "totalInvested": p.invested,
+            "invested": p.invested,
+            "totalCost": p.yes_cost + p.no_cost,
+            "totalRevenue": p.yes_revenue + p.no_revenue,
+            "lastTradePrice": p.last_price,
+            "lastUpdated": p.updated,
+        }
 
-    def cancel_market(self, market_id: str, caller: str) -> int:
-        m = self.market(market_id)
-        n = 0
-        for o in list(self.open.values()):
-            if o.market_id == m.market_id and o.trader == caller:
-                self._cancel(o)
-                n += 1
-        self.counters["orders_cancelled"] += n
-        return n
+
+class ExchangeClaims:
+    """Claims and the relayer's redemptions (part of Exchange): claim-data and redeeming winning
+    shares. Owns the redemptions done."""
 
     # -- claims -------------------------------------------------------------------------------
     def claim_data(self, owner: str, contract: str) -> dict[str, Any]:
@@ -1656,32 +1624,90 @@ class Exchange:
             "marketAddress": m.contract,
         }
 
-    # -- views --------------------------------------------------------------------------------
-    def book_json(self, mid: str, outcome: int = YES) -> dict[str, Any]:
-        bids, asks = self.books[(mid, outcome)].levels()
-        return {"marketId": mid, "bids": bids, "asks": asks, "lastUpdate": int(self.t)}
 
-    def position_json(self, addr: str, mid: str) -> dict[str, Any]:
-        p = self.ledger.pos(addr, mid)
-        m = self.markets[mid]
-        return {
-            "id": p.id,
-            "marketId": mid,
-            "contractAddress": m.contract,
-            "userAddress": addr,
-            "yesShares": p.yes,
-            "noShares": p.no,
-            "yesCost": p.yes_cost,
-            "noCost": p.no_cost,
-            "yesRevenue": p.yes_revenue,
-            "noRevenue": p.no_revenue,
-            "totalInvested": p.invested,
-            "invested": p.invested,
-            "totalCost": p.yes_cost + p.no_cost,
-            "totalRevenue": p.yes_revenue + p.no_revenue,
-            "lastTradePrice": p.last_price,
-            "lastUpdated": p.updated,
+class Exchange(ExchangeMarkets, ExchangeOrders, ExchangeSettlement, ExchangeClaims):
+    """All exchange rules. Not thread-safe by design: only the event loop thread calls it."""
+
+    def __init__(self, cfg: SimConfig, clock: Clock) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.chain = CHAINS[cfg.chain_id]
+        self.rng = random.Random(cfg.seed)
+        self.ledger = Ledger(round(cfg.initial_usdc * 1e6))
+        self.markets: dict[str, Market] = {}
+        self.by_contract: dict[str, str] = {}
+        self.current: dict[tuple[str, int], str] = {}  # (asset, interval) -> market id
+        self.history: dict[tuple[str, int], list[str]] = collections.defaultdict(list)
+        self.books: dict[tuple[str, int], Book] = {}
+        self.orders: dict[str, SimOrder] = {}  # every API order ever placed, by hash
+        self.open: dict[str, SimOrder] = {}  # resting orders (API and participants)
+        self.used_nonces: set[tuple[str, int]] = set()
+        self.trades: dict[str, collections.deque[dict[str, Any]]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=1000)
+        )
+        # the API's recent trades are the last 1,000 a market (a deep market trades thousands):
+        # API clients' trades are also kept whole, for the benches' ledger arithmetic
+        self.api_trades: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        self.trade_count: collections.Counter[str] = collections.Counter()
+        self.user_trades: dict[str, int] = collections.defaultdict(int)
+        self.user_volume: dict[str, int] = collections.defaultdict(int)
+        self.api_keys: dict[str, tuple[str, VerifyKey]] = {}  # kid -> (address, key)
+        self.key_by_addr: dict[str, str] = {}
+        self.prices: dict[str, float] = {
+            a: cfg.btc_price * (1 if a == "BTC" else 0.035) for a in cfg.assets
         }
+        self.price_hist: dict[str, collections.deque[tuple[float, float]]] = {
+            a: collections.deque(maxlen=200_000) for a in cfg.assets
+        }
+        self.sigma_s = cfg.annual_vol / math.sqrt(SECONDS_PER_YEAR)
+        if cfg.preset not in PRESETS:
+            raise ValueError(f"unknown preset {cfg.preset!r} ({', '.join(PRESETS)})")
+        self.model = RealisticModel(cfg) if cfg.preset != "classic" else None
+        # the fast venues' price (informed traders watch it) and the model's instantaneous
+        # vol per sqrt(s), each grid step; classic: the published price and sigma_s
+        self.fast: dict[str, float] = dict(self.prices)
+        self.fast_hist: dict[str, collections.deque[tuple[float, float, float]]] = {
+            a: collections.deque(maxlen=200_000) for a in cfg.assets
+        }
+        self.rebates: collections.Counter[str] = collections.Counter()  # u6, maker_rebate
+        self.rebates_by_market: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.seq = 0
+        self.dirty: set[str] = set()
+        self.events: list[dict[str, Any]] = []  # stream messages waiting to be flushed
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.pending_resolve: list[tuple[float, str]] = []
+        self.faults = Faults(random.Random(cfg.seed + 99))  # the App switches them
+        # settlement: matched trades wait here for their batch; reservations keep the matcher
+        # from committing the same USDC, allowance or shares twice meanwhile
+        self.pending: list[PendingTrade] = []
+        self.failed: collections.deque[PendingTrade] = collections.deque(maxlen=1000)
+        self.by_tx: dict[str, PendingTrade] = {}
+        self.reserved_usdc: collections.Counter[str] = collections.Counter()
+        self.reserved_allow: collections.Counter[str] = collections.Counter()
+        self.reserved_shares: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        self.incoming: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        self.ctf_approved: set[str] = set()  # owners whose CTF operator is the settlement
+        self.invariant_errors: list[str] = []
+        self.dsep_order = domain_separator("Turbine", "1", cfg.chain_id, self.chain["settlement"])
+        self.dsep_usdc = domain_separator(
+            self.chain["usdc_name"], self.chain["usdc_version"], cfg.chain_id, self.chain["usdc"]
+        )
+        self.dsep_ctf = domain_separator(
+            "ConditionalTokensWithPermit", "1", cfg.chain_id, self.chain["ctf"]
+        )
+        self.t = clock.now()
+        self.grid0 = float(math.floor(self.t))  # model grid anchor (see step_to)
+        self.k = 0  # grid steps taken
+        for a in cfg.assets:
+            self.price_hist[a].append((self.t, self.prices[a]))
+            self.fast_hist[a].append((self.t, self.prices[a], self.sigma_s))
+            if self.model is not None:
+                self.model.start(a, self.prices[a], self.t)
+            for iv in cfg.intervals:
+                start = int(self.t // (iv * 60) * (iv * 60))
+                if cfg.market_age_s is not None:  # a market that began just now, for tests
+                    start = int(self.t - cfg.market_age_s)
+                self._open_market(a, iv, start)
 
     def state(self) -> dict[str, Any]:
         ok, bad = self.ledger.invariants(self.markets)
@@ -2264,184 +2290,14 @@ def _err(status: int, message: str, headers: dict[str, str] | None = None) -> we
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-class SimApp:
-    def __init__(self, cfg: SimConfig, clock: Clock | None = None) -> None:
-        self.cfg = cfg
-        # a caller may supply the clock (a subclass sharing time with another process)
-        self.clock = clock or default_clock(cfg)
-        self.ex = Exchange(cfg, self.clock)
-        self.participants = participants_for(self.ex) if cfg.participants else None
-        self.faults = self.ex.faults
-        self.sockets: dict[web.WebSocketResponse, set[str]] = {}
-        self.stuck_books: dict[str, str] = {}  # ws_stuck: the book text each market froze at
-        self.buckets: dict[str, tuple[float, float]] = {}
-        self.last_heartbeat = self.ex.t
-        self.last_heartbeat_real = self.clock.real()
-        self._malformed_i = 0
-        self._sends: set[asyncio.Future[None]] = set()
-        self.hermes_streams: set[web.StreamResponse] = set()
-        self.price_waiters: set[asyncio.Future[None]] = set()  # streams waiting for a step
-        self.app = web.Application(middlewares=[self.middleware], client_max_size=1 << 20)
-        self._routes()
-
-    # -- plumbing -----------------------------------------------------------------------------
-    def _routes(self) -> None:
-        r = self.app.router
-        g, p, d = r.add_get, r.add_post, r.add_delete
-        g("/health", self.health)
-        g("/api/v1/health", self.health)
-        g("/api/v1/markets", self.markets)
-        g("/api/v1/markets/{market_id}", self.market_one)
-        g("/api/v1/quick-markets/{asset}", self.quick_market)
-        g("/api/v1/quick-markets/{asset}/history", self.quick_history)
-        g("/api/v1/quick-markets/{asset}/price", self.quick_price)
-        g("/api/v1/quick-markets/{asset}/price-history", self.price_history)
-        g("/api/v1/orderbook/{market_id}", self.orderbook)
-        g("/api/v1/trades/{market_id}", self.trades)
-        g("/api/v1/stats/{market_id}", self.stats)
-        g("/api/v1/resolution/{market_id}", self.resolution)
-        g("/api/v1/platform/stats", self.platform_stats)
-        g("/api/v1/holders/{market_id}", self.holders)
-        p("/api/v1/orders", self.post_order)
-        g("/api/v1/orders", self.get_orders)
-        d("/api/v1/orders", self.cancel_market)
-        g("/api/v1/orders/{order_hash}", self.get_order)
-        d("/api/v1/orders/{order_hash}", self.cancel_order)
-        g("/api/v1/positions/{market}", self.positions)
-        g("/api/v1/users/{address}/positions", self.user_positions)
-        g("/api/v1/users/{address}/orders", self.user_orders)
-        g("/api/v1/users/{address}/activity", self.user_activity)
-        g("/api/v1/users/{address}/claimable", self.claimable)
-        g("/api/v1/users/{address}/claim-data", self.claim_data)
-        g("/api/v1/users/{address}/balances", self.balances)
-        g("/api/v1/contracts/nonce/{contract}/{owner}", self.contract_nonce)
-        g("/api/v1/user-stats", self.user_stats)
-        g("/api/v1/pending-trades", self.pending_trades)
-        g("/api/v1/failed-trades", self.failed_trades)
-        g("/api/v1/settlements/{tx_hash}", self.settlement_status)
-        # redemptions are executed at once here: nothing is ever pending or failed
-        for name in ("failed-claims", "pending-claims"):
-            g(f"/api/v1/{name}", self._empty_list(name))
-        p("/api/v1/api-keys", self.register_key)
-        p("/api/v1/relayer/usdc-permit", self.relayer_permit)
-        p("/api/v1/relayer/ctf-approval", self.relayer_ctf_approval)
-        p("/api/v1/relayer/ctf-redemption", self.relayer_redeem)
-        p("/api/v1/relayer/batch-ctf-redemption", self.relayer_batch_redeem)
-        g("/api/v1/stream", self.stream)
-        g("/v2/updates/price/latest", self.hermes_latest)
-        g("/v2/updates/price/stream", self.hermes_stream)
-        p("/sim/fault/{name}", self.sim_fault_on)
-        d("/sim/fault/{name}", self.sim_fault_off)
-        p("/sim/advance", self.sim_advance)
-        g("/sim/state", self.sim_state)
-        p("/sim/mint", self.sim_mint)
-
-    @web.middleware
-    async def middleware(
-        self, request: web.Request, handler: Callable[..., Any]
-    ) -> web.StreamResponse:
-        path = request.path
-        if path.startswith("/sim/"):
-            return await handler(request)
-        if path.startswith("/v2/"):  # Hermes: another service, none of Turbine's faults
-            self.sync()
-            self.ex.counters["hermes_requests"] += 1
-            try:
-                return await handler(request)
-            except ApiError as e:
-                return _err(e.status, e.message)
-        self.sync()
-        self.ex.counters["requests"] += 1
-        f = self.faults
-        now = self.ex.t
-        slow = f.active.get("latency")
-        if slow is not None and path.startswith(str(slow.get("path", "/"))):
-            if request.method == str(slow.get("method", request.method)):
-                await asyncio.sleep(float(slow.get("ms", 200)) / 1000.0)
-        if path != "/api/v1/stream":
-            redirect = f.active.get("redirect")  # a CDN or proxy sending clients elsewhere
-            if (
-                redirect is not None
-                and path.startswith(str(redirect.get("path", "/api/")))
-                and f.trip("redirect", now)
-            ):
-                to = str(redirect.get("to", "http://127.0.0.1:9")).rstrip("/")
-                return web.Response(
-                    status=int(redirect.get("status", 307)),
-                    headers={"Location": to + request.path_qs},
-                )
-            if f.trip("http_429", now):
-                return _err(429, "rate limit exceeded", {"Retry-After": "1"})
-            h404 = str(f.active.get("http_404", {}).get("path", "/"))
-            if path.lower().startswith(h404.lower()) and f.trip("http_404", now):
-                return _err(404, "not found")
-            h500 = str(f.active.get("http_500", {}).get("path", "/"))
-            if path.lower().startswith(h500.lower()) and f.trip("http_500", now):
-                return _err(500, "internal server error")
-            if self.cfg.rate_limit_per_s > 0 and not self._take_token(request):
-                self.ex.counters["rate_limited"] += 1
-                return _err(429, "rate limit exceeded", {"Retry-After": "1"})
-        try:
-            resp = await handler(request)
-        except ApiError as e:
-            resp = _err(e.status, e.message)
-        except json.JSONDecodeError:
-            resp = _err(400, "invalid JSON body")
-        if "corrupt" in f.active and resp.status == 200 and isinstance(resp, web.Response):
-            rule = f.active["corrupt"]
-            if (
-                path.startswith(str(rule.get("path", "/api/")))
-                and request.method == str(rule.get("method", "GET"))
-                and f.trip("corrupt", now)
-            ):
-                resp = corrupt_reply(resp, rule)
-        if "clock_skew" in f.active:  # the server's clock, as a client sees it in Date
-            skew = float(f.active["clock_skew"].get("seconds", 0.0))
-            resp.headers["Date"] = email.utils.formatdate(time.time() + skew, usegmt=True)
-        self.flush()
-        return resp
-
-    def _take_token(self, request: web.Request) -> bool:
-        key = request.headers.get("Authorization", "")[:40] or (request.remote or "?")
-        now = time.monotonic()
-        tokens, last = self.buckets.get(key, (self.cfg.rate_limit_burst, now))
-        tokens = min(self.cfg.rate_limit_burst, tokens + (now - last) * self.cfg.rate_limit_per_s)
-        if tokens < 1.0:
-            self.buckets[key] = (tokens, now)
-            return False
-        self.buckets[key] = (tokens - 1.0, now)
-        return True
-
-    def auth(self, request: web.Request) -> str:
-        """Address of a valid, fresh bearer token's API key, else 401."""
-        h = request.headers.get("Authorization", "")
-        if not h.startswith("Bearer "):
-            raise ApiError(401, "missing bearer token")
-        try:
-            p64, s64 = h[7:].split(".", 1)
-            payload_bytes = _b64d(p64)
-            payload = json.loads(payload_bytes)
-            kid, ts = str(payload["kid"]), int(payload["ts"])
-        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
-            raise ApiError(401, "malformed bearer token") from None
-        entry = self.ex.api_keys.get(kid)
-        if entry is None:
-            raise ApiError(401, "unknown API key")
-        try:
-            entry[1].verify(payload_bytes, _b64d(s64))
-        except (BadSignatureError, ValueError):
-            raise ApiError(401, "invalid bearer token signature") from None
-        # Tokens are checked against the real wall clock (plus an injectable skew): a compressed
-        # simulated clock must not invalidate a client whose own clock is right.
-        skew = float(self.faults.active.get("clock_skew", {}).get("seconds", 0.0))
-        if abs(time.time() + skew - ts) > BEARER_VALIDITY_S:
-            raise ApiError(401, "bearer token expired")
-        return entry[0]
-
-    def sync(self) -> None:
-        """Bring the model up to the clock (real-speed mode)."""
-        if not self.clock.manual:
-            self.ex.step_to(self.clock.now(), self.participants)
+# The app's routes and stream in six parts (each a mixin of SimApp: the routes only
+# translate JSON to calls on the Exchange, where the rules live); SimApp holds the state, the
+# route table, the middleware (auth, rate limit, HTTP faults) and the helpers they share.
+class StreamPublisher:
+    """The stream (part of SimApp): the WebSocket route, subscriptions, the frames each change
+    publishes (books, trades, quick markets), the stream faults (freeze, stuck, malformed,
+    crossed, drop), and the clock that drives it all (ticker at speed, advance on a manual
+    clock). Owns sockets, stuck_books, the heartbeat times."""
 
     # -- stream fan-out -----------------------------------------------------------------------
     def _malformed(self) -> str:
@@ -2581,49 +2437,54 @@ class SimApp:
             self.flush(heartbeat=hb)
         self.clock.set(target)
 
-    # -- helpers ------------------------------------------------------------------------------
-    @staticmethod
-    async def _json(request: web.Request) -> dict[str, Any]:
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise ApiError(400, "JSON object expected")
-        return body
-
-    def _current(self, asset: str, request: web.Request) -> Market:
+    # -- stream -------------------------------------------------------------------------------
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        refuse = self.faults.active.get("ws_drop", {}).get("refuse")
+        if refuse:
+            return _err(503, "stream unavailable")
+        # [docs] the server pings every 54 s (aiohttp then waits heartbeat/2 = 27 s for the
+        # pong, the real server 60 s: stricter, and any client library answers at once)
+        ws = web.WebSocketResponse(heartbeat=54.0)
+        await ws.prepare(request)
+        self.sockets[ws] = set()
+        self.ex.counters["ws_connections"] += 1
         try:
-            iv = int(request.query.get("interval", "15"))
-        except ValueError:
-            raise ApiError(400, "invalid interval") from None
-        mid = self.ex.current.get((asset.upper(), iv))
-        if mid is None:
-            raise ApiError(404, f"no quick market for {asset} {iv}m")
-        return self.ex.markets[mid]
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                    typ, mid = data.get("type"), data.get("marketId")
+                except (ValueError, AttributeError):
+                    continue
+                if typ == "subscribe" and isinstance(mid, str):
+                    try:
+                        m = self.ex.market(mid)
+                    except ApiError:
+                        # the SDK also subscribes channels by asset; accept and ignore
+                        continue
+                    self.sockets[ws].add(m.market_id)
+                    # [docs] a confirmation, then the snapshot
+                    ack = {"type": "subscribe", "marketId": m.market_id}
+                    await ws.send_str(json.dumps({**ack, "data": {"status": "subscribed"}}))
+                    self.ex.dirty.add(m.market_id)
+                    self.flush()
+                elif typ == "unsubscribe" and isinstance(mid, str):
+                    self.sockets[ws].discard(mid)
+        finally:
+            self.sockets.pop(ws, None)
+        return ws
 
-    def _market_json(self, m: Market) -> dict[str, Any]:
-        return {
-            "id": m.market_id,
-            "chainId": self.cfg.chain_id,
-            "contractAddress": m.contract,
-            "settlementAddress": self.ex.chain["settlement"],
-            "question": f"{m.asset} above {m.strike:.2f} at {m.end}?",
-            "description": "simulated quick market",
-            "category": "crypto",
-            "expiration": m.end,  # HEAD reads `expiration`
-            "expirationTime": m.end,  # 0.1.0 reads `expirationTime` first
-            "maker": MARKET_CREATOR,
-            "resolved": m.resolved,
-            "winningOutcome": m.outcome,
-            "volume": m.volume,
-            "createdAt": m.created_at,
-            "updatedAt": m.updated_at,
-        }
+    async def drop_sockets(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=1011, message=b"dropped by simulator")
+        self.sockets.clear()
 
-    @staticmethod
-    def _limit(request: web.Request, default: int = 100) -> int:
-        try:
-            return max(1, min(1000, int(request.query.get("limit", default))))
-        except ValueError:
-            raise ApiError(400, "invalid limit") from None
+
+class MarketRoutes:
+    """Public market reads (part of SimApp): health, markets, stats, quick markets and their
+    history and prices, books, trades, resolution, platform stats, holders. Owns nothing: reads
+    the Exchange."""
 
     # -- public routes ------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
@@ -2744,54 +2605,11 @@ class SimApp:
         rows.sort(key=lambda r: -(r["yesShares"] + r["noShares"]))
         return web.json_response({"topHolders": rows[: self._limit(request)]})
 
-    async def balances(self, request: web.Request) -> web.Response:
-        a = request.match_info["address"].lower()
-        self.ex.ledger.ensure(a)
-        return web.json_response(
-            {
-                "balance": str(self.ex.ledger.balance[a]),
-                "allowance": str(self.ex.ledger.allowance.get(a, 0)),
-            }
-        )
 
-    async def contract_nonce(self, request: web.Request) -> web.Response:
-        c, owner = request.match_info["contract"], request.match_info["owner"].lower()
-        if same_addr(c, self.ex.chain["usdc"]):
-            return web.json_response({"nonce": self.ex.ledger.permit_nonce[owner]})
-        if same_addr(c, self.ex.chain["ctf"]):
-            return web.json_response({"nonce": self.ex.ledger.ctf_nonce[owner]})
-        raise ApiError(404, "unknown contract")
-
-    async def claimable(self, request: web.Request) -> web.Response:
-        a = request.match_info["address"].lower()
-        out = []
-        total = 0
-        for (addr, mid), p in self.ex.ledger.positions.items():
-            m = self.ex.markets[mid]
-            if addr != a or not m.resolved:
-                continue
-            bal = p.yes if m.outcome == YES else p.no
-            if bal > 0:
-                out.append(
-                    {
-                        "market_id": mid,
-                        "contract_address": m.contract,
-                        "outcome_label": "YES" if m.outcome == YES else "NO",
-                        "balance": str(bal),  # u6 shares
-                        "payout": f"{bal / 1e6:.2f}",  # dollars, spec 3.2 #28: "10.50"
-                    }
-                )
-                total += bal
-        return web.json_response(
-            {"claimable": out, "count": len(out), "totalPayout": f"{total / 1e6:.2f}"}
-        )
-
-    async def claim_data(self, request: web.Request) -> web.Response:
-        a = request.match_info["address"].lower()
-        refs = [x for x in request.query.get("markets", "").split(",") if x]
-        if not refs:
-            raise ApiError(400, "markets is required")
-        return web.json_response({"markets": [self.ex.claim_data(a, r) for r in refs]})
+class AccountRoutes:
+    """Orders and accounts (part of SimApp): API keys, placing, reading and cancelling orders,
+    positions, user orders, activity and stats, balances and nonces, pending and failed trades,
+    settlement status. Owns the API keys (in the Exchange)."""
 
     async def register_key(self, request: web.Request) -> web.Response:
         body = await self._json(request)
@@ -2979,6 +2797,60 @@ class SimApp:
             {**p.to_json(), "found": True, "status": p.status, "error": p.reason}
         )
 
+    async def balances(self, request: web.Request) -> web.Response:
+        a = request.match_info["address"].lower()
+        self.ex.ledger.ensure(a)
+        return web.json_response(
+            {
+                "balance": str(self.ex.ledger.balance[a]),
+                "allowance": str(self.ex.ledger.allowance.get(a, 0)),
+            }
+        )
+
+    async def contract_nonce(self, request: web.Request) -> web.Response:
+        c, owner = request.match_info["contract"], request.match_info["owner"].lower()
+        if same_addr(c, self.ex.chain["usdc"]):
+            return web.json_response({"nonce": self.ex.ledger.permit_nonce[owner]})
+        if same_addr(c, self.ex.chain["ctf"]):
+            return web.json_response({"nonce": self.ex.ledger.ctf_nonce[owner]})
+        raise ApiError(404, "unknown contract")
+
+
+class RelayerRoutes:
+    """Claims and the relayer (part of SimApp): claimable, claim-data, the USDC permit, the CTF
+    approval and single and batch redemptions. Owns nothing of its own: the Exchange books them."""
+
+    async def claimable(self, request: web.Request) -> web.Response:
+        a = request.match_info["address"].lower()
+        out = []
+        total = 0
+        for (addr, mid), p in self.ex.ledger.positions.items():
+            m = self.ex.markets[mid]
+            if addr != a or not m.resolved:
+                continue
+            bal = p.yes if m.outcome == YES else p.no
+            if bal > 0:
+                out.append(
+                    {
+                        "market_id": mid,
+                        "contract_address": m.contract,
+                        "outcome_label": "YES" if m.outcome == YES else "NO",
+                        "balance": str(bal),  # u6 shares
+                        "payout": f"{bal / 1e6:.2f}",  # dollars, spec 3.2 #28: "10.50"
+                    }
+                )
+                total += bal
+        return web.json_response(
+            {"claimable": out, "count": len(out), "totalPayout": f"{total / 1e6:.2f}"}
+        )
+
+    async def claim_data(self, request: web.Request) -> web.Response:
+        a = request.match_info["address"].lower()
+        refs = [x for x in request.query.get("markets", "").split(",") if x]
+        if not refs:
+            raise ApiError(400, "markets is required")
+        return web.json_response({"markets": [self.ex.claim_data(a, r) for r in refs]})
+
     async def relayer_permit(self, request: web.Request) -> web.Response:
         self.auth(request)
         body = await self._json(request)
@@ -3082,43 +2954,10 @@ class SimApp:
         tx = results[0]["tx_hash"]  # HEAD's examples read txHash (camel) on the batch route
         return web.json_response({"success": True, "results": results, "txHash": tx, "tx_hash": tx})
 
-    # -- stream -------------------------------------------------------------------------------
-    async def stream(self, request: web.Request) -> web.StreamResponse:
-        refuse = self.faults.active.get("ws_drop", {}).get("refuse")
-        if refuse:
-            return _err(503, "stream unavailable")
-        # [docs] the server pings every 54 s (aiohttp then waits heartbeat/2 = 27 s for the
-        # pong, the real server 60 s: stricter, and any client library answers at once)
-        ws = web.WebSocketResponse(heartbeat=54.0)
-        await ws.prepare(request)
-        self.sockets[ws] = set()
-        self.ex.counters["ws_connections"] += 1
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    data = json.loads(msg.data)
-                    typ, mid = data.get("type"), data.get("marketId")
-                except (ValueError, AttributeError):
-                    continue
-                if typ == "subscribe" and isinstance(mid, str):
-                    try:
-                        m = self.ex.market(mid)
-                    except ApiError:
-                        # the SDK also subscribes channels by asset; accept and ignore
-                        continue
-                    self.sockets[ws].add(m.market_id)
-                    # [docs] a confirmation, then the snapshot
-                    ack = {"type": "subscribe", "marketId": m.market_id}
-                    await ws.send_str(json.dumps({**ack, "data": {"status": "subscribed"}}))
-                    self.ex.dirty.add(m.market_id)
-                    self.flush()
-                elif typ == "unsubscribe" and isinstance(mid, str):
-                    self.sockets[ws].discard(mid)
-        finally:
-            self.sockets.pop(ws, None)
-        return ws
+
+class HermesRoutes:
+    """Pyth Hermes (part of SimApp): /v2/updates/price/latest and the server-sent price stream from
+    the model's oracle price. Owns hermes_streams and price_waiters."""
 
     # -- Pyth Hermes ---------------------------------------------------------------------------
     def _hermes_ids(self, request: web.Request) -> list[str]:
@@ -3205,10 +3044,10 @@ class SimApp:
             self.hermes_streams.discard(resp)
         return resp
 
-    async def drop_sockets(self) -> None:
-        for ws in list(self.sockets):
-            await ws.close(code=1011, message=b"dropped by simulator")
-        self.sockets.clear()
+
+class AdminRoutes:
+    """The simulator's own controls (part of SimApp, never faulted): faults on and off, advance,
+    state, mint. Owns the faults switched on."""
 
     # -- admin --------------------------------------------------------------------------------
     async def sim_fault_on(self, request: web.Request) -> web.Response:
@@ -3272,6 +3111,286 @@ class SimApp:
         body = await request.json()
         self.ex.ledger.mint(str(body["address"]).lower(), int(body["amount"]))
         return web.json_response({"ok": True})
+
+
+class SimApp(
+    StreamPublisher, MarketRoutes, AccountRoutes, RelayerRoutes, HermesRoutes, AdminRoutes
+):
+    """The simulator's HTTP and WebSocket app: its state, the route table, the middleware
+    (auth, the rate limit, HTTP faults) and the helpers its parts share."""
+
+    def __init__(self, cfg: SimConfig, clock: Clock | None = None) -> None:
+        self.cfg = cfg
+        # a caller may supply the clock (a subclass sharing time with another process)
+        self.clock = clock or default_clock(cfg)
+        self.ex = Exchange(cfg, self.clock)
+        self.participants = participants_for(self.ex) if cfg.participants else None
+        self.faults = self.ex.faults
+        self.sockets: dict[web.WebSocketResponse, set[str]] = {}
+        self.stuck_books: dict[str, str] = {}  # ws_stuck: the book text each market froze at
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.last_heartbeat = self.ex.t
+        self.last_heartbeat_real = self.clock.real()
+        self._malformed_i = 0
+        self._sends: set[asyncio.Future[None]] = set()
+        self.hermes_streams: set[web.StreamResponse] = set()
+        self.price_waiters: set[asyncio.Future[None]] = set()  # streams waiting for a step
+        self.app = web.Application(middlewares=[self.middleware], client_max_size=1 << 20)
+        self._routes()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _routes(self) -> None:
+        r = self.app.router
+        g, p, d = r.add_get, r.add_post, r.add_delete
+        g("/health", self.health)
+        g("/api/v1/health", self.health)
+        g("/api/v1/markets", self.markets)
+        g("/api/v1/markets/{market_id}", self.market_one)
+        g("/api/v1/quick-markets/{asset}", self.quick_market)
+        g("/api/v1/quick-markets/{asset}/history", self.quick_history)
+        g("/api/v1/quick-markets/{asset}/price", self.quick_price)
+        g("/api/v1/quick-markets/{asset}/price-history", self.price_history)
+        g("/api/v1/orderbook/{market_id}", self.orderbook)
+        g("/api/v1/trades/{market_id}", self.trades)
+        g("/api/v1/stats/{market_id}", self.stats)
+        g("/api/v1/resolution/{market_id}", self.resolution)
+        g("/api/v1/platform/stats", self.platform_stats)
+        g("/api/v1/holders/{market_id}", self.holders)
+        p("/api/v1/orders", self.post_order)
+        g("/api/v1/orders", self.get_orders)
+        d("/api/v1/orders", self.cancel_market)
+        g("/api/v1/orders/{order_hash}", self.get_order)
+        d("/api/v1/orders/{order_hash}", self.cancel_order)
+        g("/api/v1/positions/{market}", self.positions)
+        g("/api/v1/users/{address}/positions", self.user_positions)
+        g("/api/v1/users/{address}/orders", self.user_orders)
+        g("/api/v1/users/{address}/activity", self.user_activity)
+        g("/api/v1/users/{address}/claimable", self.claimable)
+        g("/api/v1/users/{address}/claim-data", self.claim_data)
+        g("/api/v1/users/{address}/balances", self.balances)
+        g("/api/v1/contracts/nonce/{contract}/{owner}", self.contract_nonce)
+        g("/api/v1/user-stats", self.user_stats)
+        g("/api/v1/pending-trades", self.pending_trades)
+        g("/api/v1/failed-trades", self.failed_trades)
+        g("/api/v1/settlements/{tx_hash}", self.settlement_status)
+        # redemptions are executed at once here: nothing is ever pending or failed
+        for name in ("failed-claims", "pending-claims"):
+            g(f"/api/v1/{name}", self._empty_list(name))
+        p("/api/v1/api-keys", self.register_key)
+        p("/api/v1/relayer/usdc-permit", self.relayer_permit)
+        p("/api/v1/relayer/ctf-approval", self.relayer_ctf_approval)
+        p("/api/v1/relayer/ctf-redemption", self.relayer_redeem)
+        p("/api/v1/relayer/batch-ctf-redemption", self.relayer_batch_redeem)
+        g("/api/v1/stream", self.stream)
+        g("/v2/updates/price/latest", self.hermes_latest)
+        g("/v2/updates/price/stream", self.hermes_stream)
+        p("/sim/fault/{name}", self.sim_fault_on)
+        d("/sim/fault/{name}", self.sim_fault_off)
+        p("/sim/advance", self.sim_advance)
+        g("/sim/state", self.sim_state)
+        p("/sim/mint", self.sim_mint)
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[..., Any]
+    ) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/sim/"):
+            return await handler(request)
+        if path.startswith("/v2/"):  # Hermes: another service, none of Turbine's faults
+            self.sync()
+            self.ex.counters["hermes_requests"] += 1
+            try:
+                return await handler(request)
+            except ApiError as e:
+                return _err(e.status, e.message)
+        self.sync()
+        self.ex.counters["requests"] += 1
+        f = self.faults
+        now = self.ex.t
+        slow = f.active.get("latency")
+        if slow is not None and path.startswith(str(slow.get("path", "/"))):
+            if request.method == str(slow.get("method", request.method)):
+                await asyncio.sleep(float(slow.get("ms", 200)) / 1000.0)
+        if path != "/api/v1/stream":
+            redirect = f.active.get("redirect")  # a CDN or proxy sending clients elsewhere
+            if (
+                redirect is not None
+                and path.startswith(str(redirect.get("path", "/api/")))
+                and f.trip("redirect", now)
+            ):
+                to = str(redirect.get("to", "http://127.0.0.1:9")).rstrip("/")
+                return web.Response(
+                    status=int(redirect.get("status", 307)),
+                    headers={"Location": to + request.path_qs},
+                )
+            if f.trip("http_429", now):
+                return _err(429, "rate limit exceeded", {"Retry-After": "1"})
+            h404 = str(f.active.get("http_404", {}).get("path", "/"))
+            if path.lower().startswith(h404.lower()) and f.trip("http_404", now):
+                return _err(404, "not found")
+            h500 = str(f.active.get("http_500", {}).get("path", "/"))
+            if path.lower().startswith(h500.lower()) and f.trip("http_500", now):
+                return _err(500, "internal server error")
+            if self.cfg.rate_limit_per_s > 0 and not self._take_token(request):
+                self.ex.counters["rate_limited"] += 1
+                return _err(429, "rate limit exceeded", {"Retry-After": "1"})
+        try:
+            resp = await handler(request)
+        except ApiError as e:
+            resp = _err(e.status, e.message)
+        except json.JSONDecodeError:
+            resp = _err(400, "invalid JSON body")
+        if "corrupt" in f.active and resp.status == 200 and isinstance(resp, web.Response):
+            rule = f.active["corrupt"]
+            if (
+                path.startswith(str(rule.get("path", "/api/")))
+                and request.method == str(rule.get("method", "GET"))
+                and f.trip("corrupt", now)
+            ):
+                resp = corrupt_reply(resp, rule)
+        if "clock_skew" in f.active:  # the server's clock, as a client sees it in Date
+            skew = float(f.active["clock_skew"].get("seconds", 0.0))
+            resp.headers["Date"] = email.utils.formatdate(time.time() + skew, usegmt=True)
+        self.flush()
+        return resp
+
+    def _take_token(self, request: web.Request) -> bool:
+        key = request.headers.get("Authorization", "")[:40] or (request.remote or "?")
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key, (self.cfg.rate_limit_burst, now))
+        tokens = min(self.cfg.rate_limit_burst, tokens + (now - last) * self.cfg.rate_limit_per_s)
+        if tokens < 1.0:
+            self.buckets[key] = (tokens, now)
+            return False
+        self.buckets[key] = (tokens - 1.0, now)
+        return True
+
+    def auth(self, request: web.Request) -> str:
+        """Address of a valid, fresh bearer token's API key, else 401."""
+        h = request.headers.get("Authorization", "")
+        if not h.startswith("Bearer "):
+            raise ApiError(401, "missing bearer token")
+        try:
+            p64, s64 = h[7:].split(".", 1)
+            payload_bytes = _b64d(p64)
+            payload = json.loads(payload_bytes)
+            kid, ts = str(payload["kid"]), int(payload["ts"])
+        except Exception:  # noqa: BLE001 -- untrusted input: any failure is a refusal
+            raise ApiError(401, "malformed bearer token") from None
+        entry = self.ex.api_keys.get(kid)
+        if entry is None:
+            raise ApiError(401, "unknown API key")
+        try:
+            entry[1].verify(payload_bytes, _b64d(s64))
+        except (BadSignatureError, ValueError):
+            raise ApiError(401, "invalid bearer token signature") from None
+        # Tokens are checked against the real wall clock (plus an injectable skew): a compressed
+        # simulated clock must not invalidate a client whose own clock is right.
+        skew = float(self.faults.active.get("clock_skew", {}).get("seconds", 0.0))
+        if abs(time.time() + skew - ts) > BEARER_VALIDITY_S:
+            raise ApiError(401, "bearer token expired")
+        return entry[0]
+
+    def sync(self) -> None:
+        """Bring the model up to the clock (real-speed mode)."""
+        if not self.clock.manual:
+            self.ex.step_to(self.clock.now(), self.participants)
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    async def _json(request: web.Request) -> dict[str, Any]:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "JSON object expected")
+        return body
+
+    def _current(self, asset: str, request: web.Request) -> Market:
+        try:
+            iv = int(request.query.get("interval", "15"))
+        except ValueError:
+            raise ApiError(400, "invalid interval") from None
+        mid = self.ex.current.get((asset.upper(), iv))
+        if mid is None:
+            raise ApiError(404, f"no quick market for {asset} {iv}m")
+        return self.ex.markets[mid]
+
+    def _market_json(self, m: Market) -> dict[str, Any]:
+        return {
+            "id": m.market_id,
+            "chainId": self.cfg.chain_id,
+            "contractAddress": m.contract,
+            "settlementAddress": self.ex.chain["settlement"],
+            "question": f"{m.asset} above {m.strike:.2f} at {m.end}?",
+            "description": "simulated quick market",
+            "category": "crypto",
+            "expiration": m.end,  # HEAD reads `expiration`
+            "expirationTime": m.end,  # 0.1.0 reads `expirationTime` first
+            "maker": MARKET_CREATOR,
+            "resolved": m.resolved,
+            "winningOutcome": m.outcome,
+            "volume": m.volume,
+            "createdAt": m.created_at,
+            "updatedAt": m.updated_at,
+        }
+
+    @staticmethod
+    def _limit(request: web.Request, default: int = 100) -> int:
+        try:
+            return max(1, min(1000, int(request.query.get("limit", default))))
+        except ValueError:
+            raise ApiError(400, "invalid limit") from None
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
 
 
 # ---------------------------------------------------------------------------------------------
