@@ -285,6 +285,14 @@ class Config:
         reload=True,
     )
     balance_s: float = _f(300.0, "re-read the USDC balance for the budgets (s)", 5, 86400)
+    rebate_share: float = _f(
+        0.20,
+        "maker rebates (spec 1.4): the share of the virtual taker fee 0.25 (p(1-p))^2 of "
+        "notional paid to makers, pro rata (an estimate per fill, never in realized PnL)",
+        0,
+        1,
+        reload=True,
+    )
     fee_bps: float = _f(
         0.0, "assumed maker fee, bps of size (undocumented; sim: 0)", 0, 1000,
         reload=True,
@@ -2252,6 +2260,14 @@ def fair_value(
     return w * model + (1 - w) * micro
 
 
+def maker_rebate(price: float, shares: float, share: float) -> float:
+    """A maker fill's rebate (spec 1.4, quick markets): `share` (20%) of a virtual taker fee
+    of 0.25 (p(1-p))^2 of the fill's notional: 0.0016 USDC a share at 0.50, 0.0002 at 0.10.
+    Paid daily, pro rata to makers' volume; payouts under $0.10 are skipped."""
+    p = min(1.0, max(0.0, price))
+    return share * 0.25 * (p * (1 - p)) ** 2 * price * shares
+
+
 def binary_move(fair: float, seconds_left: float, horizon_s: float) -> float:
     """The binary's likely move (one standard deviation, probability units) over the next
     `horizon_s`: phi(d) x sqrt(h / tau) with d = N^-1(fair). It is largest near the strike
@@ -3236,6 +3252,8 @@ class MarketMetrics:
     price_streamed: Any
     markout_short: Any
     markout_long: Any
+    rebates: Any
+    closed: Any
 
 
 class Metrics:
@@ -3244,9 +3262,16 @@ class Metrics:
     `market` label (BTC:15): sum over it for the portfolio."""
 
     def __init__(self, bot: str, port: int = 0) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            ProcessCollector,
+        )
 
         self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU, open files
         lb = ["bot", "market"]
         self._per_market = {
             "orders": Counter("spike_orders_placed", "orders placed", lb, registry=r),
@@ -3278,6 +3303,18 @@ class Metrics:
             ),
             "price_streamed": Gauge(
                 "spike_price_streamed", "1: the oracle's stream, 0: Turbine's poll", lb, registry=r
+            ),
+            "rebates": Counter(
+                "spike_rebates_estimated_usdc",
+                "maker rebates our fills earn, estimated by spec 1.4's formula (not in realized)",
+                lb,
+                registry=r,
+            ),
+            "closed": Counter(
+                "spike_closed_seconds",
+                "market seconds failed closed, by reason",
+                ["bot", "market", "reason"],
+                registry=r,
             ),
             "markout_short": Gauge(
                 "spike_markout_short_per_share",
@@ -3346,7 +3383,11 @@ class Metrics:
             start_http_server(port, addr="127.0.0.1", registry=r)
 
     def market(self, key: MarketKey) -> MarketMetrics:
-        kids = {k: m.labels(self.bot, str(key)) for k, m in self._per_market.items()}
+        kids: dict[str, Any] = {
+            k: m.labels(self.bot, str(key)) for k, m in self._per_market.items() if k != "closed"
+        }
+        closed = self._per_market["closed"]  # one more label: the reason, given when it counts
+        kids["closed"] = lambda reason: closed.labels(self.bot, str(key), reason)
         return MarketMetrics(**kids)
 
     def limited(self, counts: dict[str, int]) -> None:
@@ -3500,6 +3541,7 @@ class Counters:
     cancels_streamed: int = 0  # cancels before a replacement, confirmed by the stream
     cancels_read_back: int = 0  # ... confirmed by reading our orders back over REST
     reversals: int = 0  # fills that failed at settlement, taken back
+    rebates_est: float = 0.0  # maker rebates our fills earn, estimated (USDC; spec 1.4)
 
 
 @dataclass
@@ -4656,6 +4698,11 @@ class Fills(Owner):
         shares, px = size / SIZE_SCALE, price / PRICE_SCALE
         fee = shares * self.cfg.fee_bps / 10_000
         self.book(m, side, px, shares, fee)
+        # our quotes never cross the book we saw (quotes' maker-only clamp): a fill of ours is
+        # taken as a maker fill (an order that matched on arrival, a rare race, is counted too)
+        rebate = maker_rebate(px, shares, self.cfg.rebate_share)
+        self.ledger.count(s, "rebates_est", rebate)
+        s.metrics.rebates.inc(rebate)
         if self.told is not None:
             self.told(s, side, px, shares, self.clock.now())
         self.ledger.count(s, "fills")
@@ -4676,6 +4723,7 @@ class Fills(Owner):
             avg_price=round(m.pnl.avg, 6),
             realized=round(m.pnl.realized, 6),
             fee=round(fee, 6),
+            rebate_est=round(rebate, 6),  # estimated, not in realized (spec 1.4)
             fair=round(m.fair, 6) if m.fair is not None else None,  # edge captured (report)
         )
 
@@ -5284,9 +5332,14 @@ class Status(Owner):
         self.prices = prices
         self.claims = claims
         self.mode = mode
+        self.last_update: float | None = None  # clock time of the last update_gauges
 
     def update_gauges(self) -> None:
+        now = self.clock.now()
+        dt, self.last_update = max(0.0, now - (self.last_update or now)), now
         for s in self.slots:
+            if not s.quoting and s.closed_reason and s.closed_reason != "starting":
+                s.metrics.closed(s.closed_reason).inc(dt)  # fail-closed time by reason
             r, u = self.ledger.pnl_now(s)
             mm = s.metrics
             mm.pnl_realized.set(r)
@@ -5319,6 +5372,7 @@ class Status(Owner):
                 "fills": s.c.fills,
                 "orders": s.c.orders,
                 "claimed_usdc": round(s.c.claimed_usdc, 6),
+                "rebates_est": round(s.c.rebates_est, 6),  # estimated, not in realized
                 "budget": round(s.budget, 2) if math.isfinite(s.budget) else None,
             }
         return out
@@ -5341,6 +5395,7 @@ class Status(Owner):
             "requests": self.metrics.requests_total,
             "errors": dict(self.metrics.errors_by_kind),
             "claimed_usdc": round(c.claimed_usdc, 6),
+            "rebates_est": round(c.rebates_est, 6),  # maker rebates, estimated: not in total
             "fail_closed": c.fail_closed,
             "open_notional": round(notional, 4),
             "net_exposure": round(net, 4),
@@ -5398,6 +5453,8 @@ class Status(Owner):
         r, u = self.ledger.pnl_now()
         _, net = self.risk.portfolio()
         tail = f"pnl {r + u:+.2f} fills {self.ledger.c.fills} expo {net:+.1f}"
+        if self.ledger.c.rebates_est >= 0.005:  # estimated maker rebates, beside the PnL
+            tail += f" reb +{self.ledger.c.rebates_est:.2f}"
         if self.claims.pending:  # winnings (or losses) waiting for resolution: not capital
             tail += f" claims {len(self.claims.pending)} ({self.claims.held():g} sh)"
         if self.claims.given_up:
@@ -5794,6 +5851,7 @@ class Bot:
             orders_left_ok=left_ok,
             realized=round(r, 6),
             unrealized=round(u, 6),
+            rebates_est=round(self.c.rebates_est, 6),
             fills=self.c.fills,
             orders=self.c.orders,
             requests=self.metrics.requests_total,
