@@ -80,6 +80,7 @@ class BotHarness:
         exchange_kind: str = "spike",
         record: pathlib.Path | None = None,
         paper: bool = False,
+        metrics_port: int = 0,  # serve /metrics on 127.0.0.1 (a real Prometheus scrapes it)
         **overrides: Any,
     ) -> None:
         import spike_bot as sb
@@ -107,7 +108,8 @@ class BotHarness:
         self.exchange_kind = exchange_kind
         self.paper = paper  # --paper: the simulator is the live market, orders are paper
         self.record = record
-        self.metrics = sb.Metrics(cfg.bot_name)
+        self.metrics_port = metrics_port
+        self.metrics = sb.Metrics(cfg.bot_name, metrics_port)
         self.kid, self.secret = creds_for(sim, self.key)
         self.thread: threading.Thread | None = None
         self.bot = None

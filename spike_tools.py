@@ -161,6 +161,9 @@ def summarize(events: list[dict[str, Any]], bad_lines: int = 0) -> dict[str, Any
         # snapshots lag); it ends at the shutdown line's figure (test_tools)
         "realized_pnl": round((pnl_series(events)[1] or [0.0])[-1], 4),
         "unrealized_pnl": round(float(finals[-1].get("unrealized", 0.0)), 4) if finals else None,
+        # spec 1.4's maker rebates on our fills, estimated by the bot (never in realized PnL;
+        # the exchange pays them daily and publishes no per-wallet figure to reconcile with)
+        "maker_rebates_est": round(sum(float(e.get("rebate_est", 0.0)) for e in fills), 4),
         "fees": round(sum(float(e.get("fee", 0.0)) for e in fills), 6),
         "max_inventory": max([abs(float(e.get("position", 0))) for e in fills] or [0.0]),
         "claims": len(by.get("claim", [])),
@@ -449,6 +452,20 @@ def closed_by_reason(events: list[dict[str, Any]]) -> dict[str, float]:
     return {k: round(v, 1) for k, v in sorted(out.items())}
 
 
+# what the report names when both runs had the same settings: what a reader asks first
+SETTINGS_THAT_MATTER = (
+    "markets",
+    "base_spread",
+    "order_size",
+    "deep_edge",
+    "deep_order_size",
+    "max_position",
+    "max_loss_per_market",
+    "max_loss_per_day",
+    "capital_usdc",
+)
+
+
 def print_verdict(runs: list[dict[str, Any]], out: Any) -> dict[str, Any] | None:
     """The report's first screen: which bot did better, was it real, and why; then each
     bot's stability, live changes and the settings in which they differ."""
@@ -492,6 +509,10 @@ def print_verdict(runs: list[dict[str, Any]], out: Any) -> dict[str, Any] | None
         print("== settings that differ", file=out)
         for k in differ:
             print(f"{k}: " + ", ".join(f"{b} {c.get(k)}" for b, c in configs), file=out)
+    elif len(configs) >= 2 and all(c for _, c in configs):
+        first = configs[0][1]
+        same = ", ".join(f"{k} {first.get(k)}" for k in SETTINGS_THAT_MATTER if k in first)
+        print(f"== identical settings ({same})", file=out)
     print("== figures", file=out)
     return cmp
 

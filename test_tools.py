@@ -287,6 +287,29 @@ def test_paired_difference_mean_interval_and_verdict(tmp_path: pathlib.Path, cap
     assert "base_spread: spike_bot 0.04, official_spike_bot 0.06" in out
     assert sb.main(["report", "--json", str(a), str(b)]) == 0
     assert json.loads(capsys.readouterr().out)["comparison"]["mean_diff"] == 3.0
+    # the same settings: the report names them instead of printing nothing (issue 30)
+    market_log(b, "official_spike_bot", {f"0xm{i}": 0.5 for i in range(1, 6)})
+    assert sb.main(["report", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "== identical settings (base_spread 0.04)" in out and "settings that differ" not in out
+
+
+def test_the_report_shows_each_bots_estimated_maker_rebates(tmp_path: pathlib.Path) -> None:
+    """Rebates are their own row (the fills' estimates summed), never part of realized PnL."""
+    a = tmp_path / "a.log"
+    lines = [
+        ev(0, "start", bot="spike_bot"),
+        ev(1, "fill", bot="spike_bot", side="BUY", size=10.0, price=0.5, position=10.0,
+           realized=0.0, rebate_est=round(sb.maker_rebate(0.5, 10.0, 0.2), 6)),
+        ev(2, "fill", bot="spike_bot", side="SELL", size=10.0, price=0.6, position=0.0,
+           realized=1.0, rebate_est=round(sb.maker_rebate(0.6, 10.0, 0.2), 6)),
+        ev(3, "shutdown", bot="spike_bot", realized=1.0, unrealized=0.0),
+    ]
+    a.write_text("\n".join(lines) + "\n")
+    s = st.summarize(*st.read_events(str(a)))
+    # 0.2 x 0.25 x (p(1-p))^2 x notional: 0.015625 at 0.50 and 0.0172 at 0.60 for 10 shares
+    assert s["maker_rebates_est"] == pytest.approx(0.0156 + 0.0173, abs=2e-4)
+    assert s["realized_pnl"] == 1.0
 
 
 def test_t_quantiles_and_live_changes() -> None:

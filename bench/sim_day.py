@@ -72,6 +72,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="sim_day")
     ap.add_argument("--markets", default="BTC:15", help="what both bots quote (--markets)")
+    ap.add_argument(
+        "--no-rebates", action="store_true", help="the simulator pays no maker rebates"
+    )
     a = ap.parse_args()
     keys = sb.parse_markets(a.markets)
     out = pathlib.Path(a.out)
@@ -85,13 +88,16 @@ def main() -> int:
             seed=a.seed,
             assets=tuple(dict.fromkeys(k.asset for k in keys)),
             intervals=tuple(sorted({k.interval for k in keys})),
+            maker_rebate=not a.no_rebates,  # spec 1.4; the report's estimates beside them
         )
     )
     seconds = a.hours * 3600 / a.speed
     ctx = mp.get_context("fork")
     procs = []
+    addrs = {}
     for kind in ("spike", "official"):
         key = "0x" + Account.create().key.hex().removeprefix("0x")
+        addrs[kind] = Account.from_key(key).address.lower()
         kid, secret = ts.new_api_credentials_for_tests(sim, key)
         p = ctx.Process(
             target=run_bot,
@@ -112,7 +118,16 @@ def main() -> int:
     )
     logs = [str(out / "spike_bot.log"), str(out / "official_spike_bot.log")]
     with open(out / "report.txt", "w") as fh:
-        spike_tools.report(logs, str(out), out=fh)
+        runs = spike_tools.report(logs, str(out), out=fh)
+        if not a.no_rebates:  # the bots' own estimates against what the simulator accrued
+            paid = st.get("rebates", {})
+            print("== maker rebates: each bot's estimate against the simulator's accrual", file=fh)
+            for r, kind in zip(runs, ("spike", "official"), strict=True):
+                print(
+                    f"{r.get('bot')}: estimated {r.get('maker_rebates_est')}, simulator "
+                    f"{paid.get(addrs[kind], 0) / 1e6:.4f} USDC",
+                    file=fh,
+                )
     print((out / "report.txt").read_text())
     return 0 if all(p.exitcode == 0 for p in procs) else 1
 
