@@ -4046,6 +4046,7 @@ class Check:
 
     cfg: Config
     m: MarketState | None
+    now: float  # clock time (market time)
     fresh: bool  # the market's book is no older than stale_after_s
     day_killed: bool
     bad_read: str | None  # a read the quotes depend on whose replies keep being refused
@@ -4139,6 +4140,7 @@ class Risk(Owner):
         c = Check(
             cfg=self.cfg,
             m=m,
+            now=self.clock.now(),
             fresh=m is not None and self.watch.fresh(m.qm.market_id),
             day_killed=self.day_killed,
             bad_read=self.boundary.failing(),

@@ -136,17 +136,26 @@ def test_position_limit_stops_the_growing_side(qsim: ts.Sim, tmp_path: pathlib.P
 def test_rollover_leaves_no_order_on_old_market(
     qsim: ts.Sim, tmp_path: pathlib.Path, kind: str
 ) -> None:
+    """Timing decisions asserted on the simulated time of their events (issue 29): flat, the
+    last orders go within a tick of T-tminus_reduce_only_s (nothing to reduce), the roll
+    within a tick of the end, and the new market's first orders within a tick of the roll."""
     h = BotHarness(qsim, tmp_path, exchange_kind=kind).start()
     try:
         old = h.market_id()
         end = qsim.state()["markets"]["BTC:15"]["endTime"]
-        qsim.advance(end - qsim.clock.now() - 30)  # into the T-minus windows
-        h.tick(2)
+        tick, pull = h.cfg.tick_s, h.cfg.tminus_reduce_only_s
+        qsim.advance(end - qsim.clock.now() - pull - 3 * tick)  # just before the window
+        h.tick(6)
         assert h.open_orders(old) == []  # pulled before the end
+        gone = [e for e in h.events("order_cancelled") if e["market"] == old]
+        assert gone and end - pull <= gone[-1]["t"] <= end - pull + tick, (gone[-1], end)
         h.tick_until(lambda: h.events("rollover"))
         ev = h.events("rollover")[0]
         assert ev["old_market"] == old and ev["new_market"] == h.market_id() != old
+        assert end <= ev["t"] <= end + tick, (ev["t"], end)
         h.tick_until(lambda: len(h.open_orders(h.market_id())) == 2)
+        first = [e for e in h.events("order_placed") if e["market"] == ev["new_market"]]
+        assert first[0]["t"] <= ev["t"] + tick, (first[0]["t"], ev["t"])
         assert h.open_orders(old) == []
     finally:
         h.stop()
