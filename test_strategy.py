@@ -777,7 +777,8 @@ def test_stops_answer_in_their_order_of_priority() -> None:
 
     def first(side: int | None = None, **kw: Any) -> Any:
         base = {
-            "cfg": cfg(), "m": m, "now": 100.0, "fresh": True, "day_killed": False, "bad_read": None,
+            "cfg": cfg(), "m": m, "now": 100.0, "fresh": True, "day_killed": False,
+            "bad_read": None,
             "log_ok": True, "host_failing": False, "move_bp": None, "sell_ok": True,
             "dry_run": False,
         }  # fmt: skip
