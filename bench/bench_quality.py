@@ -15,16 +15,21 @@ Seeds: the tuning set (1001, 1002, ...) is what strategy settings were chosen on
 set (2001, 2002, ...) is what docs/figures.md reports. A worse result than a baseline is a finding,
 reported as is.
 
-Presets: realistic and classic (thin markets) and deep (as deep as Polymarket's BTC 15-minute
-books; docs/simulator.md).
+Presets: contested (the default: a deep book contested by sub-cent steppers, official-program
+makers and a second spike_bot the bench runs, `--rivals`), realistic and classic (thin
+markets) and deep (as deep as Polymarket's BTC 15-minute books, uncontested); docs/simulator.md.
+Maker rebates (spec 1.4) accrue in every run and each table shows PnL with and without them.
 
 Strategies (the engine, order manager and limits are spike_bot's for all but official):
-  spike        spike_bot with today's defaults (chosen on the tuning seeds, 2026-11-26: a
-               0.04 spread plus one likely 10 s move of the binary each side, 10 shares,
-               inventory skew 0.15)
-  spike_seed   spike_bot with the seed's defaults (0.40 spread, blend fair), pinned here
+  spike        spike_bot with today's defaults (thin books: a 0.04 spread plus one likely
+               10 s move of the binary each side, 10 shares, skew 0.15, chosen 2026-11-26;
+               deep books met at the touch, issue 23; the model on the price's realized
+               volatility, issue 27)
+  spike_seed   spike_bot with the seed's quoting, pinned here: a 0.40 spread, 5 shares, the
+               blend fair at a fixed 55% vol, no deep-book quoting
+  seed_today   the seed's settings with today's deep-book quoting and realized volatility
   mid_quoter   symmetric quotes around the book mid, the seed's spread and size, no skew,
-               no extremes widening, no T-minus rules
+               no extremes widening, no T-minus rules; in a deep book it meets the touch
   spike_stream spike_bot's defaults with price_source=pyth (the simulator's Hermes stream);
                every other strategy polls Turbine's price every 2 s (not in the default set:
                --strategies spike,spike_stream compares the two price sources)
@@ -75,9 +80,17 @@ SEED_DEFAULTS: dict[str, Any] = {
     "extreme_widen": 0.10,
     "requote_tolerance": 0.03,
     "risk_spread": 0.0,
+    # what the seed did not have: deep-book quoting (issue 23), the realized volatility
+    # (issue 27), the wider tolerance for passive quotes (issue 28). Off, so the baseline is
+    # the seed's quoting and does not take today's features.
+    "deep_depth": 0.0,
+    "vol_window_s": 0.0,
+    "requote_passive_mult": 1.0,
 }
 MID = {
     **SEED_DEFAULTS,
+    # a mid quoter as strong as it can be in a deep book: it meets the touch (deep mode on)
+    "deep_depth": sb.Config().deep_depth,
     "fair_source": "mid",
     "skew_factor": 0.0,
     "extreme_widen": 0.0,
@@ -155,6 +168,13 @@ STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
     "spike_t1": ({"toxicity_k": 1.0}, None),
     "spike_t2": ({"toxicity_k": 2.0}, None),
     "spike_fixvol": ({"vol_window_s": 0.0}, None),  # the model at a fixed model_vol (0.55)
+    # the seed's settings with today's deep quoting and realized vol (what the skew and the
+    # thin-book settings add in a deep book)
+    "seed_today": (
+        {k: v for k, v in SEED_DEFAULTS.items()
+         if k not in ("deep_depth", "vol_window_s", "requote_passive_mult")},
+        None,
+    ),
     "spike_w5": ({"deep_model_weight": 0.5}, None),
     "spike_w9": ({"deep_model_weight": 0.9}, None),
     "spike_live": ({}, None),  # on a live clock (LIVE, below)
