@@ -138,6 +138,13 @@ class Config:
         10000,
         reload=True,
     )
+    open_quiet_s: float = _f(
+        0.0,
+        "no quoting in a market's first this many seconds (fail closed: market_opening; 0: off)",
+        0,
+        3600,
+        reload=True,
+    )
     pause_window_s: float = _f(
         3.0, "the fast_move stop's window (s)", 0.5, 600, reload=True
     )
@@ -4088,6 +4095,11 @@ STOPS: tuple[Stop, ...] = (
         lambda c: c.cfg.pause_move_bp > 0
         and c.move_bp is not None
         and c.move_bp >= c.cfg.pause_move_bp,
+    ),
+    # off unless open_quiet_s > 0: a market's first seconds, before its book has formed
+    Stop(
+        "market_opening",
+        lambda c: c.m is not None and c.now - c.m.qm.start < c.cfg.open_quiet_s,
     ),
     Stop("host_failing", lambda c: c.host_failing, close=False),
     # the chain refuses a SELL of shares we hold without the CTF operator approval

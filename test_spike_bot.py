@@ -986,3 +986,21 @@ def test_a_fast_oracle_move_pauses_quoting_when_turned_on(
         assert h.events("resumed")[-1]["after"] == "fast_move"
     finally:
         h.stop()
+
+
+def test_no_quoting_in_a_markets_first_seconds_when_asked(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    """open_quiet_s (off by default) is one rule in STOPS: the next market's first orders go
+    out no sooner than open_quiet_s after its start (simulated time)."""
+    h = BotHarness(qsim, tmp_path, open_quiet_s=20.0).start(wait_quotes=False)
+    try:
+        qsim.fault("resolve_now")  # a new market starts now
+        roll = h.tick_until(lambda: h.events("rollover"))[0]
+        new, start = roll["new_market"], qsim.state()["markets"]["BTC:15"]["startTime"]
+        h.tick_until(lambda: len(h.open_orders(new)) == 2, 30)
+        first = [e for e in h.events("order_placed") if e["market"] == new][0]
+        assert start + 20 <= first["t"] <= start + 20 + 2 * h.cfg.tick_s, (first["t"], start)
+        assert "market_opening" in {e["reason"] for e in h.events("fail_closed")}
+    finally:
+        h.stop()
