@@ -999,7 +999,7 @@ def test_no_quoting_in_a_markets_first_seconds_when_asked(
         roll = h.tick_until(lambda: h.events("rollover"))[0]
         new, start = roll["new_market"], qsim.state()["markets"]["BTC:15"]["startTime"]
         h.tick_until(lambda: len(h.open_orders(new)) == 2, 30)
-        first = [e for e in h.events("order_placed") if e["market"] == new][0]
+        first = next(e for e in h.events("order_placed") if e["market"] == new)
         assert start + 20 <= first["t"] <= start + 20 + 2 * h.cfg.tick_s, (first["t"], start)
         assert "market_opening" in {e["reason"] for e in h.events("fail_closed")}
     finally:
