@@ -8,7 +8,7 @@ difference of PnL per market with its 95% interval. Figures come from the simula
 (ledger arithmetic over our trades and the outcomes), not from the bot's own accounting.
 
     python bench/bench_quality.py [--seeds 10] [--hours 2] [--presets realistic,classic,deep]
-                                  [--set tuning|heldout] [--jobs 2] [--quick] [--json]
+                                  [--set tuning|heldout] [--skip K] [--jobs 2] [--quick] [--json]
                                   [--strategies spike_live,official,...] [--sdk PATH] [--speed 20]
 
 Seeds: the tuning set (1001, 1002, ...) is what strategy settings were chosen on; the held-out
@@ -316,6 +316,9 @@ def main() -> int:
         "--rivals", type=int, default=1, help="spike_bot rivals in contested runs (lockstep)"
     )
     ap.add_argument("--set", dest="seed_set", choices=sorted(SEED_SETS), default="heldout")
+    ap.add_argument(
+        "--skip", type=int, default=0, help="start at the set's seed K+1 (extend an earlier run)"
+    )
     ap.add_argument("--strategies", default=DEFAULT_STRATEGIES)
     ap.add_argument(
         "--rebate",
@@ -340,7 +343,7 @@ def main() -> int:
         print(f"skipping the `official` baseline: {SDK_HELP}")
         names.remove("official")
     presets = [p for p in a.presets.split(",") if p]
-    seeds = [SEED_SETS[a.seed_set] + i for i in range(a.seeds)]
+    seeds = [SEED_SETS[a.seed_set] + a.skip + i for i in range(a.seeds)]
     sim_kw = {"maker_rebate": True}  # accrued aside: it changes no trade
     live = {"speed": a.speed, "sdk": sdk, "rivals": a.rivals}
     jobs = [(n, p, s, a.hours, sim_kw, live) for p in presets for s in seeds for n in names]
