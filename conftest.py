@@ -19,6 +19,7 @@ from harness import (  # noqa: F401 -- re-exported for the tests
     SIM_START,
     BotHarness,
     creds_for,
+    free_port,
     quiet_sim_cfg,
     wait_until,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,13 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.
 
 
 _CREDS: dict[tuple[int, str], tuple[str, str]] = {}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (a metrics endpoint, a Prometheus, a simulator)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def creds_for(sim: turbine_sim.Sim, key: str) -> tuple[str, str]:

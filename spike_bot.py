@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import collections
 import contextlib
 import dataclasses
 import fcntl
-import itertools
 import json
 import logging
 import math
@@ -3913,8 +3913,9 @@ class PriceSource(Owner):
         self.step_prices: dict[str, tuple[float, float]] = {}  # Feed.prices at step start
         self.last_step_mono = 0.0  # monotonic time of the last step's start (read by the stream)
         self.step_now = 0.0  # clock time of the last step's start (the streamed price's age)
-        # asset -> (time, price) of each new price the model was given: realized_vol
-        self.hist: dict[str, collections.deque[tuple[float, float]]] = {}
+        # asset -> (time, price, running sum of squared log returns up to it) of each new price
+        # the model was given: realized_vol is a difference of two sums, not a pass per step
+        self.hist: dict[str, collections.deque[tuple[float, float, float]]] = {}
 
     def __repr__(self) -> str:
         return "PriceSource(<key redacted>)"
@@ -4004,7 +4005,8 @@ class PriceSource(Owner):
             t = self.step_prices[asset][1] if streamed is not None else self.asset_px_at.get(asset)
             h = self.hist.setdefault(asset, collections.deque(maxlen=VOL_SAMPLES))
             if t is not None and (not h or t > h[-1][0]):
-                h.append((t, px))
+                cum = h[-1][2] + math.log(px / h[-1][1]) ** 2 if h else 0.0
+                h.append((t, px, cum))
         return px
 
     def move(self, asset: str, window_s: float) -> tuple[float, float] | None:
@@ -4013,8 +4015,8 @@ class PriceSource(Owner):
         h = self.hist.get(asset)
         if not h or len(h) < 2:
             return None
-        t_now, p_now = h[-1]
-        then = next((p for t, p in reversed(h) if t <= t_now - window_s), h[0][1])
+        t_now, p_now, _ = h[-1]
+        then = next((p for t, p, _ in reversed(h) if t <= t_now - window_s), h[0][1])
         return then, p_now
 
     def realized_vol(self, asset: str) -> float | None:
@@ -4026,12 +4028,11 @@ class PriceSource(Owner):
         h = self.hist.get(asset)
         if not h or len(h) < VOL_MIN_RETURNS + 1:
             return None
-        start = h[-1][0] - self.cfg.vol_window_s
-        pts = [x for x in h if x[0] >= start]
-        if len(pts) < VOL_MIN_RETURNS + 1 or pts[-1][0] - pts[0][0] < self.cfg.vol_window_s / 5:
+        first = bisect.bisect_left(h, h[-1][0] - self.cfg.vol_window_s, key=lambda x: x[0])
+        (t0, _, cum0), (t1, _, cum1) = h[first], h[-1]
+        if len(h) - first < VOL_MIN_RETURNS + 1 or t1 - t0 < self.cfg.vol_window_s / 5:
             return None
-        ss = sum(math.log(b[1] / a[1]) ** 2 for a, b in itertools.pairwise(pts))
-        vol = math.sqrt(ss / (pts[-1][0] - pts[0][0]) * SECONDS_PER_YEAR)
+        vol = math.sqrt((cum1 - cum0) / (t1 - t0) * SECONDS_PER_YEAR)
         return min(VOL_CAP, max(VOL_FLOOR, vol))
 
     def state(self, asset: str) -> tuple[str, float]:
@@ -4112,6 +4113,16 @@ STOPS: tuple[Stop, ...] = (
 )
 
 
+def first_stop(c: Check, side: int | None = None, side_only: bool = False) -> Stop | None:
+    """The first of STOPS that holds: the market's rules and, with `side`, that side's too
+    (`side_only`: that side's own rules alone)."""
+    for x in STOPS:
+        applies = x.side == side if side_only else x.side is None or x.side == side
+        if applies and x.holds(c):
+            return x
+    return None
+
+
 # -- risk: kill switches, capital and limits ------------------------------------------------------
 class Risk(Owner):
     """Limits and kill switches (engine thread). Owns the day's kill switch, each market's
@@ -4162,10 +4173,7 @@ class Risk(Owner):
             sell_ok=self.sell_ok(),
             dry_run=self.dry_run,
         )
-        rules = [x for x in STOPS if x.side == side] if side_only else [
-            x for x in STOPS if x.side is None or x.side == side
-        ]
-        return next((x for x in rules if x.holds(c)), None)
+        return first_stop(c, side, side_only)
 
     def blocked(self, s: Slot) -> str | None:
         """Why the slot's market may not quote now (a closing stop's reason), or None."""

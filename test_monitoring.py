@@ -13,7 +13,6 @@ import json
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import time
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 import requests
 
 import turbine_sim as ts
-from conftest import BotHarness, quiet_sim_cfg, wait_until
+from conftest import BotHarness, free_port, quiet_sim_cfg, wait_until
 
 ROOT = pathlib.Path(__file__).parent
 INSTALL = "Prometheus missing: apt-get install prometheus (Debian; it brings promtool)"
@@ -33,12 +32,6 @@ def need(tool: str) -> str:
     if path is None:
         pytest.skip(INSTALL)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_alert_rules_check_and_their_unit_tests_pass() -> None:

@@ -8,7 +8,6 @@ any speed. The ticker is driven here through an injected real-time source, never
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import turbine_sim as ts
-from conftest import SIM_START, wait_until
+from conftest import SIM_START, free_port, wait_until
 
 START = SIM_START + 0.37  # not on a whole second: the grid must not care
 T = 2_000.0  # simulated seconds: two rollovers (900 s, 1800 s) and two resolutions
@@ -162,17 +161,11 @@ def test_default_clock_at_1x_is_wall_time_and_compressed_starts_on_a_boundary() 
     assert c60.now() % 900 == pytest.approx(1.0, abs=0.5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("speed", [1.0, 100.0])
 def test_standalone_process_moves_time(speed: float) -> None:
     """`python turbine_sim.py` as a user runs it: time, prices and participants move at 1x
     and at speed; at 1x its clock is the wall clock."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "turbine_sim.py", "--port", str(port), "--speed", str(speed)],
         cwd=os.path.dirname(os.path.abspath(__file__)),

@@ -20,7 +20,7 @@ import requests
 from eth_account import Account
 
 import turbine_sim as ts
-from conftest import ROOT, SIM_START, BotHarness, quiet_sim_cfg, wait_until
+from conftest import ROOT, SIM_START, BotHarness, free_port, quiet_sim_cfg, wait_until
 
 KINDS = ["spike"]
 if (ROOT / "official_spike_bot.py").exists():
@@ -712,14 +712,8 @@ def test_market_loss_kill_switch(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
 
 
 def test_metrics_endpoint(qsim: ts.Sim, tmp_path: pathlib.Path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    h = BotHarness(qsim, tmp_path)
-    h.metrics = h.sb.Metrics(h.cfg.bot_name, port)
-    h.start()
+    port = free_port()
+    h = BotHarness(qsim, tmp_path, metrics_port=port).start()
     try:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         for name in (

@@ -770,7 +770,7 @@ def test_stops_answer_in_their_order_of_priority() -> None:
     """STOPS is the one ordered answer to "may this market quote": with several stops holding
     the first in the list is the reason; a hold-only stop (the host failing) keeps resting
     orders; a side rule stops that side's new orders only."""
-    from spike_bot import STOPS, Check, MarketState, QuickMarket
+    from spike_bot import Check, MarketState, QuickMarket, first_stop
 
     m = MarketState(QuickMarket("0x" + "ab" * 32, "0x" + "cd" * 20, "BTC", 100.0, 0, 900))
     m.fair = 0.5
@@ -782,9 +782,7 @@ def test_stops_answer_in_their_order_of_priority() -> None:
             "log_ok": True, "host_failing": False, "move_bp": None, "sell_ok": True,
             "dry_run": False,
         }  # fmt: skip
-        c = Check(**{**base, **kw})
-        hit = [x for x in STOPS if (x.side is None or x.side == side) and x.holds(c)]
-        return hit[0] if hit else None
+        return first_stop(Check(**{**base, **kw}), side)
 
     assert first() is None
     assert first(fresh=False, day_killed=True, bad_read="orders").reason == "stale_feed"

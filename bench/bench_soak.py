@@ -43,6 +43,14 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def our_trades(ex: ts.Exchange, addr: str, mid: str) -> Any:
+    """(trade, sign, shares, price) of each trade in market `mid` with `addr` on exactly one
+    side (a trade with itself changes nothing): sign +1 bought, -1 sold."""
+    for tr in ex.api_trades[mid]:
+        if (addr == tr["buyer"]) != (addr == tr["seller"]):
+            yield tr, 1 if tr["buyer"] == addr else -1, tr["size"] / 1e6, tr["price"] / 1e6
+
+
 def markouts(ex: ts.Exchange, addr: str) -> tuple[float, float]:
     """Average markout per share of the bot's fills, in USDC: the simulator's true probability
     30 s and 60 s after the fill against the fill price, signed so that positive means the
@@ -50,16 +58,12 @@ def markouts(ex: ts.Exchange, addr: str) -> tuple[float, float]:
     truth = truth_fn(ex)
     tot = {30: 0.0, 60: 0.0}
     shares = 0.0
-    for mid, trades in ex.api_trades.items():
+    for mid in ex.api_trades:
         m = ex.markets[mid]
-        for tr in trades:
-            if (addr == tr["buyer"]) == (addr == tr["seller"]):
-                continue  # not ours, or a trade with itself (no change)
-            sign = 1 if tr["buyer"] == addr else -1
-            q = tr["size"] / 1e6
+        for tr, sign, q, px in our_trades(ex, addr, mid):
             shares += q
             for h in (30, 60):
-                tot[h] += sign * (worth(truth, m, tr, h) - tr["price"] / 1e6) * q
+                tot[h] += sign * (worth(truth, m, tr, h) - px) * q
     if not shares:
         return 0.0, 0.0
     return round(tot[30] / shares, 5), round(tot[60] / shares, 5)
@@ -106,11 +110,7 @@ def market_stats(ex: ts.Exchange, addr: str) -> list[dict[str, Any]]:
         cash = notional = shares = 0.0
         held = {ts.YES: 0.0, ts.NO: 0.0}  # net shares of each outcome
         mk = {30: 0.0, 60: 0.0}
-        for tr in ex.api_trades[mid]:
-            if (addr == tr["buyer"]) == (addr == tr["seller"]):
-                continue  # not ours, or a trade with itself (no change)
-            sign = 1 if tr["buyer"] == addr else -1
-            q, px = tr["size"] / 1e6, tr["price"] / 1e6
+        for tr, sign, q, px in our_trades(ex, addr, mid):
             cash -= sign * q * px
             held[tr["outcome"]] += sign * q
             notional += q * px
@@ -163,17 +163,12 @@ def by_counterparty(ex: ts.Exchange, addr: str, parts: Any) -> dict[str, dict[st
             names[a] = "sdk_maker"
     truth = truth_fn(ex)
     out: dict[str, dict[str, float]] = {}
-    for mid, trades in ex.api_trades.items():
+    for mid in ex.api_trades:
         m = ex.markets[mid]
         if not m.resolved:
             continue
-        for tr in trades:
-            if (addr == tr["buyer"]) == (addr == tr["seller"]):
-                continue
-            other = tr["seller"] if tr["buyer"] == addr else tr["buyer"]
-            who = names.get(other, "api")
-            sign = 1 if tr["buyer"] == addr else -1
-            q, px = tr["size"] / 1e6, tr["price"] / 1e6
+        for tr, sign, q, px in our_trades(ex, addr, mid):
+            who = names.get(tr["seller"] if sign > 0 else tr["buyer"], "api")
             won = 1.0 if m.outcome == ts.YES else 0.0
             worth_end = won if tr["outcome"] == ts.YES else 1.0 - won
             d = out.setdefault(who, {"shares": 0.0, "pnl": 0.0, "mk5": 0.0, "mk30": 0.0})
