@@ -202,6 +202,9 @@ class BotHarness:
         wait_until(lambda: idle() or not self.thread.is_alive(), 10, 0.002)
 
     def tick_until(self, pred: Callable[[], Any], max_ticks: int = 60) -> Any:
+        # The bot may be mid-step (its first step runs without a tick): a predicate read
+        # then can see the exchange ahead of the bot's own log and state.
+        self.settle()
         for _ in range(max_ticks):
             v = pred()
             if v:
