@@ -320,6 +320,14 @@ class Config:
         20.0, "pull every order this close to expiry (s)", 0, 86400,
         reload=True,
     )
+    tminus_skew_s: float = _f(
+        0.0, "ramp the inventory skew up over this many last seconds (0: off)", 0, 86400,
+        reload=True,
+    )
+    tminus_skew_mult: float = _f(
+        2.0, "skew multiplier reached at expiry in the tminus_skew_s ramp", 1, 20,
+        reload=True,
+    )
     # -- schedule --------------------------------------------------------------------------------
     tick_s: float = _f(2.0, "quote loop heartbeat (s); book changes wake it sooner", 0.01, 60)
     positions_s: float = _f(5.0, "poll positions (s); orders are read back on a change", 0.1, 600)
@@ -2295,11 +2303,16 @@ def extremes_half_spread(fair: float, base_half: float, cfg: Config) -> float:
     return base_half
 
 
-def inventory_skew(inventory: float, cfg: Config) -> float:
-    """Shift of both quotes: long YES lowers them (sell sooner, buy later), short raises them."""
+def inventory_skew(inventory: float, cfg: Config, seconds_left: float = math.inf) -> float:
+    """Shift of both quotes: long YES lowers them (sell sooner, buy later), short raises them.
+    Within tminus_skew_s of expiry the shift grows linearly to tminus_skew_mult times: what is
+    held at the end is a whole binary payout, not a mark, so it should be shed sooner there."""
     if cfg.max_position <= 0:
         return 0.0
-    return -cfg.skew_factor * max(-1.0, min(1.0, inventory / cfg.max_position))
+    k = cfg.skew_factor
+    if cfg.tminus_skew_s > 0 and seconds_left < cfg.tminus_skew_s:
+        k *= 1.0 + (cfg.tminus_skew_mult - 1.0) * (1.0 - max(0.0, seconds_left) / cfg.tminus_skew_s)
+    return -k * max(-1.0, min(1.0, inventory / cfg.max_position))
 
 
 def book_is_deep(book: Book, cfg: Config) -> bool:
@@ -2352,7 +2365,7 @@ def quotes(
     #    where it is quoted tight.
     half = extremes_half_spread(fair, half, cfg)
     # 2. inventory skew moves the centre
-    centre = fair + inventory_skew(inventory, cfg)
+    centre = fair + inventory_skew(inventory, cfg, seconds_left)
     bid_p, ask_p = centre - half, centre + half
     # 3. limits: never grow inventory past max_position; near the end only reduce
     size_sh = min(size_sh, cfg.max_order_size)
@@ -3501,6 +3514,11 @@ class MarketState:
     may_fill: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Fills (and Orders.sync, which counts fills per order for it)
     filled: dict[str, int] = field(default_factory=dict)  # order hash -> size counted
+    # fills booked within settle_grace_s (clock time, side, shares): what the chain may not
+    # have settled yet, per side (a buy and a sell pending together show no net lag)
+    recent_fills: collections.deque[tuple[float, int, float]] = field(
+        default_factory=collections.deque
+    )
     meta: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (side, price)
     pnl: PnL = field(default_factory=PnL)
     # pnl = base + journal: `base` is what a restart carried over (and the oldest fills,
@@ -3516,9 +3534,10 @@ class MarketState:
     mismatch_since: float = 0.0  # clock time it was first seen
     implausible: bool = False  # the last position read was beyond capacity: fail closed
     # the last good position read and what could fill after it: (yes, no, placed_buy,
-    # placed_sell, BUY and SELL shares then resting, BUY and SELL fills booked then but not
-    # yet in the position); None until the market's first good read
-    good: tuple[int, int, float, float, float, float, float, float] | None = None
+    # placed_sell, BUY and SELL shares then resting, the net lag of the fills booked then
+    # but not yet in the position as BUY and SELL shares, and each side's fills booked within
+    # settle_grace_s); None until the market's first good read
+    good: tuple[int, int, float, float, float, float, float, float, float, float] | None = None
     # Risk: this market's loss kill switch
     killed: bool = False
     # BookWatch: ts of the stream book REST last disagreed with (logged once)
@@ -4720,6 +4739,10 @@ class Fills(Owner):
         shares, px = size / SIZE_SCALE, price / PRICE_SCALE
         fee = shares * self.cfg.fee_bps / 10_000
         self.book(m, side, px, shares, fee)
+        now = self.clock.now()
+        m.recent_fills.append((now, side, shares))
+        while m.recent_fills[0][0] < now - self.cfg.settle_grace_s:
+            m.recent_fills.popleft()
         # our quotes never cross the book we saw (quotes' maker-only clamp): a fill of ours is
         # taken as a maker fill (an order that matched on arrival, a rare race, is counted too)
         rebate = maker_rebate(px, shares, self.cfg.rebate_share)
@@ -4827,7 +4850,8 @@ class Fills(Owner):
         """A position our orders could have filled. Before the market's first good read:
         neither side more shares than every order we placed (or adopted, or carried over a
         restart) in this market. After it: the last good position moved only as far as our
-        orders since could fill it, in the direction each could (`window`). Beyond that it
+        orders since could fill it, in the direction each could (`window`), or its net is
+        exactly the position our fills booked. Beyond that it
         is `position_implausible` (an alert), the market fails closed and the last good
         position is kept; a believable read ends it."""
         m = s.m
@@ -4836,8 +4860,14 @@ class Fills(Owner):
         why = "" if yes <= cap and no <= cap else "beyond every order placed"
         if not why and m.good is not None:
             why = self.window(m, yes, no)
+            if why and yes - no == round(m.pnl.position * SIZE_SCALE):
+                # YES and NO moved further than our orders since the last read explain, but
+                # the net is exactly what our own fills booked: a buy and a sell matched
+                # before that read (their net lag 0, so nothing looked pending) and settled
+                # after it (spec 6.5). The net is the only number the engine trades on.
+                why = ""
         if not why:
-            m.good = self.snapshot(m, yes, no)
+            m.good = self.snapshot(m, yes, no, self.clock.now() - self.cfg.settle_grace_s)
             if m.implausible:
                 m.implausible = False
                 self.log.event(
@@ -4862,15 +4892,22 @@ class Fills(Owner):
 
     @staticmethod
     def snapshot(
-        m: MarketState, yes: int, no: int
-    ) -> tuple[int, int, float, float, float, float, float, float]:
+        m: MarketState, yes: int, no: int, since: float
+    ) -> tuple[int, int, float, float, float, float, float, float, float, float]:
         """A good read, and what could still fill after it: our orders not yet read back as
         final (their size less the fills counted: fills not yet read are in it; a cancelled
         order's racing fill too) and the fills booked but not yet in the position
-        (settlement lags the match, spec 6.5)."""
+        (settlement lags the match, spec 6.5): the net lag, and each side's fills booked
+        after `since` (a buy and a sell pending together leave no net lag, yet each moves
+        YES or NO when it settles)."""
         rest = {BUY: 0.0, SELL: 0.0}
         for h, (side, size) in m.may_fill.items():
             rest[side] += max(0, size - m.filled.get(h, 0)) / SIZE_SCALE
+        while m.recent_fills and m.recent_fills[0][0] < since:
+            m.recent_fills.popleft()
+        pending = {BUY: 0.0, SELL: 0.0}
+        for _, side, shares in m.recent_fills:
+            pending[side] += shares
         lag = m.pnl.position - (yes - no) / SIZE_SCALE
         return (
             yes,
@@ -4881,6 +4918,8 @@ class Fills(Owner):
             rest[SELL],
             max(0.0, lag),
             max(0.0, -lag),
+            pending[BUY],
+            pending[SELL],
         )
 
     @staticmethod
@@ -4889,16 +4928,19 @@ class Fills(Owner):
         sells NO back); a SELL of YES sells YES held or splits and leaves NO: YES moves within
         [-sells, +buys], NO within [-buys, +sells], and the net YES position likewise."""
         assert m.good is not None
-        y0, n0, pb0, ps0, rb, rs, lb, ls = m.good
+        y0, n0, pb0, ps0, rb, rs, lb, ls, qb, qs = m.good
         buys = round((m.placed_buy - pb0 + rb + lb) * SIZE_SCALE) + 1
         sells = round((m.placed_sell - ps0 + rs + ls) * SIZE_SCALE) + 1
+        # YES and NO alone may also move by fills pending at that read on either side (a
+        # buy and a sell settling together move both); the net only as far as its own lag
+        gb, gs = buys + round(qb * SIZE_SCALE), sells + round(qs * SIZE_SCALE)
         dy, dn = yes - y0, no - n0
-        if not -sells <= dy <= buys:
+        if not -gs <= dy <= gb:
             return f"YES moved {dy / SIZE_SCALE:+g} since the last good read; our orders " \
-                f"could move it {-sells / SIZE_SCALE:g}..{buys / SIZE_SCALE:+g}"
-        if not -buys <= dn <= sells:
+                f"could move it {-gs / SIZE_SCALE:g}..{gb / SIZE_SCALE:+g}"
+        if not -gb <= dn <= gs:
             return f"NO moved {dn / SIZE_SCALE:+g} since the last good read; our orders " \
-                f"could move it {-buys / SIZE_SCALE:g}..{sells / SIZE_SCALE:+g}"
+                f"could move it {-gb / SIZE_SCALE:g}..{gs / SIZE_SCALE:+g}"
         if not -sells <= dy - dn <= buys:
             return f"net moved {(dy - dn) / SIZE_SCALE:+g} since the last good read"
         return ""

@@ -229,6 +229,38 @@ def test_a_position_read_beyond_what_our_orders_could_fill_is_refused(
         h.stop()
 
 
+def test_a_buy_and_a_sell_settling_after_a_read_are_believed(
+    qsim: ts.Sim, tmp_path: pathlib.Path
+) -> None:
+    """Found in a contested bench run (2026-12-06): both sides filled twice, a positions read
+    came before the chain settled them (net lag 0, so nothing looked pending), then YES and NO
+    each grew by 10 at settlement, beyond what our orders since that read could fill, and the
+    market failed closed as `position_implausible` for its last 342 s. Fills booked within
+    settle_grace_s may move YES and NO on their own side, and a read whose net is exactly
+    what our fills booked is believed; the net itself is still bounded as before (a lie about
+    it is refused; so, for a few seconds, is a batch that settles our sells before our buys:
+    the two cannot be told apart). The reads are put to
+    the engine's own check while it is parked between ticks (when a read lands in the
+    settlement lag is thread timing in a harness run)."""
+    h = BotHarness(qsim, tmp_path).start()
+    try:
+        s, fills, m = h.slot, h.bot.fills, h.slot.m
+        assert m.good is not None and (m.good[0], m.good[1]) == (0, 0)
+        for side, px in ((ts.SELL, 600_000), (ts.SELL, 600_000), (ts.BUY, 400_000),
+                         (ts.BUY, 400_000)):
+            fills.on_fill(s, "0x" + "ab" * 32, side, px, 5_000_000)  # matched, not settled
+        assert m.pnl.position == 0.0
+        assert fills.believable(s, 0, 0)  # the read in the settlement lag: nothing moved yet
+        assert fills.believable(s, 10_000_000, 10_000_000)  # settled: YES and NO each +10
+        assert not h.events("position_implausible")
+        # the net is still held to what our orders explain: +10 net from nowhere is refused
+        assert not fills.believable(s, 10_000_000, 0)
+        ev = h.events("position_implausible")
+        assert len(ev) == 1 and "net moved +10" in ev[0]["why"], ev
+    finally:
+        h.stop()
+
+
 # -- 4. a stream that keeps talking but has stopped telling the truth ---------------------------
 def test_a_stream_repeating_a_stale_book_is_found_out(
     qsim: ts.Sim, tmp_path: pathlib.Path, kind: str

@@ -139,6 +139,20 @@ def test_inventory_skew_direction() -> None:
     assert side(long_, BUY).price == 250_000 and side(short, SELL).price == 750_000
 
 
+def test_late_skew_ramps_up_only_in_its_window() -> None:
+    """tminus_skew_s (off by default): the skew grows linearly to tminus_skew_mult times at
+    expiry, unchanged before the window; the quotes' centre follows it."""
+    assert cfg().tminus_skew_s == 0.0
+    assert sb.inventory_skew(5.0, cfg(skew_factor=0.1, max_position=10), 10.0) == -0.05
+    c = cfg(skew_factor=0.1, max_position=10, tminus_skew_s=300, tminus_skew_mult=3.0)
+    assert sb.inventory_skew(5.0, c, 600.0) == pytest.approx(-0.05)
+    assert sb.inventory_skew(5.0, c, 300.0) == pytest.approx(-0.05)
+    assert sb.inventory_skew(5.0, c, 150.0) == pytest.approx(-0.10)
+    assert sb.inventory_skew(-5.0, c, 0.0) == pytest.approx(+0.15)
+    early, late = sb.quotes(0.5, 5.0, Book(), 600, c), sb.quotes(0.5, 5.0, Book(), 150, c)
+    assert side(late, SELL).price < side(early, SELL).price  # sells sooner near the end
+
+
 def test_position_limits_per_side() -> None:
     c = cfg(max_position=10, order_size=5)
     assert side(sb.quotes(0.5, 10.0, Book(), 600, c), BUY) is None  # no more YES

@@ -178,6 +178,9 @@ STRATEGIES: dict[str, tuple[dict[str, Any], Any]] = {
     # the realistic tail (issue 27, noticed): reduce-only from T-180 s / a stronger skew
     "spike_ro180": ({"tminus_reduce_only_s": 180.0, "tminus_widen_s": 300.0}, None),
     "spike_sk30": ({"skew_factor": 0.30}, None),
+    # the skew ramped up near expiry only: a smaller tail into resolution without sk30's cost
+    "spike_ts300": ({"tminus_skew_s": 300.0, "tminus_skew_mult": 3.0}, None),
+    "spike_ts600": ({"tminus_skew_s": 600.0, "tminus_skew_mult": 2.0}, None),
     "spike_w5": ({"deep_model_weight": 0.5}, None),
     "spike_w9": ({"deep_model_weight": 0.9}, None),
     "spike_live": ({}, None),  # on a live clock (LIVE, below)
