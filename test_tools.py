@@ -117,13 +117,16 @@ def test_replay_of_a_recording_gives_the_live_fills(tmp_path: pathlib.Path, mark
         for side in (ts.SELL, ts.BUY):  # hit the bid, then lift the ask
             oo = h.open_orders(h.market_id())
             o = next(x for x in oo if x["side"] == (ts.BUY if side == ts.SELL else ts.SELL))
+            # a limit through the whole book (ours is the only order in it): it fills at our
+            # price even if the bot requoted between this read and the take (a loaded machine)
+            limit = 10_000 if side == ts.SELL else 990_000
 
-            def go(o: dict[str, Any] = o, side: int = side) -> None:
+            def go(o: dict[str, Any] = o, side: int = side, limit: int = limit) -> None:
                 ex = sim.app.ex
                 ex.ledger.ensure("0x" + "7a" * 20, 10**15)
                 ex.ledger.allowance["0x" + "7a" * 20] = ts.MAX_UINT
                 ex.place_internal(
-                    "0x" + "7a" * 20, o["marketId"], side, ts.YES, o["price"], o["size"], True
+                    "0x" + "7a" * 20, o["marketId"], side, ts.YES, limit, o["size"], True
                 )
                 sim.app.flush()
 
