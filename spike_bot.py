@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from statistics import NormalDist
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import requests
 import websocket
@@ -3490,6 +3490,21 @@ class PnL:
 JOURNAL_MAX = 2000
 
 
+class GoodRead(NamedTuple):
+    """A believable position read and what could move it after: our orders' placed totals
+    then, the shares then resting on each side, and the fills booked then but not yet in the
+    position (the net lag, as BUY or SELL shares)."""
+
+    yes: int
+    no: int
+    placed_buy: float
+    placed_sell: float
+    rest_buy: float
+    rest_sell: float
+    lag_buy: float
+    lag_sell: float
+
+
 @dataclass
 class MarketState:
     """Everything the engine knows about the market a slot quotes; a new one at rollover.
@@ -3514,11 +3529,6 @@ class MarketState:
     may_fill: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Fills (and Orders.sync, which counts fills per order for it)
     filled: dict[str, int] = field(default_factory=dict)  # order hash -> size counted
-    # fills booked within settle_grace_s (clock time, side, shares): what the chain may not
-    # have settled yet, per side (a buy and a sell pending together show no net lag)
-    recent_fills: collections.deque[tuple[float, int, float]] = field(
-        default_factory=collections.deque
-    )
     meta: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (side, price)
     pnl: PnL = field(default_factory=PnL)
     # pnl = base + journal: `base` is what a restart carried over (and the oldest fills,
@@ -3533,11 +3543,9 @@ class MarketState:
     mismatch: float | None = None  # exchange inventory seen once that differs from ours
     mismatch_since: float = 0.0  # clock time it was first seen
     implausible: bool = False  # the last position read was beyond capacity: fail closed
-    # the last good position read and what could fill after it: (yes, no, placed_buy,
-    # placed_sell, BUY and SELL shares then resting, the net lag of the fills booked then
-    # but not yet in the position as BUY and SELL shares, and each side's fills booked within
-    # settle_grace_s); None until the market's first good read
-    good: tuple[int, int, float, float, float, float, float, float, float, float] | None = None
+    # the last good position read and what could fill after it (Fills.snapshot); None until
+    # the market's first good read
+    good: GoodRead | None = None
     # Risk: this market's loss kill switch
     killed: bool = False
     # BookWatch: ts of the stream book REST last disagreed with (logged once)
@@ -4739,10 +4747,6 @@ class Fills(Owner):
         shares, px = size / SIZE_SCALE, price / PRICE_SCALE
         fee = shares * self.cfg.fee_bps / 10_000
         self.book(m, side, px, shares, fee)
-        now = self.clock.now()
-        m.recent_fills.append((now, side, shares))
-        while m.recent_fills[0][0] < now - self.cfg.settle_grace_s:
-            m.recent_fills.popleft()
         # our quotes never cross the book we saw (quotes' maker-only clamp): a fill of ours is
         # taken as a maker fill (an order that matched on arrival, a rare race, is counted too)
         rebate = maker_rebate(px, shares, self.cfg.rebate_share)
@@ -4850,8 +4854,7 @@ class Fills(Owner):
         """A position our orders could have filled. Before the market's first good read:
         neither side more shares than every order we placed (or adopted, or carried over a
         restart) in this market. After it: the last good position moved only as far as our
-        orders since could fill it, in the direction each could (`window`), or its net is
-        exactly the position our fills booked. Beyond that it
+        orders since could fill its net, in the direction each could (`window`). Beyond that it
         is `position_implausible` (an alert), the market fails closed and the last good
         position is kept; a believable read ends it."""
         m = s.m
@@ -4860,14 +4863,8 @@ class Fills(Owner):
         why = "" if yes <= cap and no <= cap else "beyond every order placed"
         if not why and m.good is not None:
             why = self.window(m, yes, no)
-            if why and yes - no == round(m.pnl.position * SIZE_SCALE):
-                # YES and NO moved further than our orders since the last read explain, but
-                # the net is exactly what our own fills booked: a buy and a sell matched
-                # before that read (their net lag 0, so nothing looked pending) and settled
-                # after it (spec 6.5). The net is the only number the engine trades on.
-                why = ""
         if not why:
-            m.good = self.snapshot(m, yes, no, self.clock.now() - self.cfg.settle_grace_s)
+            m.good = self.snapshot(m, yes, no)
             if m.implausible:
                 m.implausible = False
                 self.log.event(
@@ -4891,25 +4888,16 @@ class Fills(Owner):
         return False
 
     @staticmethod
-    def snapshot(
-        m: MarketState, yes: int, no: int, since: float
-    ) -> tuple[int, int, float, float, float, float, float, float, float, float]:
+    def snapshot(m: MarketState, yes: int, no: int) -> GoodRead:
         """A good read, and what could still fill after it: our orders not yet read back as
         final (their size less the fills counted: fills not yet read are in it; a cancelled
         order's racing fill too) and the fills booked but not yet in the position
-        (settlement lags the match, spec 6.5): the net lag, and each side's fills booked
-        after `since` (a buy and a sell pending together leave no net lag, yet each moves
-        YES or NO when it settles)."""
+        (settlement lags the match, spec 6.5)."""
         rest = {BUY: 0.0, SELL: 0.0}
         for h, (side, size) in m.may_fill.items():
             rest[side] += max(0, size - m.filled.get(h, 0)) / SIZE_SCALE
-        while m.recent_fills and m.recent_fills[0][0] < since:
-            m.recent_fills.popleft()
-        pending = {BUY: 0.0, SELL: 0.0}
-        for _, side, shares in m.recent_fills:
-            pending[side] += shares
         lag = m.pnl.position - (yes - no) / SIZE_SCALE
-        return (
+        return GoodRead(
             yes,
             no,
             m.placed_buy,
@@ -4918,31 +4906,23 @@ class Fills(Owner):
             rest[SELL],
             max(0.0, lag),
             max(0.0, -lag),
-            pending[BUY],
-            pending[SELL],
         )
 
     @staticmethod
     def window(m: MarketState, yes: int, no: int) -> str:
-        """Why (yes, no) cannot follow the last good read, or "". A BUY of YES adds YES (or
-        sells NO back); a SELL of YES sells YES held or splits and leaves NO: YES moves within
-        [-sells, +buys], NO within [-buys, +sells], and the net YES position likewise."""
-        assert m.good is not None
-        y0, n0, pb0, ps0, rb, rs, lb, ls, qb, qs = m.good
-        buys = round((m.placed_buy - pb0 + rb + lb) * SIZE_SCALE) + 1
-        sells = round((m.placed_sell - ps0 + rs + ls) * SIZE_SCALE) + 1
-        # YES and NO alone may also move by fills pending at that read on either side (a
-        # buy and a sell settling together move both); the net only as far as its own lag
-        gb, gs = buys + round(qb * SIZE_SCALE), sells + round(qs * SIZE_SCALE)
-        dy, dn = yes - y0, no - n0
-        if not -gs <= dy <= gb:
-            return f"YES moved {dy / SIZE_SCALE:+g} since the last good read; our orders " \
-                f"could move it {-gs / SIZE_SCALE:g}..{gb / SIZE_SCALE:+g}"
-        if not -gb <= dn <= gs:
-            return f"NO moved {dn / SIZE_SCALE:+g} since the last good read; our orders " \
-                f"could move it {-gb / SIZE_SCALE:g}..{gs / SIZE_SCALE:+g}"
-        if not -sells <= dy - dn <= buys:
-            return f"net moved {(dy - dn) / SIZE_SCALE:+g} since the last good read"
+        """Why (yes, no) cannot follow the last good read, or "". A BUY of YES adds to the net
+        YES position, a SELL takes from it: the net moves within [-sells, +buys] of what our
+        orders could fill since. YES and NO alone are not bounded here (each side's capacity
+        bounds them): a buy and a sell that settle together move both and not the net, and
+        the net is the only number the engine trades on."""
+        g = m.good
+        assert g is not None
+        buys = round((m.placed_buy - g.placed_buy + g.rest_buy + g.lag_buy) * SIZE_SCALE) + 1
+        sells = round((m.placed_sell - g.placed_sell + g.rest_sell + g.lag_sell) * SIZE_SCALE) + 1
+        moved = (yes - no) - (g.yes - g.no)
+        if not -sells <= moved <= buys:
+            return f"net moved {moved / SIZE_SCALE:+g} since the last good read; our orders " \
+                f"could move it {-sells / SIZE_SCALE:g}..{buys / SIZE_SCALE:+g}"
         return ""
 
     def poll_failed_trades(self) -> None:

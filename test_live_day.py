@@ -235,12 +235,11 @@ def test_a_buy_and_a_sell_settling_after_a_read_are_believed(
     """Found in a contested bench run (2026-12-06): both sides filled twice, a positions read
     came before the chain settled them (net lag 0, so nothing looked pending), then YES and NO
     each grew by 10 at settlement, beyond what our orders since that read could fill, and the
-    market failed closed as `position_implausible` for its last 342 s. Fills booked within
-    settle_grace_s may move YES and NO on their own side, and a read whose net is exactly
-    what our fills booked is believed; the net itself is still bounded as before (a lie about
-    it is refused; so, for a few seconds, is a batch that settles our sells before our buys:
-    the two cannot be told apart). The reads are put to
-    the engine's own check while it is parked between ticks (when a read lands in the
+    market failed closed as `position_implausible` for its last 342 s. The window bounds the
+    net position (the number the engine trades on), YES and NO alone only by capacity; the
+    net is bounded as before (a lie about it is refused; so, for a few seconds, is a batch
+    that settles our sells before our buys: the two cannot be told apart). The reads are put
+    to the engine's own check while it is parked between ticks (when a read lands in the
     settlement lag is thread timing in a harness run)."""
     h = BotHarness(qsim, tmp_path).start()
     try:
